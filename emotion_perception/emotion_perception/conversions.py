@@ -1,0 +1,148 @@
+"""The one place where core types meet ROS messages, both directions.
+
+Every function here is pure (no node, no publishing). Converting a message into a
+core type validates it and raises :class:`ConversionError` with a message a user can
+act on; nodes catch that, log it once and drop the message.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from emotion_perception_msgs.msg import Blendshapes, BlendshapesArray, Emotion, EmotionArray, FaceMesh, FaceMeshArray
+from sensor_msgs.msg import RegionOfInterest
+from std_msgs.msg import Header
+
+from .types import NUM_BLENDSHAPES, NUM_LANDMARKS, BoundingBox, EmotionEstimate, Face
+
+
+class ConversionError(ValueError):
+    """A message cannot be turned into a core type (wrong length, NaN, unknown value)."""
+
+
+def _f32(values, n: int, what: str) -> np.ndarray:
+    a = np.asarray(values, dtype=np.float32)
+    if a.shape != (n,):
+        raise ConversionError(f"{what} has {a.size} values, expected {n}")
+    if not np.all(np.isfinite(a)):
+        raise ConversionError(f"{what} holds NaN or infinite values")
+    return a
+
+
+# ---------------------------------------------------------------- faces
+
+def face_to_mesh_msg(face: Face, header: Header) -> FaceMesh:
+    msg = FaceMesh()
+    msg.header = header
+    msg.face_id = face.face_id
+    lm = np.asarray(face.landmarks, dtype=np.float32)
+    msg.x = lm[:, 0].tolist()
+    msg.y = lm[:, 1].tolist()
+    msg.z = lm[:, 2].tolist()
+    msg.image_width, msg.image_height = int(face.image_wh[0]), int(face.image_wh[1])
+    msg.bounding_box = RegionOfInterest(
+        x_offset=int(face.bbox.x), y_offset=int(face.bbox.y),
+        width=int(face.bbox.width), height=int(face.bbox.height), do_rectify=False)
+    msg.facial_transformation_matrix = np.asarray(face.transform, dtype=np.float32).reshape(16).tolist()
+    msg.score = float(face.score)
+    return msg
+
+
+def face_to_blendshapes_msg(face: Face, header: Header) -> Blendshapes:
+    msg = Blendshapes()
+    msg.header = header
+    msg.face_id = face.face_id
+    msg.scores = np.asarray(face.blendshapes, dtype=np.float32).tolist()
+    return msg
+
+
+def faces_to_msgs(faces: list[Face], header: Header) -> tuple[FaceMeshArray, BlendshapesArray]:
+    """The two arrays published for one image (empty lists when no face)."""
+    meshes = FaceMeshArray(header=header, faces=[face_to_mesh_msg(f, header) for f in faces])
+    shapes = BlendshapesArray(header=header, faces=[face_to_blendshapes_msg(f, header) for f in faces])
+    return meshes, shapes
+
+
+def mesh_msg_landmarks(msg: FaceMesh) -> np.ndarray:
+    """(478, 3) float32 landmarks of a FaceMesh, validated."""
+    return np.stack([_f32(msg.x, NUM_LANDMARKS, f"FaceMesh {msg.face_id!r} x"),
+                     _f32(msg.y, NUM_LANDMARKS, f"FaceMesh {msg.face_id!r} y"),
+                     _f32(msg.z, NUM_LANDMARKS, f"FaceMesh {msg.face_id!r} z")], axis=1)
+
+
+def mesh_msg_to_face(msg: FaceMesh, blendshapes: Blendshapes | None = None) -> Face:
+    """A core Face from a FaceMesh (and optionally its Blendshapes).
+
+    Raises:
+        ConversionError: wrong-length or non-finite arrays, zero image size, or a
+            Blendshapes message of another face.
+    """
+    if not msg.face_id:
+        raise ConversionError("FaceMesh has an empty face_id")
+    if msg.image_width == 0 or msg.image_height == 0:
+        raise ConversionError(f"FaceMesh {msg.face_id!r} has image size {msg.image_width}x{msg.image_height}")
+    landmarks = mesh_msg_landmarks(msg)
+    transform = _f32(msg.facial_transformation_matrix, 16, f"FaceMesh {msg.face_id!r} transform").reshape(4, 4)
+    if blendshapes is not None:
+        if blendshapes.face_id != msg.face_id:
+            raise ConversionError(f"Blendshapes of {blendshapes.face_id!r} paired with FaceMesh of {msg.face_id!r}")
+        scores = blendshapes_msg_scores(blendshapes)
+    else:
+        scores = np.full(NUM_BLENDSHAPES, np.nan, dtype=np.float32)
+    bb = msg.bounding_box
+    return Face(face_id=msg.face_id, landmarks=landmarks, blendshapes=scores, transform=transform,
+                bbox=BoundingBox(bb.x_offset, bb.y_offset, bb.width, bb.height),
+                score=float(msg.score), image_wh=(int(msg.image_width), int(msg.image_height)))
+
+
+def blendshapes_msg_scores(msg: Blendshapes) -> np.ndarray:
+    """(52,) float32 scores of a Blendshapes message, validated."""
+    if not msg.face_id:
+        raise ConversionError("Blendshapes has an empty face_id")
+    return _f32(msg.scores, NUM_BLENDSHAPES, f"Blendshapes {msg.face_id!r} scores")
+
+
+# ---------------------------------------------------------------- emotions
+
+def estimate_to_emotion_msg(est: EmotionEstimate, header: Header) -> Emotion:
+    probs = np.asarray(est.probabilities, dtype=np.float32)
+    if probs.shape != (len(est.class_names),):
+        raise ConversionError(f"{est.model}: {probs.size} probabilities for {len(est.class_names)} classes")
+    msg = Emotion()
+    msg.header = header
+    msg.face_id = est.face_id
+    msg.class_names = list(est.class_names)
+    msg.probabilities = probs.tolist()
+    msg.label = est.label
+    msg.confidence = est.confidence
+    msg.valence = float(est.valence)
+    msg.arousal = float(est.arousal)
+    msg.model = est.model
+    msg.frames_used = int(est.frames_used)
+    msg.confident = bool(est.confident)
+    return msg
+
+
+def estimates_to_emotion_array(estimates: list[EmotionEstimate], header: Header) -> EmotionArray:
+    return EmotionArray(header=header, emotions=[estimate_to_emotion_msg(e, header) for e in estimates])
+
+
+def emotion_msg_to_estimate(msg: Emotion) -> EmotionEstimate:
+    """A core EmotionEstimate from an Emotion message, validated.
+
+    Raises:
+        ConversionError: empty face id or model, class and probability lists of
+            different lengths, non-finite or negative probabilities.
+    """
+    if not msg.face_id:
+        raise ConversionError("Emotion has an empty face_id")
+    n = len(msg.class_names)
+    if n == 0:
+        raise ConversionError(f"Emotion of {msg.face_id!r} from {msg.model!r} has no classes")
+    probs = _f32(msg.probabilities, n, f"Emotion of {msg.face_id!r} from {msg.model!r} probabilities")
+    if np.any(probs < 0) or not math.isclose(float(probs.sum()), 1.0, abs_tol=1e-3):
+        raise ConversionError(f"Emotion of {msg.face_id!r} from {msg.model!r}: probabilities are not a distribution")
+    return EmotionEstimate(face_id=msg.face_id, class_names=tuple(msg.class_names), probabilities=probs,
+                           model=msg.model, frames_used=int(msg.frames_used), confident=bool(msg.confident),
+                           valence=float(msg.valence), arousal=float(msg.arousal))

@@ -1,0 +1,294 @@
+"""Shared plumbing of the package's nodes: QoS, parameters, diagnostics, logging
+bad input once, synchronising by stamp, and a clean ``main()``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+import time
+from typing import Any, Callable
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+#: Camera input: best effort, keep last 1-5; matches best-effort and reliable publishers.
+SENSOR_QOS = qos_profile_sensor_data
+#: Results: reliable, a short queue.
+RESULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+#: Metadata published once: late joiners still get it.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
+
+DIAGNOSTICS_PERIOD_S = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """A node parameter with its description and accepted range.
+
+    ``low``/``high`` bound numbers (inclusive); ``choices`` bounds strings.
+    """
+
+    name: str
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+    read_only: bool = False
+
+    def descriptor(self) -> ParameterDescriptor:
+        d = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.choices:
+            d.additional_constraints = "one of: " + ", ".join(self.choices)
+        if self.low is not None and self.high is not None:
+            if isinstance(self.default, bool):
+                pass
+            elif isinstance(self.default, int):
+                d.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high), step=0)]
+            elif isinstance(self.default, float):
+                d.floating_point_range = [FloatingPointRange(from_value=float(self.low), to_value=float(self.high),
+                                                             step=0.0)]
+        return d
+
+    def check(self, value: Any) -> str | None:
+        """None if ``value`` is acceptable, else the reason it is not."""
+        if isinstance(self.default, bool) != isinstance(value, bool):
+            return f"{self.name} must be a bool, got {value!r}"
+        if isinstance(self.default, (int, float)) and not isinstance(self.default, bool):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                return f"{self.name} must be a number, got {value!r}"
+            if isinstance(self.default, int) and not isinstance(value, int):
+                return f"{self.name} must be an integer, got {value!r}"
+            if self.low is not None and value < self.low or self.high is not None and value > self.high:
+                return f"{self.name}={value} is outside [{self.low}, {self.high}]"
+        if isinstance(self.default, str):
+            if not isinstance(value, str):
+                return f"{self.name} must be a string, got {value!r}"
+            if self.choices and value not in self.choices:
+                return f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
+        return None
+
+
+class ParameterError(ValueError):
+    """A parameter given at start is of the wrong type or out of range."""
+
+
+def declare_parameters(node: Node, params: list[Param], on_change: Callable[[dict], None] | None = None) -> dict:
+    """Declare ``params`` with descriptors, validate start values, guard later sets.
+
+    A value of the wrong type or out of range given at start raises
+    :class:`ParameterError` (the node cannot start with it); one set at run time is
+    rejected by the parameter callback with the reason, and the node keeps its value.
+
+    Returns:
+        name -> value of every parameter.
+    """
+    by_name = {p.name: p for p in params}
+    values = {}
+    for p in params:
+        try:
+            value = node.declare_parameter(p.name, p.default, p.descriptor()).value
+        except Exception as e:  # rclpy raises several types for a bad override
+            raise ParameterError(f"{node.get_name()}: parameter {p.name}: {e}") from None
+        if isinstance(p.default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        reason = p.check(value)
+        if reason:
+            raise ParameterError(f"{node.get_name()}: {reason}")
+        values[p.name] = value
+
+    def guard(changes) -> SetParametersResult:
+        updates = {}
+        for c in changes:
+            p = by_name.get(c.name)
+            if p is None:
+                continue
+            value = c.value
+            if isinstance(p.default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            reason = p.check(value)
+            if reason:
+                node.get_logger().error(f"rejected parameter change: {reason}")
+                return SetParametersResult(successful=False, reason=reason)
+            updates[c.name] = value
+        values.update(updates)
+        if on_change and updates:
+            on_change(updates)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(guard)
+    return values
+
+
+class OnceLog:
+    """Log each kind of bad input once per ``repeat_s`` with a running count.
+
+    ``warn(key, text)`` logs ``text`` the first time ``key`` is seen and then at most
+    every ``repeat_s`` seconds ("... (37 times so far)"), so a stream of bad frames
+    produces one actionable line, not a line per frame.
+    """
+
+    def __init__(self, node: Node, repeat_s: float = 30.0):
+        self._node = node
+        self._repeat_s = repeat_s
+        self._seen: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def _emit(self, level: str, key: str, text: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last, count = self._seen.get(key, (-1e18, 0))
+            count += 1
+            due = now - last >= self._repeat_s
+            self._seen[key] = (now if due else last, count)
+        if due:
+            suffix = f" ({count} times so far)" if count > 1 else ""
+            getattr(self._node.get_logger(), level)(text + suffix)
+
+    def error(self, key: str, text: str) -> None:
+        self._emit("error", key, text)
+
+    def warn(self, key: str, text: str) -> None:
+        self._emit("warning", key, text)
+
+    def count(self, key: str) -> int:
+        return self._seen.get(key, (0, 0))[1]
+
+
+class Diagnostics:
+    """Publishes one DiagnosticStatus for the node on ``/diagnostics`` every second.
+
+    The node calls :meth:`tick` with the processing time of each handled input and
+    :meth:`dropped` for each input it skipped; extra key/values come from ``extra``.
+    """
+
+    def __init__(self, node: Node, warn_processing_ms: float = 100.0,
+                 extra: Callable[[], dict[str, Any]] | None = None):
+        self._node = node
+        self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
+        self._warn_ms = warn_processing_ms
+        self._extra = extra
+        self._lock = threading.Lock()
+        self._times_ms: collections.deque[float] = collections.deque(maxlen=300)
+        self._stamps: collections.deque[float] = collections.deque(maxlen=300)
+        self.processed = 0
+        self.dropped_total = 0
+        self.errors_total = 0
+        self._timer = node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish)
+
+    def tick(self, processing_ms: float) -> None:
+        with self._lock:
+            self._times_ms.append(processing_ms)
+            self._stamps.append(time.monotonic())
+            self.processed += 1
+
+    def dropped(self, n: int = 1) -> None:
+        with self._lock:
+            self.dropped_total += n
+
+    def error(self, n: int = 1) -> None:
+        with self._lock:
+            self.errors_total += n
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            times = sorted(self._times_ms)
+            now = time.monotonic()
+            recent = [s for s in self._stamps if now - s <= 5.0]
+            mean_ms = sum(times) / len(times) if times else 0.0
+            p95_ms = times[int(0.95 * (len(times) - 1))] if times else 0.0
+            rate = len(recent) / 5.0
+            return {"processing_time_mean_ms": mean_ms, "processing_time_p95_ms": p95_ms,
+                    "rate_hz": rate, "processed_total": self.processed,
+                    "dropped_total": self.dropped_total, "bad_input_total": self.errors_total}
+
+    def publish(self) -> None:
+        snap = self.snapshot()
+        if self._extra:
+            snap.update(self._extra())
+        status = DiagnosticStatus()
+        status.name = f"{self._node.get_fully_qualified_name()}"
+        status.hardware_id = "emotion_perception"
+        if snap["processing_time_p95_ms"] > self._warn_ms:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"slow: p95 processing {snap['processing_time_p95_ms']:.1f} ms"
+        else:
+            status.level = DiagnosticStatus.OK
+            status.message = "ok"
+        status.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
+                         for k, v in snap.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self._node.get_clock().now().to_msg()
+        arr.status = [status]
+        self._pub.publish(arr)
+
+
+def stamp_ns(header) -> int:
+    """A header's stamp in integer nanoseconds."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+class StampSync:
+    """Pairs messages of several topics that carry the same header stamp.
+
+    ``add(slot, stamp_ns, msg)`` stores a message; when every slot holds one for
+    that stamp, the tuple is returned (in slot order) and older stamps are dropped.
+    At most ``max_pending`` stamps wait, so a topic that stops never grows memory.
+    """
+
+    def __init__(self, slots: int, max_pending: int = 30):
+        self._slots = slots
+        self._max = max_pending
+        self._pending: collections.OrderedDict[int, list] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.unmatched = 0
+
+    def add(self, slot: int, stamp: int, msg) -> tuple | None:
+        with self._lock:
+            entry = self._pending.get(stamp)
+            if entry is None:
+                entry = [None] * self._slots
+                self._pending[stamp] = entry
+                while len(self._pending) > self._max:
+                    self._pending.popitem(last=False)
+                    self.unmatched += 1
+            entry[slot] = msg
+            if all(e is not None for e in entry):
+                for s in list(self._pending):
+                    del self._pending[s]
+                    if s == stamp:
+                        break
+                    self.unmatched += 1
+                return tuple(entry)
+            return None
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+    """``main()`` of every node: init, spin, shut down cleanly on Ctrl-C.
+
+    A node whose constructor raises (bad parameter, missing or tampered model) logs
+    one line naming the problem and exits with status 1.
+    """
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = factory()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as e:  # noqa: BLE001 - startup failure: one clear line
+        rclpy.logging.get_logger("emotion_perception").fatal(f"{type(e).__name__}: {e}")
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
