@@ -1,0 +1,56 @@
+"""Shared fixtures: where the shared data lives, real face photos and videos."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+DATA = pathlib.Path(os.environ.get("EMOTION_PERCEPTION_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> pathlib.Path:
+    assert DATA.is_dir(), f"shared data not found at {DATA}; set EMOTION_PERCEPTION_DATA"
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def muxspace_images(data_dir) -> list[tuple[pathlib.Path, str]]:
+    """The 42 labelled face photos: (path, label)."""
+    folder = data_dir / "muxspace" / "images"
+    with open(folder / "labels.csv") as f:
+        return [(folder / row["image"], row["label"]) for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="session")
+def astronaut_rgb() -> np.ndarray:
+    """scikit-image's astronaut photo (Eileen Collins), RGB uint8 512x512."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def video(data_dir):
+    """video('single_face.mp4') -> path of a shared video."""
+
+    def _path(name: str) -> pathlib.Path:
+        p = data_dir / "video" / name
+        assert p.is_file(), p
+        return p
+
+    return _path
+
+
+def read_rgb(path) -> np.ndarray:
+    """An image file as RGB uint8."""
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert bgr is not None, f"cannot read {path}"
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
