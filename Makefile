@@ -15,7 +15,7 @@ demo: setup
 	$(PY) -m emotion_perception.cli demo
 
 test: setup
-	$(PY) -m pytest -p no:cacheprovider emotion_perception/test
+	$(PY) -m pytest -p no:cacheprovider --timeout=600 -q emotion_perception/test
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -12,7 +12,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
-PYTHON=${PYTHON:-python3.11}
+if [ -z "${PYTHON:-}" ]; then
+    PYTHON=python3.11
+    command -v python3.11 >/dev/null || PYTHON=python3
+fi
 STAMPS=$VENV/.stamps
 cd "$ROOT"
 
@@ -23,7 +26,8 @@ mark() { mkdir -p "$STAMPS"; echo "$2" > "$STAMPS/$1"; }
 
 # 1. venv and pinned dependencies
 if [ ! -x "$VENV/bin/python" ]; then
-    command -v "$PYTHON" >/dev/null || { echo "setup: $PYTHON not found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null \
+        || { echo "setup: the ROS 2 Kilted wheels need Python 3.11; set PYTHON=/path/to/python3.11" >&2; exit 1; }
     say "creating $VENV with $($PYTHON --version)"
     "$PYTHON" -m venv "$VENV"
 fi
