@@ -1,0 +1,235 @@
+"""What the pipeline launch starts, as plain data, and its launch_ros form.
+
+``ros2 launch emotion_perception pipeline.launch.py`` (separate processes) and
+``emotion-perception pipeline`` / ``run`` / ``bag evaluate`` (one process, see
+:mod:`emotion_perception.runner`) all start the nodes that :func:`describe` lists,
+with the same remappings and parameters, so the two ways of running cannot drift.
+:func:`describe` needs neither rclpy nor launch_ros (it is unit-tested everywhere);
+:func:`generate_launch_description` imports ``launch``/``launch_ros`` only when
+called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import pathlib
+from typing import Mapping
+
+from . import transport
+from .nodes import NODES
+
+#: The node every pipeline needs: camera image -> faces/mesh, faces/blendshapes.
+CORE_NODE = "landmark"
+#: Short node name -> launch argument that switches it on or off.
+CLASSIFIER_ARGS = {
+    "transformer": "transformer",
+    "lstm": "lstm",
+    "frame": "frame",
+    "image_emotion": "image_emotion",
+    "emotion_fusion": "fusion",
+    "attention": "attention",
+}
+#: Nodes that subscribe to the camera image (``image`` or ``image/compressed``).
+IMAGE_NODES = ("landmark", "image_emotion")
+#: Boolean parameter of the image nodes that selects ``image/compressed`` input.
+COMPRESSED_PARAMETER = "use_compressed"
+#: Topic names the nodes use before remapping (relative, so a namespace applies).
+IMAGE_TOPIC = "image"
+COMPRESSED_SUFFIX = "/compressed"
+
+#: Every output topic, by the short name of the node that publishes it.
+OUTPUT_TOPICS = {
+    "landmark": ("faces/mesh", "faces/blendshapes"),
+    "transformer": ("emotion/transformer",),
+    "lstm": ("emotion/lstm",),
+    "frame": ("emotion/frame",),
+    "image_emotion": ("emotion/image",),
+    "emotion_fusion": ("emotion",),
+    "attention": ("attention",),
+}
+
+
+def module_name(short: str) -> str:
+    """``landmark`` -> ``landmark_node`` (the executable and the ROS node name)."""
+    return NODES[short].split(":")[0].rsplit(".", 1)[-1]
+
+
+def node_available(short: str) -> bool:
+    """True when the node's module is installed (it may not be while it is built)."""
+    return importlib.util.find_spec(NODES[short].split(":")[0]) is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    """One node of the pipeline.
+
+    Attributes:
+        short: key of :data:`emotion_perception.nodes.NODES`.
+        executable: console script (``ros2 run emotion_perception <executable>``).
+        name: ROS node name (the parameter file's section).
+        remappings: (from, to) topic pairs.
+        overrides: parameters set over the parameter file.
+    """
+
+    short: str
+    executable: str
+    name: str
+    remappings: tuple[tuple[str, str], ...]
+    overrides: Mapping[str, object]
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineDescription:
+    """Everything a launcher needs: nodes, namespace, parameter file, environment."""
+
+    nodes: tuple[NodeSpec, ...]
+    namespace: str
+    params_file: str
+    environment: Mapping[str, str]
+    image_topic: str
+    compressed: bool
+
+    @property
+    def short_names(self) -> tuple[str, ...]:
+        return tuple(n.short for n in self.nodes)
+
+    def remap_args(self) -> list[str]:
+        """The remappings as ``from:=to`` strings (every node has the same ones)."""
+        pairs = dict.fromkeys(r for n in self.nodes for r in n.remappings)
+        return [f"{a}:={b}" for a, b in pairs]
+
+    def parameter_overrides(self) -> dict[str, dict]:
+        """short name -> overrides, the form :class:`~emotion_perception.runner.Pipeline` takes."""
+        return {n.short: dict(n.overrides) for n in self.nodes if n.overrides}
+
+    def output_topics(self) -> dict[str, str]:
+        """Relative output topic -> short name of its publisher, for started nodes."""
+        return {t: n.short for n in self.nodes for t in OUTPUT_TOPICS.get(n.short, ())}
+
+
+def parse_bool(value) -> bool:
+    """Launch-argument style booleans: true/false, 1/0, on/off, yes/no."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "on", "yes"):
+        return True
+    if text in ("false", "0", "off", "no"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (use true or false)")
+
+
+def default_params_file() -> str:
+    """``config/params.yaml`` of the source tree, else of the installed share dir."""
+    here = pathlib.Path(__file__).resolve().parent.parent / "config" / "params.yaml"
+    if here.is_file():
+        return str(here)
+    from ament_index_python.packages import get_package_share_directory
+
+    return str(pathlib.Path(get_package_share_directory("emotion_perception")) / "config" / "params.yaml")
+
+
+def describe(image_topic: str = IMAGE_TOPIC, compressed: bool = False, namespace: str = "",
+             params_file: str | os.PathLike | None = None, enabled: Mapping[str, bool] | None = None,
+             available_only: bool = False, env: Mapping[str, str] | None = None) -> PipelineDescription:
+    """The nodes of the pipeline with their remappings and parameters.
+
+    Args:
+        image_topic: camera topic, raw (``sensor_msgs/Image``); with ``compressed`` the
+            nodes read ``<image_topic>/compressed`` (image_transport's naming).
+        compressed: subscribe to ``CompressedImage`` instead of ``Image``.
+        namespace: namespace of every node ('' for none).
+        params_file: parameter YAML keyed by node name (default: the package's).
+        enabled: short name -> on/off for the classifier nodes (default: all on).
+            The landmark node always runs.
+        available_only: leave out nodes whose module is not installed.
+        env: environment the launch inherits (default ``os.environ``), to decide
+            whether to set ``FASTDDS_BUILTIN_TRANSPORTS``.
+
+    Raises:
+        ValueError: an unknown node name in ``enabled`` or an empty image topic.
+    """
+    if not image_topic:
+        raise ValueError("the image topic is empty")
+    enabled = dict(enabled or {})
+    for k in enabled:
+        if k not in CLASSIFIER_ARGS:
+            raise ValueError(f"unknown classifier {k!r}; choose from {', '.join(CLASSIFIER_ARGS)}")
+    chosen = [CORE_NODE] + [s for s in CLASSIFIER_ARGS if enabled.get(s, True)]
+    if available_only:
+        chosen = [s for s in chosen if node_available(s)]
+    if compressed:
+        remaps = ((IMAGE_TOPIC + COMPRESSED_SUFFIX, image_topic.rstrip("/") + COMPRESSED_SUFFIX),)
+    else:
+        remaps = ((IMAGE_TOPIC, image_topic),)
+    remaps = tuple(r for r in remaps if r[0] != r[1])
+    nodes = []
+    for s in chosen:
+        overrides = {COMPRESSED_PARAMETER: bool(compressed)} if s in IMAGE_NODES else {}
+        nodes.append(NodeSpec(short=s, executable=module_name(s), name=module_name(s),
+                              remappings=remaps, overrides=overrides))
+    environ = dict(os.environ if env is None else env)
+    before = dict(environ)
+    transport.configure_process(environ)
+    environment = {k: v for k, v in environ.items() if before.get(k) != v}
+    return PipelineDescription(
+        nodes=tuple(nodes), namespace=namespace.strip("/"),
+        params_file=str(params_file) if params_file else default_params_file(),
+        environment=environment, image_topic=image_topic, compressed=bool(compressed))
+
+
+# ------------------------------------------------------------------ launch_ros
+
+#: Launch arguments: name -> (default, description).
+LAUNCH_ARGUMENTS = {
+    "image_topic": ("image", "camera image topic (raw); with compressed:=true its /compressed sibling is read"),
+    "compressed": ("false", "read sensor_msgs/CompressedImage from <image_topic>/compressed"),
+    "namespace": ("", "namespace of every node"),
+    "params_file": ("", "parameter YAML keyed by node name (default: the package's config/params.yaml)"),
+    **{arg: ("true", f"start {module_name(s)}") for s, arg in CLASSIFIER_ARGS.items()},
+}
+
+
+def description_from_launch_arguments(values: Mapping[str, str], env: Mapping[str, str] | None = None
+                                      ) -> PipelineDescription:
+    """:func:`describe` from the launch arguments' string values."""
+    def get(name):
+        return values.get(name, LAUNCH_ARGUMENTS[name][0])
+
+    return describe(image_topic=get("image_topic"), compressed=parse_bool(get("compressed")),
+                    namespace=get("namespace"), params_file=get("params_file") or None,
+                    enabled={s: parse_bool(get(a)) for s, a in CLASSIFIER_ARGS.items()}, env=env)
+
+
+def to_launch_actions(desc: PipelineDescription) -> list:
+    """launch_ros actions for a description (needs ``launch`` and ``launch_ros``)."""
+    from launch.actions import SetEnvironmentVariable
+    from launch_ros.actions import Node
+
+    actions = [SetEnvironmentVariable(k, v) for k, v in desc.environment.items()]
+    for n in desc.nodes:
+        params = [desc.params_file] + ([dict(n.overrides)] if n.overrides else [])
+        actions.append(Node(package="emotion_perception", executable=n.executable, name=n.name,
+                            namespace=desc.namespace, parameters=params,
+                            remappings=list(n.remappings), output="screen"))
+    return actions
+
+
+def generate_launch_description():
+    """The LaunchDescription of ``pipeline.launch.py``."""
+    from ament_index_python.packages import get_package_share_directory
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    share = pathlib.Path(get_package_share_directory("emotion_perception"))
+    defaults = dict(LAUNCH_ARGUMENTS)
+    defaults["params_file"] = (str(share / "config" / "params.yaml"), LAUNCH_ARGUMENTS["params_file"][1])
+
+    def _nodes(context, *args, **kwargs):
+        return to_launch_actions(description_from_launch_arguments(context.launch_configurations))
+
+    return LaunchDescription(
+        [DeclareLaunchArgument(k, default_value=d, description=h) for k, (d, h) in defaults.items()]
+        + [OpaqueFunction(function=_nodes)])

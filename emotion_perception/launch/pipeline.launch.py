@@ -1,0 +1,10 @@
+"""``ros2 launch emotion_perception pipeline.launch.py``: the whole pipeline on a camera.
+
+Arguments (``ros2 launch emotion_perception pipeline.launch.py --show-args``):
+image_topic, compressed, namespace, params_file, and transformer, lstm, frame,
+image_emotion, fusion, attention (each true/false). The node list, remappings and
+parameters come from :mod:`emotion_perception.launch_description`, which
+``emotion-perception pipeline`` uses too.
+"""
+
+from emotion_perception.launch_description import generate_launch_description  # noqa: F401

@@ -1,0 +1,110 @@
+"""The launch description as plain data (no launch_ros needed): nodes, remappings,
+parameters, classifier switches, the Fast DDS transport, and the CLI using it.
+
+The launch_ros conversion is tested in test_product_launch_ros.py, which conftest.py
+collects only where launch_ros is importable (it has no pip wheels).
+"""
+
+import argparse
+import pathlib
+
+import pytest
+import yaml
+
+from emotion_perception.launch_description import (CLASSIFIER_ARGS, COMPRESSED_PARAMETER, LAUNCH_ARGUMENTS,
+                                                   describe, description_from_launch_arguments, parse_bool)
+from emotion_perception.nodes import NODES
+
+PKG = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_default_description_starts_every_node_from_the_package_params():
+    d = describe(env={})
+    assert d.short_names == tuple(NODES)  # landmark first, then every classifier
+    assert [n.executable for n in d.nodes] == [n.name for n in d.nodes]
+    assert [n.name for n in d.nodes] == ["landmark_node", "transformer_node", "lstm_node", "frame_node",
+                                         "image_emotion_node", "emotion_fusion_node", "attention_node"]
+    assert pathlib.Path(d.params_file) == PKG / "config" / "params.yaml"
+    assert d.remap_args() == []  # the nodes' own `image` topic
+    assert d.environment == {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
+    # every executable is a console script of setup.py
+    setup_py = (PKG / "setup.py").read_text()
+    for n in d.nodes:
+        assert f'"{n.executable}"' in setup_py
+
+
+def test_raw_camera_topic_is_remapped_and_nodes_read_raw():
+    d = describe(image_topic="/camera/color/image_raw", namespace="/robot/", env={})
+    assert d.remap_args() == ["image:=/camera/color/image_raw"]
+    assert all(n.remappings == (("image", "/camera/color/image_raw"),) for n in d.nodes)
+    assert d.namespace == "robot"
+    by = {n.short: n for n in d.nodes}
+    assert by["landmark"].overrides == {COMPRESSED_PARAMETER: False}
+    assert by["image_emotion"].overrides == {COMPRESSED_PARAMETER: False}
+    assert by["attention"].overrides == {}
+
+
+def test_compressed_reads_the_image_transport_sibling_topic():
+    d = describe(image_topic="/camera/image_raw", compressed=True, env={})
+    assert d.remap_args() == ["image/compressed:=/camera/image_raw/compressed"]
+    assert d.parameter_overrides() == {"landmark": {COMPRESSED_PARAMETER: True},
+                                       "image_emotion": {COMPRESSED_PARAMETER: True}}
+
+
+def test_classifier_switches_and_outputs():
+    d = describe(enabled={"lstm": False, "image_emotion": False, "emotion_fusion": False}, env={})
+    assert d.short_names == ("landmark", "transformer", "frame", "attention")
+    assert set(d.output_topics()) == {"faces/mesh", "faces/blendshapes", "emotion/transformer", "emotion/frame",
+                                      "attention"}
+    with pytest.raises(ValueError, match="unknown classifier"):
+        describe(enabled={"landmark": False})
+    with pytest.raises(ValueError, match="empty"):
+        describe(image_topic="")
+
+
+def test_user_transport_choice_is_kept():
+    assert describe(env={"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}).environment == {}
+    assert describe(env={"FASTDDS_DEFAULT_PROFILES_FILE": "/x.xml"}).environment == {}
+
+
+def test_launch_arguments_map_to_the_description():
+    assert set(LAUNCH_ARGUMENTS) == {"image_topic", "compressed", "namespace", "params_file", "transformer",
+                                     "lstm", "frame", "image_emotion", "fusion", "attention"}
+    d = description_from_launch_arguments({"image_topic": "/cam", "compressed": "true", "fusion": "false",
+                                           "attention": "0", "params_file": "/p.yaml"}, env={})
+    assert d.params_file == "/p.yaml"
+    assert "emotion_fusion" not in d.short_names and "attention" not in d.short_names
+    assert d.compressed and d.remap_args() == ["image/compressed:=/cam/compressed"]
+    assert parse_bool("On") and not parse_bool("no")
+    with pytest.raises(ValueError):
+        parse_bool("maybe")
+
+
+def test_params_file_has_a_section_per_running_node_or_none_yet():
+    # the parameter file is keyed by the node names the description uses
+    data = yaml.safe_load((PKG / "config" / "params.yaml").read_text()) or {}
+    names = {n.name for n in describe(env={}).nodes}
+    assert set(data) <= names
+
+
+def test_launch_file_uses_the_package_builder():
+    text = (PKG / "launch" / "pipeline.launch.py").read_text()
+    assert "from emotion_perception.launch_description import generate_launch_description" in text
+
+
+def test_pipeline_cli_prints_the_same_description(capsys):
+    from emotion_perception.cli import pipeline
+
+    p = argparse.ArgumentParser()
+    pipeline.register(p.add_subparsers())
+    args = p.parse_args(["pipeline", "--print", "--image-topic", "/cam/image_raw", "--compressed",
+                         "--no-lstm", "--no-fusion", "--namespace", "robot"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    d = describe(image_topic="/cam/image_raw", compressed=True, namespace="robot",
+                 enabled={"lstm": False, "emotion_fusion": False})
+    lines = [line for line in out.splitlines() if line.endswith("}") and "_node:" in line]
+    assert [line.split(":")[0] for line in lines] == [n.name for n in d.nodes]
+    assert all("/cam/image_raw/compressed" in line for line in lines)
+    assert "namespace: robot" in out
+    assert set(CLASSIFIER_ARGS.values()) >= {"fusion", "lstm"}

@@ -1,0 +1,24 @@
+"""launch_ros actions of pipeline.launch.py (collected only where launch_ros exists,
+see conftest.py: launch and launch_ros have no pip wheels, so this runs in a colcon
+workspace on a ROS 2 install)."""
+
+from launch import LaunchContext
+from launch.actions import SetEnvironmentVariable
+from launch_ros.actions import Node
+
+from emotion_perception.launch_description import describe, to_launch_actions
+
+
+def test_actions_mirror_the_description():
+    d = describe(image_topic="/cam/image_raw", namespace="robot", enabled={"lstm": False}, env={})
+    actions = to_launch_actions(d)
+    envs = [a for a in actions if isinstance(a, SetEnvironmentVariable)]
+    nodes = [a for a in actions if isinstance(a, Node)]
+    assert len(envs) == 1
+    assert len(nodes) == len(d.nodes)
+    ctx = LaunchContext()
+    for action, spec in zip(nodes, d.nodes):
+        action._perform_substitutions(ctx)
+        assert action.node_name.endswith(spec.name)
+        assert action.node_executable == spec.executable
+        assert action.expanded_remapping_rules == [("image", "/cam/image_raw")]
