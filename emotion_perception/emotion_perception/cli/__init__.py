@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("pipeline",)
+COMMANDS = ("pipeline", "run", "bag")
 
 
 def build_parser() -> argparse.ArgumentParser:
