@@ -275,8 +275,14 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """``main()`` of every node: init, spin, shut down cleanly on Ctrl-C.
 
     A node whose constructor raises (bad parameter, missing or tampered model) logs
-    one line naming the problem and exits with status 1.
+    one line naming the problem and exits with status 1. Before the first participant
+    exists it sets the package's Fast DDS transport default (LARGE_DATA, unless the
+    user chose a transport or an XML profile; see ``transport.py``), so camera-sized
+    images reach a node started alone (``ros2 run``) as they reach the pipeline.
     """
+    from .. import transport
+
+    transport.configure_process()
     rclpy.init(args=args)
     node = None
     try:
