@@ -146,3 +146,64 @@ def emotion_msg_to_estimate(msg: Emotion) -> EmotionEstimate:
     return EmotionEstimate(face_id=msg.face_id, class_names=tuple(msg.class_names), probabilities=probs,
                            model=msg.model, frames_used=int(msg.frames_used), confident=bool(msg.confident),
                            valence=float(msg.valence), arousal=float(msg.arousal))
+
+
+# ---------------------------------------------------------------- images
+
+def image_msg_to_rgb(msg) -> "np.ndarray":
+    """(h, w, 3) uint8 RGB pixels of a ``sensor_msgs/Image``.
+
+    Accepts rgb8, bgr8, rgba8, bgra8 and mono8 (see :mod:`emotion_perception.imaging`).
+
+    Raises:
+        emotion_perception.imaging.ImageError: unsupported encoding, zero size,
+            ``step``/``data`` disagreeing with the size, or an image too large.
+    """
+    from .imaging import raw_to_rgb
+
+    return raw_to_rgb(msg.encoding, msg.width, msg.height, msg.step, msg.data)
+
+
+def compressed_msg_to_rgb(msg) -> "np.ndarray":
+    """(h, w, 3) uint8 RGB pixels of a JPEG or PNG ``sensor_msgs/CompressedImage``.
+
+    Raises:
+        emotion_perception.imaging.ImageError: empty, truncated, corrupt or non-JPEG/PNG
+            data, a depth format, or an image too large.
+    """
+    from .imaging import decode_compressed
+
+    return decode_compressed(msg.data, msg.format)
+
+
+def rgb_to_image_msg(rgb, header: Header, encoding: str = "rgb8"):
+    """A ``sensor_msgs/Image`` holding ``rgb`` in ``encoding`` (for publishers, tests, tools).
+
+    Raises:
+        ValueError: ``rgb`` is not (h, w, 3) uint8, or the encoding is unsupported.
+    """
+    from sensor_msgs.msg import Image
+
+    from .imaging import rgb_to_raw
+
+    width, height, step, data = rgb_to_raw(rgb, encoding)
+    return Image(header=header, height=height, width=width, encoding=encoding.lower(), is_bigendian=0,
+                 step=step, data=data)
+
+
+def rgb_to_compressed_msg(rgb, header: Header, fmt: str = "jpeg", jpeg_quality: int = 90):
+    """A ``sensor_msgs/CompressedImage`` of ``rgb`` as JPEG or PNG.
+
+    The ``format`` field follows image_transport's convention
+    (``"rgb8; jpeg compressed bgr8"``).
+
+    Raises:
+        ValueError: ``rgb`` is not (h, w, 3) uint8, or ``fmt`` is not jpeg/png.
+    """
+    from sensor_msgs.msg import CompressedImage
+
+    from .imaging import encode_compressed
+
+    data = encode_compressed(rgb, fmt, jpeg_quality)
+    kind = "png" if fmt.lower() == "png" else "jpeg"
+    return CompressedImage(header=header, format=f"rgb8; {kind} compressed bgr8", data=data)

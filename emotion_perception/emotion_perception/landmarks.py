@@ -1,0 +1,266 @@
+"""Face landmarks, blendshapes and head pose from RGB frames (no rclpy here).
+
+A thin, tracked wrapper of MediaPipe's Tasks ``FaceLandmarker`` in VIDEO mode over the
+official ``face_landmarker.task`` (verified by sha256 before loading, see
+:mod:`emotion_perception.assets`). It adds what a camera stream on a robot needs:
+
+* timestamps taken from the image stamps, made acceptable to MediaPipe, which in VIDEO
+  mode needs strictly increasing milliseconds:
+
+  - **time going backwards** (a bag that loops, a simulator reset): the MediaPipe
+    landmarker is closed and recreated and the face tracks end (new ids follow), so
+    nothing crashes and no state leaks across the jump;
+  - **a repeated or sub-millisecond stamp** (a driver that leaves stamps at zero,
+    frames 0.4 ms apart): the frame is still processed, with MediaPipe's timestamp
+    moved on by 1 ms past the previous one (``max(stamp_ms, previous + 1)``), so
+    every frame given gets a result;
+
+* stable face ids (:class:`~emotion_perception.tracking.FaceTracker`);
+* results as :class:`~emotion_perception.types.Face` arrays rather than lists of
+  per-landmark objects.
+
+Example::
+
+    with FaceLandmarker(LandmarkerOptions(max_faces=2)) as landmarker:
+        for stamp_ns, rgb in frames:
+            for face in landmarker.process(rgb, stamp_ns):
+                print(face.face_id, face.blendshapes[Blendshape.mouthSmileLeft])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+
+import numpy as np
+
+from .assets import verified_path
+from .imaging import check_rgb
+from .tracking import FaceTracker, TrackerOptions
+from .types import BLENDSHAPE_NAMES, NUM_BLENDSHAPES, NUM_LANDMARKS, BoundingBox, Face
+
+#: The shipped model (Google's float16 v1 Face Landmarker, Apache-2.0).
+DEFAULT_MODEL = "face_landmarker.task"
+#: More faces than this cost too much per frame on a robot CPU.
+MAX_FACES_LIMIT = 10
+_NS_PER_MS = 1_000_000
+
+
+_MEDIAPIPE = None
+
+
+def import_mediapipe():
+    """Import MediaPipe's Tasks API without letting it import TensorFlow.
+
+    ``mediapipe.tasks`` tries ``from tensorflow.tools.docs import doc_controls`` (a
+    documentation decorator it replaces by a no-op when TensorFlow is absent). Where
+    TensorFlow is installed (the development venv) that costs about 5 s and hundreds
+    of MB per process, and nodes must not import TensorFlow; so TensorFlow is hidden
+    while MediaPipe loads. A process that already imported TensorFlow is left alone.
+
+    Returns:
+        (``mediapipe`` module, ``mediapipe.tasks.python.vision``, ``BaseOptions``).
+    """
+    global _MEDIAPIPE
+    if _MEDIAPIPE is not None:
+        return _MEDIAPIPE
+    hide = "tensorflow" not in sys.modules
+    if hide:
+        sys.modules["tensorflow"] = None  # type: ignore[assignment]  # makes `import tensorflow` fail fast
+    try:
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions, vision
+    finally:
+        if hide and sys.modules.get("tensorflow", 0) is None:
+            del sys.modules["tensorflow"]
+    _MEDIAPIPE = (mp, vision, BaseOptions)
+    return _MEDIAPIPE
+
+
+@dataclasses.dataclass(frozen=True)
+class LandmarkerOptions:
+    """Options of :class:`FaceLandmarker` (MediaPipe's names where they exist).
+
+    Attributes:
+        model_path: a file name in the package's ``models/`` or a path; it must be
+            listed in ``models/SHA256SUMS``.
+        max_faces: most faces returned per frame, [1, :data:`MAX_FACES_LIMIT`].
+        min_face_detection_confidence: face detector threshold, [0, 1].
+        min_face_presence_confidence: landmark model's face presence threshold, [0, 1].
+        min_tracking_confidence: below this MediaPipe re-runs detection instead of
+            tracking from the previous frame, [0, 1].
+        tracker: how ids are kept across frames.
+    """
+
+    model_path: str = DEFAULT_MODEL
+    max_faces: int = 2
+    min_face_detection_confidence: float = 0.5
+    min_face_presence_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    tracker: TrackerOptions = dataclasses.field(default_factory=TrackerOptions)
+
+    def __post_init__(self):
+        if not 1 <= int(self.max_faces) <= MAX_FACES_LIMIT:
+            raise ValueError(f"max_faces={self.max_faces} must be in [1, {MAX_FACES_LIMIT}]")
+        for name in ("min_face_detection_confidence", "min_face_presence_confidence",
+                     "min_tracking_confidence"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}={v} must be in [0, 1]")
+
+
+def _bbox_and_score(landmarks: np.ndarray, width: int, height: int) -> tuple[BoundingBox, float]:
+    """Pixel box of the landmarks clipped to the image, and the fraction inside it."""
+    x, y = landmarks[:, 0], landmarks[:, 1]
+    inside = (x >= 0.0) & (x <= 1.0) & (y >= 0.0) & (y <= 1.0)
+    x0 = min(max(math.floor(float(x.min()) * width), 0), width)
+    x1 = min(max(math.ceil(float(x.max()) * width), 0), width)
+    y0 = min(max(math.floor(float(y.min()) * height), 0), height)
+    y1 = min(max(math.ceil(float(y.max()) * height), 0), height)
+    return BoundingBox(x0, y0, x1 - x0, y1 - y0), float(inside.mean())
+
+
+class FaceLandmarker:
+    """MediaPipe Face Landmarker (VIDEO mode) with image-stamp timing and face ids.
+
+    Usable as a context manager; not thread-safe (call :meth:`process` from one
+    thread).
+
+    Args:
+        options: what to load and how to detect and track.
+
+    Raises:
+        emotion_perception.assets.ModelFileError: the model file is missing, unlisted
+            or its sha256 differs (the message names the file and the expected digest).
+        ValueError: invalid options.
+        RuntimeError: MediaPipe could not create the task from the verified file.
+    """
+
+    def __init__(self, options: LandmarkerOptions | None = None):
+        self.options = options or LandmarkerOptions()
+        self.model_path = verified_path(self.options.model_path)
+        self.tracker = FaceTracker(self.options.tracker)
+        #: How often the MediaPipe landmarker was recreated (time went backwards).
+        self.recreated = 0
+        self._last_stamp_ms: int | None = None
+        self._last_mp_ms: int | None = None
+        self._names_checked = False
+        self._mp = None
+        self._mp = self._create()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _create(self):
+        _, vision, BaseOptions = import_mediapipe()
+
+        o = self.options
+        mp_options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(self.model_path)),
+            running_mode=vision.RunningMode.VIDEO,
+            num_faces=int(o.max_faces),
+            min_face_detection_confidence=float(o.min_face_detection_confidence),
+            min_face_presence_confidence=float(o.min_face_presence_confidence),
+            min_tracking_confidence=float(o.min_tracking_confidence),
+            output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True,
+        )
+        try:
+            return vision.FaceLandmarker.create_from_options(mp_options)
+        except (ValueError, RuntimeError) as e:
+            raise RuntimeError(f"MediaPipe could not load {self.model_path}: {e}") from e
+
+    def _close_mp(self) -> None:
+        if self._mp is not None:
+            self._mp.close()
+            self._mp = None
+
+    def reset(self) -> None:
+        """Recreate the MediaPipe landmarker and end every track (ids keep counting)."""
+        self._close_mp()
+        self._mp = self._create()
+        self.tracker.reset()
+        self._last_stamp_ms = None
+        self._last_mp_ms = None
+        self.recreated += 1
+
+    def update_options(self, options: LandmarkerOptions) -> None:
+        """Apply new options (same model): recreates the landmarker, tracks end."""
+        if options.model_path != self.options.model_path:
+            raise ValueError("model_path cannot change on a running landmarker")
+        self.options = options
+        self.tracker.options = options.tracker
+        self.reset()
+
+    def close(self) -> None:
+        """Release MediaPipe's resources; :meth:`process` fails afterwards."""
+        self._close_mp()
+
+    def __enter__(self) -> "FaceLandmarker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ processing
+
+    def _timestamp_ms(self, stamp_ns: int) -> int:
+        stamp_ms = int(stamp_ns) // _NS_PER_MS
+        if self._last_stamp_ms is not None and stamp_ms < self._last_stamp_ms:
+            self.reset()
+        ts = stamp_ms if self._last_mp_ms is None else max(stamp_ms, self._last_mp_ms + 1)
+        self._last_stamp_ms = stamp_ms
+        self._last_mp_ms = ts
+        return ts
+
+    def process(self, rgb: np.ndarray, stamp_ns: int) -> list[Face]:
+        """Find, measure and identify the faces of one frame.
+
+        Args:
+            rgb: (height, width, 3) uint8 RGB image.
+            stamp_ns: the image's capture time, integer nanoseconds (the ROS header
+                stamp). Earlier than the previous frame's: the landmarker is
+                recreated first; equal (to the millisecond): processed anyway.
+
+        Returns:
+            One :class:`~emotion_perception.types.Face` per face found (at most
+            ``max_faces``), ``[]`` when there is none.
+
+        Raises:
+            ValueError: ``rgb`` is not a non-empty (h, w, 3) uint8 array.
+            RuntimeError: the landmarker was closed, or MediaPipe failed.
+        """
+        mp, _, _ = import_mediapipe()
+        if self._mp is None:
+            raise RuntimeError("FaceLandmarker is closed")
+        rgb = check_rgb(rgb)
+        height, width = rgb.shape[:2]
+        ts = self._timestamp_ms(stamp_ns)
+        result = self._mp.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ts)
+        faces_lm, boxes, scores, shapes, transforms = [], [], [], [], []
+        for i, lms in enumerate(result.face_landmarks):
+            landmarks = np.array([(p.x, p.y, p.z) for p in lms], dtype=np.float32)
+            if landmarks.shape != (NUM_LANDMARKS, 3):
+                raise RuntimeError(f"MediaPipe returned {landmarks.shape[0]} landmarks, expected "
+                                   f"{NUM_LANDMARKS}: is {self.model_path.name} the v1 face model?")
+            box, score = _bbox_and_score(landmarks, width, height)
+            faces_lm.append(landmarks)
+            boxes.append(box)
+            scores.append(score)
+            shapes.append(self._blendshapes(result.face_blendshapes[i]))
+            transforms.append(np.asarray(result.facial_transformation_matrixes[i], dtype=np.float32).reshape(4, 4))
+        ids = self.tracker.update(boxes, int(stamp_ns))
+        return [Face(face_id=ids[i], landmarks=faces_lm[i], blendshapes=shapes[i], transform=transforms[i],
+                     bbox=boxes[i], score=scores[i], image_wh=(width, height)) for i in range(len(ids))]
+
+    def _blendshapes(self, categories) -> np.ndarray:
+        scores = np.zeros(NUM_BLENDSHAPES, dtype=np.float32)
+        if len(categories) != NUM_BLENDSHAPES:
+            raise RuntimeError(f"MediaPipe returned {len(categories)} blendshapes, expected {NUM_BLENDSHAPES}")
+        for c in categories:
+            if not self._names_checked and c.category_name != BLENDSHAPE_NAMES[c.index]:
+                raise RuntimeError(f"blendshape {c.index} is {c.category_name!r}, expected "
+                                   f"{BLENDSHAPE_NAMES[c.index]!r}: unexpected model version")
+            scores[c.index] = c.score
+        self._names_checked = True
+        return scores

