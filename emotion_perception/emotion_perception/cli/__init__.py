@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("pipeline", "run", "bag")
+COMMANDS = ("pipeline", "train", "predict", "evaluate", "run", "bag")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,48 @@
+"""``emotion-perception train``: reproduce a shipped sequence model from the shared data.
+
+``train transformer`` builds the landmark sequence transformer, ``train lstm`` the
+7-class blendshape LSTM and ``train lstm-3class`` the 3-class one (happy, sad,
+unknown). Each writes its ``.tflite`` file and the JSON/.npz files beside it
+(normalisation statistics, class names, kept features) into ``--out`` and prints the
+held-out metrics it reached. Training uses TensorFlow/Keras (imported only here);
+inference uses LiteRT. ``--quick`` trains a tiny model on a small subset in seconds
+(for tests), not a model to ship.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+TARGETS = ("transformer", "lstm", "lstm-3class")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a sequence model (transformer, lstm, lstm-3class) from the shared data",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", choices=TARGETS, help="which model")
+    p.add_argument("--data", default=None,
+                   help="shared data directory (default: $EMOTION_PERCEPTION_DATA or ../shared/data from the repo)")
+    p.add_argument("--out", default=None, help="output directory (default: the package's models directory)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the shipped recipe's)")
+    p.add_argument("--quick", action="store_true", help="tiny data and model, for smoke tests")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import pathlib
+
+    from ..assets import models_dir
+    from ..training.data import default_data_dir
+
+    data = pathlib.Path(args.data) if args.data else default_data_dir()
+    out = pathlib.Path(args.out) if args.out else models_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.target == "transformer":
+        from ..training.transformer import train
+    else:
+        from ..training.lstm import train
+    result = train(args.target, data_dir=data, out_dir=out, epochs=args.epochs, quick=args.quick, seed=args.seed)
+    for k, v in result.items():
+        print(f"{k}: {v}")
+    return 0
