@@ -109,3 +109,20 @@ def cap_per_class(labels: np.ndarray, cap: int, rng: np.random.Generator) -> np.
 
 def concat(*ds: dict, keys=("landmarks", "blendshapes", "image_wh", "label")) -> dict:
     return {k: np.concatenate([d[k] for d in ds]) for k in keys if all(k in d for d in ds)}
+
+
+def rafdb_validation_mask(labels: np.ndarray, seed: int = 0, fraction: float = 0.1) -> np.ndarray:
+    """The RAF-DB-train validation rows shared by every blendshape model and the fusion.
+
+    Per class (in ``EMOTIONS_7`` order) ``round(fraction * n)`` rows drawn by
+    ``np.random.default_rng(seed).choice`` without replacement: the same draw as the
+    LSTM's validation split (``training/lstm.py``), so that the fusion's weights are
+    fitted on rows no member was fitted on.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.array([EMOTIONS_7.index(str(v)) for v in labels])
+    val = np.zeros(len(y), bool)
+    for c in range(len(EMOTIONS_7)):
+        idx = np.flatnonzero(y == c)
+        val[rng.choice(idx, int(round(len(idx) * fraction)), replace=False)] = True
+    return val

@@ -1,0 +1,85 @@
+"""image-cnn on the real labelled photos: MediaPipe face box -> crop -> mini-Xception
+gives the model card's number; preprocessing and crops; cost per face."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import read_rgb
+
+from emotion_perception.classifiers import load
+from emotion_perception.classifiers.base import FrameInput
+from emotion_perception.classifiers.image_cnn import (FER_CLASSES, crop_face, haar_faces, landmarks_box,
+                                                      preprocess)
+from emotion_perception.types import EMOTIONS_7, BoundingBox
+
+#: Correct top-1 labels on the 42 muxspace photos (models/image-cnn.md).
+RECORDED_CORRECT = 19
+IMAGE_MS_BUDGET = 10.0
+
+
+@pytest.fixture(scope="module")
+def photo_faces(muxspace_images):
+    from emotion_perception.landmarks import FaceLandmarker
+
+    out = []
+    for k, (path, label) in enumerate(muxspace_images):
+        rgb = read_rgb(path)
+        with FaceLandmarker() as lmk:
+            faces = lmk.process(rgb, (k + 1) * 1_000_000_000)
+        out.append((rgb, faces[0] if faces else None, label))
+    return out
+
+
+def test_image_cnn_matches_card_on_the_42_photos(photo_faces):
+    model = load("image-cnn")
+    correct, seen = 0, 0
+    for rgb, face, label in photo_faces:
+        assert face is not None
+        crop = crop_face(rgb, landmarks_box(face.landmarks, face.image_wh))
+        est = model.update(face.face_id, FrameInput(face_crop=crop))
+        assert est.class_names == EMOTIONS_7 and abs(float(est.probabilities.sum()) - 1) < 1e-4
+        correct += est.label == label
+        seen += 1
+    assert seen == 42
+    assert abs(correct - RECORDED_CORRECT) <= 1
+    assert correct > 42 / 7 * 2  # far above chance
+
+
+def test_preprocessing_is_the_fer_packages():
+    crop = np.zeros((100, 80, 3), np.uint8)
+    crop[:, :40] = 255
+    x = preprocess(crop)
+    assert x.shape == (64, 64, 1) and x.dtype == np.float32
+    assert x.min() == pytest.approx(-1.0) and x.max() == pytest.approx(1.0)
+    assert FER_CLASSES == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def test_crop_pads_outside_the_image_and_refuses_tiny_boxes():
+    rgb = np.full((50, 60, 3), 200, np.uint8)
+    c = crop_face(rgb, BoundingBox(-10, -5, 40, 30), margin=0.0)
+    assert c.shape == (40, 40, 3) and c[0, 0].tolist() == [0, 0, 0] and c[-1, -1].tolist() == [200, 200, 200]
+    with pytest.raises(ValueError):
+        crop_face(rgb, BoundingBox(0, 0, 5, 5))
+    with pytest.raises(ValueError):
+        load("image-cnn").update("f", FrameInput(face_crop=None))
+
+
+def test_haar_option_says_what_is_missing(astronaut_rgb, tmp_path):
+    with pytest.raises(FileNotFoundError, match="cascade"):
+        haar_faces(astronaut_rgb, cascade_path=str(tmp_path / "none.xml"))
+
+
+def test_image_cnn_cost_per_face(photo_faces):
+    model = load("image-cnn")
+    rgb, face, _ = photo_faces[0]
+    box = landmarks_box(face.landmarks, face.image_wh)
+    model.classify_image(rgb, box)
+    times = []
+    for _ in range(50):
+        t = time.perf_counter()
+        model.classify_image(rgb, box)
+        times.append((time.perf_counter() - t) * 1e3)
+    assert np.median(times) < IMAGE_MS_BUDGET
