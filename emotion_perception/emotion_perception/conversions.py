@@ -207,3 +207,115 @@ def rgb_to_compressed_msg(rgb, header: Header, fmt: str = "jpeg", jpeg_quality: 
     data = encode_compressed(rgb, fmt, jpeg_quality)
     kind = "png" if fmt.lower() == "png" else "jpeg"
     return CompressedImage(header=header, format=f"rgb8; {kind} compressed bgr8", data=data)
+
+
+# ---------------------------------------------------------------- classifier inputs (sequence models)
+
+def mesh_msg_to_frame_input(msg: FaceMesh, stamp: int = 0):
+    """A classifier FrameInput (landmarks, image size, stamp) from a FaceMesh.
+
+    Raises:
+        ConversionError: empty face id, zero image size, wrong-length or non-finite arrays.
+    """
+    from .classifiers.base import FrameInput
+
+    if not msg.face_id:
+        raise ConversionError("FaceMesh has an empty face_id")
+    if msg.image_width == 0 or msg.image_height == 0:
+        raise ConversionError(f"FaceMesh {msg.face_id!r} has image size {msg.image_width}x{msg.image_height}")
+    return FrameInput(landmarks=mesh_msg_landmarks(msg), image_wh=(int(msg.image_width), int(msg.image_height)),
+                      stamp_ns=int(stamp))
+
+
+def blendshapes_msg_to_frame_input(msg: Blendshapes, stamp: int = 0):
+    """A classifier FrameInput (blendshapes, stamp) from a Blendshapes message.
+
+    Raises:
+        ConversionError: empty face id, wrong-length or non-finite scores.
+    """
+    from .classifiers.base import FrameInput
+
+    return FrameInput(blendshapes=blendshapes_msg_scores(msg), stamp_ns=int(stamp))
+
+
+# ---------------------------------------------------------------- attention
+
+def attention_estimate_to_msg(est, header: Header):
+    """An ``Attention`` message from an :class:`~emotion_perception.attention.AttentionEstimate`.
+
+    Raises:
+        ConversionError: wrong-length eye probabilities or a gaze direction that is
+            not a finite 3-vector.
+    """
+    from emotion_perception_msgs.msg import Attention
+    from geometry_msgs.msg import Vector3
+
+    g = _f32(est.gaze_direction, 3, f"Attention of {est.face_id!r} gaze_direction")
+    msg = Attention()
+    msg.header = header
+    msg.face_id = est.face_id
+    msg.gaze_direction = Vector3(x=float(g[0]), y=float(g[1]), z=float(g[2]))
+    msg.gaze_point_x, msg.gaze_point_y = float(est.gaze_point[0]), float(est.gaze_point[1])
+    msg.gaze_calibrated = bool(est.gaze_calibrated)
+    msg.gaze_yaw, msg.gaze_pitch = float(est.gaze_yaw), float(est.gaze_pitch)
+    msg.head_yaw, msg.head_pitch, msg.head_roll = float(est.head_yaw), float(est.head_pitch), float(est.head_roll)
+    msg.left_eye_state, msg.right_eye_state = int(est.left_eye), int(est.right_eye)
+    msg.left_eye_probabilities = _f32(est.left_eye_probabilities, 4, f"Attention of {est.face_id!r} left eye").tolist()
+    msg.right_eye_probabilities = _f32(est.right_eye_probabilities, 4, f"Attention of {est.face_id!r} right eye").tolist()
+    msg.mouth_state = int(est.mouth)
+    msg.mouth_open_probability = float(est.mouth_open_probability)
+    msg.blinking = bool(est.blinking)
+    msg.blink_rate = float(est.blink_rate)
+    msg.perclos = float(est.perclos)
+    msg.drowsy = bool(est.drowsy)
+    msg.talking = bool(est.talking)
+    msg.looking_at_camera = float(est.looking_at_camera)
+    msg.attentive = bool(est.attentive)
+    return msg
+
+
+def attention_estimates_to_array(estimates, header: Header):
+    """The ``AttentionArray`` published for one image (empty ``faces`` when no face)."""
+    from emotion_perception_msgs.msg import AttentionArray
+
+    return AttentionArray(header=header, faces=[attention_estimate_to_msg(e, header) for e in estimates])
+
+
+def attention_msg_to_estimate(msg):
+    """An :class:`~emotion_perception.attention.AttentionEstimate` from an ``Attention`` message.
+
+    ``looking`` (the hysteresis state, not in the message) is taken as
+    ``looking_at_camera > 0.5``; the diagnostic aspect ratios are NaN.
+
+    Raises:
+        ConversionError: empty face id, unknown eye or mouth state, wrong-length or
+            non-finite probabilities, probabilities outside [0, 1].
+    """
+    from .attention import AttentionEstimate, EyeState, MouthState
+
+    if not msg.face_id:
+        raise ConversionError("Attention has an empty face_id")
+    what = f"Attention of {msg.face_id!r}"
+    try:
+        left, right = EyeState(msg.left_eye_state), EyeState(msg.right_eye_state)
+        mouth = MouthState(msg.mouth_state)
+    except ValueError as e:
+        raise ConversionError(f"{what}: {e}") from None
+    pl = _f32(msg.left_eye_probabilities, 4, f"{what} left_eye_probabilities")
+    pr = _f32(msg.right_eye_probabilities, 4, f"{what} right_eye_probabilities")
+    g = _f32([msg.gaze_direction.x, msg.gaze_direction.y, msg.gaze_direction.z], 3, f"{what} gaze_direction")
+    for name in ("looking_at_camera", "mouth_open_probability", "perclos"):
+        v = float(getattr(msg, name))
+        if not 0.0 <= v <= 1.0:
+            raise ConversionError(f"{what}: {name}={v} is outside [0, 1]")
+    if np.any(pl < 0) or np.any(pl > 1) or np.any(pr < 0) or np.any(pr > 1):
+        raise ConversionError(f"{what}: eye probabilities outside [0, 1]")
+    return AttentionEstimate(
+        face_id=msg.face_id, gaze_direction=g, gaze_point=(float(msg.gaze_point_x), float(msg.gaze_point_y)),
+        gaze_calibrated=bool(msg.gaze_calibrated), gaze_yaw=float(msg.gaze_yaw), gaze_pitch=float(msg.gaze_pitch),
+        head_yaw=float(msg.head_yaw), head_pitch=float(msg.head_pitch), head_roll=float(msg.head_roll),
+        left_eye=left, right_eye=right, left_eye_probabilities=pl, right_eye_probabilities=pr, mouth=mouth,
+        mouth_open_probability=float(msg.mouth_open_probability), blinking=bool(msg.blinking),
+        blink_rate=float(msg.blink_rate), perclos=float(msg.perclos), drowsy=bool(msg.drowsy),
+        talking=bool(msg.talking), looking_at_camera=float(msg.looking_at_camera),
+        looking=float(msg.looking_at_camera) > 0.5, attentive=bool(msg.attentive))

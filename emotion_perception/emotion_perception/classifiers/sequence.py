@@ -7,6 +7,10 @@ repeating its oldest frame while it is still filling, so the model answers from 
 first frame on (the training clips include such steady stretches). Estimates are
 ``confident=False`` until ``min_frames`` frames are in the buffer.
 
+Horizontal-flip test-time augmentation: when the metadata names the feature
+permutation of a mirrored face (``flip``), each clip is classified as it is and
+mirrored and the probabilities averaged (the models were trained with flips).
+
 Output stability: the probabilities are smoothed per face by an exponential moving
 average with time constant ``smoothing_frames`` (0 = off) before the label is
 taken; the model cards give the measured flicker rate and delay.
@@ -46,6 +50,10 @@ class SequenceModel(EmotionModel):
         self.stride = int(self.meta.get("stride", 1))
         self.mean = np.asarray(self.meta["mean"], dtype=np.float32)
         self.std = np.asarray(self.meta["std"], dtype=np.float32)
+        flip = self.meta.get("flip")
+        #: Column permutation of a horizontally mirrored face; when the metadata gives
+        #: one, every clip is classified as it is and mirrored, and the two averaged.
+        self.flip = np.asarray(flip, dtype=np.int64) if flip is not None else None
         self.model = LiteRTModel(tflite)
         expected = (1, self.window, len(self.mean))
         if self.model.input_shapes[0] != expected:
@@ -54,7 +62,7 @@ class SequenceModel(EmotionModel):
             raise ValueError(f"{tflite} gives {self.model.output_shapes[0]}, expected {len(self.class_names)} classes")
         self.min_frames = int(min_frames)
         self.smoothing_frames = float(smoothing_frames)
-        self._span = (self.window - 1) * self.stride + 1
+        self.span = (self.window - 1) * self.stride + 1
         self._buffers: dict[str, collections.deque] = {}
         self._counts: dict[str, int] = {}
         self._smoothed: dict[str, np.ndarray] = {}
@@ -68,20 +76,27 @@ class SequenceModel(EmotionModel):
         frames = list(buf)[::-1][::self.stride][::-1]  # newest frame always included
         if len(frames) < self.window:
             frames = [frames[0]] * (self.window - len(frames)) + frames
-        return (np.stack(frames) - self.mean) / self.std
+        return np.stack(frames)
+
+    def _infer(self, clip: np.ndarray) -> np.ndarray:
+        """Probabilities of one raw (window, F) clip (mirror-averaged if ``flip``)."""
+        p = np.asarray(self.model.run((clip - self.mean) / self.std), dtype=np.float32)
+        if self.flip is not None:
+            p = 0.5 * (p + np.asarray(self.model.run((clip[:, self.flip] - self.mean) / self.std), np.float32))
+        return p
 
     def update(self, face_id: str, frame: FrameInput) -> EmotionEstimate:
         x = self.features(frame)
         with self._lock:
             buf = self._buffers.get(face_id)
             if buf is None:
-                buf = self._buffers[face_id] = collections.deque(maxlen=self._span)
+                buf = self._buffers[face_id] = collections.deque(maxlen=self.span)
                 self._counts[face_id] = 0
             buf.append(x)
             self._counts[face_id] += 1
             clip = self._clip(buf)
             n = self._counts[face_id]
-        p = np.asarray(self.model.run(clip), dtype=np.float32)
+        p = self._infer(clip)
         with self._lock:
             if self.smoothing_frames > 0 and face_id in self._smoothed:
                 a = 1.0 / (1.0 + self.smoothing_frames)
@@ -89,7 +104,7 @@ class SequenceModel(EmotionModel):
             self._smoothed[face_id] = p
         p = p / p.sum()
         return EmotionEstimate(face_id=face_id, class_names=self.class_names, probabilities=p, model=self.name,
-                               frames_used=min(n, self._span), confident=n >= self.min_frames)
+                               frames_used=min(n, self.span), confident=n >= self.min_frames)
 
     def forget(self, face_id: str) -> None:
         with self._lock:
@@ -119,6 +134,5 @@ class SequenceModel(EmotionModel):
                 blendshapes=arrays["blendshapes"][i] if "blendshapes" in arrays else None,
                 image_wh=tuple(int(v) for v in arrays["image_wh"][i]) if "image_wh" in arrays else (1, 1))
             x = self.features(frame)
-            clip = np.repeat(((x - self.mean) / self.std)[None], self.window, axis=0)
-            out[i] = self.model.run(clip)
+            out[i] = self._infer(np.repeat(x[None], self.window, axis=0))
         return out

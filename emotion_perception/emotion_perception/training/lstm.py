@@ -162,7 +162,11 @@ def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool
     export_tflite(tf, export, (window, len(kept)), tfl)
 
     te_names, te_y = labels_for(target, test_d["label"])
-    predict = lambda v: model.predict(steady(v[:, kept]), batch_size=512, verbose=0)  # noqa: E731
+    def predict(v):  # mirror-averaged, as the LiteRT wrapper does
+        v = v[:, kept]
+        return 0.5 * (model.predict(steady(v), batch_size=512, verbose=0)
+                      + model.predict(steady(v[:, flip]), batch_size=512, verbose=0))
+
     metrics = {"rafdb_test_one_frame": one_frame_metrics(predict, test_d["blendshapes"], te_y, class_names),
                "validation_one_frame": one_frame_metrics(predict, x_all[val], y_all[val], class_names)}
     meta = {
@@ -171,6 +175,7 @@ def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool
         "selection_rule": f"score > {SELECT_SCORE} in > {SELECT_MIN_IMAGES} of the {len(x_all)} RAF-DB train images",
         "kept_by_rule": [BLENDSHAPE_NAMES[i] for i in rule],
         "added_for_symmetry": [BLENDSHAPE_NAMES[i] for i in kept if i not in rule],
+        "flip": flip.tolist(),
         "mean": mean.round(6).tolist(), "std": std.round(6).tolist(),
         "padding": "the buffer is left-padded by repeating its oldest frame",
         "training": {"data": "RAF-DB train (official split), 10% stratified validation", "units": list(units),

@@ -161,7 +161,10 @@ def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool
     tfl = out_dir / "transformer.tflite"
     export_tflite(tf, export, (window, x.shape[1]), tfl)
 
-    predict = lambda v: model.predict(steady(v), batch_size=256, verbose=0)  # noqa: E731
+    def predict(v):  # mirror-averaged, as the LiteRT wrapper does
+        return 0.5 * (model.predict(steady(v), batch_size=256, verbose=0)
+                      + model.predict(steady(v[:, mirror]), batch_size=256, verbose=0))
+
     fer_test = _six(load_fer(data_dir, "public_test"))
     mux_test = _six(load_muxspace(data_dir, "heldout"))
     if quick:
@@ -178,6 +181,7 @@ def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool
         "model": "transformer", "class_names": list(EMOTIONS_6), "window": window, "stride": STRIDE,
         "feature": "features.landmark_distances: 3-D distance of each landmark to the nose tip (1) "
                    "in inter-ocular distances (outer eye corners 33-263), pixel-aspect-correct",
+        "flip": mirror.tolist(),
         "mean": mean.round(6).tolist(), "std": std.round(6).tolist(),
         "padding": "the buffer is left-padded by repeating its oldest frame",
         "training": {"data": "FER-2013 train + muxspace train subjects (6 classes), 10% stratified validation",
