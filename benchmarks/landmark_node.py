@@ -2,7 +2,7 @@
 1920x1080 with 1, 2 and 4 real faces.
 
 The node's core path is what its image callback does for one frame: the
-``sensor_msgs/Image`` fields to an RGB array (``imaging.raw_to_rgb``), the tracked
+``sensor_msgs/Image`` fields to an RGB array (``conversions.image_msg_to_rgb``), the tracked
 landmarker (``landmarks.FaceLandmarker.process``: MediaPipe + arrays + ids), and the
 two output messages (``conversions.faces_to_msgs``). Bare MediaPipe gets the same
 frames as numpy arrays with the same options (VIDEO mode, blendshapes and matrices,
@@ -43,13 +43,16 @@ def core_vs_bare(frames, faces: int, warmup: int = 5) -> tuple[dict, dict, int, 
     from emotion_perception import conversions, imaging
     from emotion_perception.landmarks import FaceLandmarker, LandmarkerOptions
 
+    # the node's own conversion where it exists, else the imaging function it wraps
+    to_rgb = getattr(conversions, "image_msg_to_rgb", None) or (
+        lambda m: imaging.raw_to_rgb(m.encoding, m.width, m.height, m.step, m.data))
     period_ns = 33_333_333
     msgs = [image_msg(f, (i + 1) * period_ns) for i, f in enumerate(frames)]
     node_ms, bare_ms, node_faces, bare_faces = [], [], 0, 0
     with FaceLandmarker(LandmarkerOptions(max_faces=faces)) as lm, BareMediaPipe(faces) as bare:
         def node_frame(m):
             t0 = time.perf_counter()
-            rgb = imaging.raw_to_rgb(m.encoding, m.width, m.height, m.step, m.data)
+            rgb = to_rgb(m)
             found = lm.process(rgb, m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec)
             conversions.faces_to_msgs(found, m.header)
             return (time.perf_counter() - t0) * 1e3, len(found)

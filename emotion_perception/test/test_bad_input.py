@@ -1,0 +1,342 @@
+"""A corpus of bad inputs run through the nodes over the real middleware.
+
+Every case sends its bad input (twice, so a node that logs per message shows it), then
+a good frame, and checks that:
+
+* the node logs at most one line for the case (OnceLog: one line per kind of problem),
+* the node still serves the good frame (its output arrives with the good frame's stamp),
+* the bad input was counted (``bad_input_total`` / ``dropped_total`` in /diagnostics),
+  never turned into a result.
+
+Parameters of the wrong type or out of range go through the node's real parameter
+callback (``Node.set_parameters``) and must be refused; missing, truncated and tampered
+model files must stop the node at start with a message naming the file and the
+expected sha256, in-process and as a real ``main()`` process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image
+
+from emotion_perception import assets
+from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
+from emotion_perception.runner import Pipeline
+from emotion_perception_msgs.msg import FaceMeshArray
+
+from conftest import DATA, read_rgb
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+GOOD_PHOTO = DATA / "muxspace" / "images" / "Colin_Powell_0145.jpg"
+#: How long a good frame may take to come back through the node, s (first frames
+#: include MediaPipe's warm-up on a loaded 2-core machine).
+REPLY_TIMEOUT_S = 10.0
+#: Pause between two bad messages, s: the node keeps only the newest image, so
+#: messages closer together may be replaced (counted as dropped) before it sees them.
+BAD_SPACING_S = 0.05
+LOG_LINE = re.compile(r"^\[(ERROR|WARN|FATAL)\] \[[0-9.]+\] \[landmark_node\]", re.M)
+
+
+# ------------------------------------------------------------------ corpus
+
+def _image(rgb: np.ndarray, encoding="rgb8", width=None, height=None, step=None, data=None) -> Image:
+    m = Image()
+    m.height = rgb.shape[0] if height is None else height
+    m.width = rgb.shape[1] if width is None else width
+    m.encoding = encoding
+    m.step = rgb.shape[1] * 3 if step is None else step
+    m.data = rgb.tobytes() if data is None else data
+    return m
+
+
+def _compressed(data: bytes, fmt="jpeg") -> CompressedImage:
+    m = CompressedImage()
+    m.format = fmt
+    m.data = data
+    return m
+
+
+def _jpeg(rgb) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def _png(rgb) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def _jpeg_with_size(jpeg: bytes, width: int, height: int) -> bytes:
+    """The JPEG with its SOF0 frame header claiming another pixel size (a decompression bomb)."""
+    i = jpeg.index(b"\xff\xc0")
+    return jpeg[:i + 5] + struct.pack(">HH", height, width) + jpeg[i + 9:]
+
+
+RAW_CASES = {
+    "encoding yuv422": lambda g: _image(g, encoding="yuv422"),
+    "encoding 32FC1": lambda g: _image(g, encoding="32FC1"),
+    "encoding bayer_rggb8": lambda g: _image(g, encoding="bayer_rggb8"),
+    "encoding empty": lambda g: _image(g, encoding=""),
+    "encoding rgb16": lambda g: _image(g, encoding="rgb16"),
+    "encoding nonsense": lambda g: _image(g, encoding="not-an-encoding"),
+    "step shorter than a row": lambda g: _image(g, step=g.shape[1] * 3 - 1),
+    "data shorter than step*height": lambda g: _image(g, data=g.tobytes()[:-100]),
+    "data longer than step*height": lambda g: _image(g, data=g.tobytes() + bytes(100)),
+    "padded step without the padding": lambda g: _image(g, step=g.shape[1] * 3 + 16),
+    "zero width": lambda g: _image(g, width=0),
+    "zero height": lambda g: _image(g, height=0),
+    "zero size, no data": lambda g: _image(g, width=0, height=0, step=0, data=b""),
+    "no data": lambda g: _image(g, data=b""),
+    "huge claimed size": lambda g: _image(g, width=100_000, height=100_000, step=300_000, data=bytes(300_000)),
+    "mono8 with rgb8 data": lambda g: _image(g, encoding="mono8", step=g.shape[1]),
+    "rgba8 with rgb8 data": lambda g: _image(g, encoding="rgba8", step=g.shape[1] * 4),
+}
+
+COMPRESSED_CASES = {
+    "jpeg truncated to half": lambda g: _compressed(_jpeg(g)[: len(_jpeg(g)) // 2]),
+    "jpeg header only": lambda g: _compressed(_jpeg(g)[:20]),
+    "jpeg without end marker": lambda g: _compressed(_jpeg(g)[:-2]),
+    "jpeg header then garbage": lambda g: _compressed(_jpeg(g)[:600] + np.random.default_rng(1).integers(
+        0, 255, 20_000, dtype=np.uint8).tobytes() + b"\xff\xd9"),
+    "png truncated": lambda g: _compressed(_png(g)[: len(_png(g)) // 2], fmt="png"),
+    "random bytes": lambda g: _compressed(np.random.default_rng(2).integers(0, 255, 5000, dtype=np.uint8).tobytes()),
+    "empty data": lambda g: _compressed(b""),
+    "text, not an image": lambda g: _compressed(b"hello, I am not a JPEG"),
+    "BMP, not JPEG or PNG": lambda g: _compressed(cv2.imencode(".bmp", g)[1].tobytes(), fmt="bmp"),
+    "jpeg claiming 65000x65000": lambda g: _compressed(_jpeg_with_size(_jpeg(g), 65000, 65000)),
+    "compressedDepth format": lambda g: _compressed(_png(g), fmt="16UC1; compressedDepth png"),
+}
+
+PARAMETER_CASES = {
+    "max_faces wrong type (string)": Parameter("max_faces", value="two"),
+    "max_faces below range": Parameter("max_faces", value=0),
+    "max_faces above range": Parameter("max_faces", value=11),
+    "max_faces float for int": Parameter("max_faces", value=2.5),
+    "detection confidence above 1": Parameter("min_face_detection_confidence", value=1.5),
+    "tracking confidence below 0": Parameter("min_tracking_confidence", value=-0.1),
+    "track_min_iou wrong type": Parameter("track_min_iou", value="x"),
+    "track_max_gap_s negative": Parameter("track_max_gap_s", value=-1.0),
+    "use_compressed is read-only": Parameter("use_compressed", value=True),
+    "model_path is read-only": Parameter("model_path", value="other.task"),
+}
+
+
+# ------------------------------------------------------------------ harness
+
+class Probe:
+    """Publishes images into a running pipeline and collects what comes back."""
+
+    def __init__(self, pipeline: Pipeline, compressed: bool):
+        self.node = Node("bad_input_probe", context=pipeline.context)
+        kind, topic = (CompressedImage, "image/compressed") if compressed else (Image, "image")
+        self.pub = self.node.create_publisher(kind, topic, SENSOR_QOS)
+        self.meshes: dict[int, FaceMeshArray] = {}
+        self.diag: dict[str, str] = {}
+        self._cond = threading.Condition()
+        self.node.create_subscription(FaceMeshArray, "faces/mesh", self._on_mesh, RESULT_QOS)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, RESULT_QOS)
+        pipeline.add_node(self.node)
+        self.stamp_ns = 1_000_000_000
+
+    def _on_mesh(self, msg):
+        with self._cond:
+            self.meshes[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = msg
+            self._cond.notify_all()
+
+    def _on_diag(self, msg):
+        for s in msg.status:
+            if s.name.endswith("landmark_node"):
+                with self._cond:
+                    self.diag = {kv.key: kv.value for kv in s.values}
+                    self._cond.notify_all()
+
+    def next_stamp(self) -> int:
+        self.stamp_ns += 40_000_000
+        return self.stamp_ns
+
+    def send(self, msg, stamp_ns: int | None = None) -> int:
+        stamp_ns = self.next_stamp() if stamp_ns is None else stamp_ns
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.header.frame_id = "camera"
+        self.pub.publish(msg)
+        return stamp_ns
+
+    def wait_mesh(self, stamp_ns: int, timeout=REPLY_TIMEOUT_S) -> FaceMeshArray | None:
+        end = time.monotonic() + timeout
+        with self._cond:
+            while stamp_ns not in self.meshes and time.monotonic() < end:
+                self._cond.wait(0.05)
+            return self.meshes.get(stamp_ns)
+
+    def good(self, msg_factory, stamp_ns: int | None = None, tries: int = 3) -> FaceMeshArray:
+        """Send a good frame until its result comes back (best-effort input may be lost once)."""
+        for _ in range(tries):
+            s = self.send(msg_factory(), stamp_ns)
+            got = self.wait_mesh(s, REPLY_TIMEOUT_S / tries)
+            if got is not None:
+                return got
+        raise AssertionError("the node served no result for a good frame")
+
+    def wait_diag(self, key: str, at_least: int, timeout=5.0) -> int:
+        end = time.monotonic() + timeout
+        with self._cond:
+            while int(self.diag.get(key, "0")) < at_least and time.monotonic() < end:
+                self._cond.wait(0.1)
+            return int(self.diag.get(key, "0"))
+
+
+@pytest.fixture(scope="module")
+def good_rgb():
+    return read_rgb(GOOD_PHOTO)
+
+
+def _run_corpus(compressed: bool, cases: dict, good_rgb, capfd) -> None:
+    good_msg = (lambda: _compressed(_jpeg(good_rgb))) if compressed else (lambda: _image(good_rgb))
+    overrides = {"landmark": {"max_faces": 1, "use_compressed": compressed}}
+    with Pipeline(["landmark"], parameter_overrides=overrides) as p:
+        probe = Probe(p, compressed)
+        first = probe.good(good_msg)
+        assert len(first.faces) == 1, "the good photo must give one face"
+        capfd.readouterr()
+        sent_bad = 0
+        report = []
+        for name, factory in cases.items():
+            stamps = []
+            for _ in range(2):
+                stamps.append(probe.send(factory(good_rgb)))
+                sent_bad += 1
+                time.sleep(BAD_SPACING_S)
+            reply = probe.good(good_msg)
+            assert len(reply.faces) == 1, f"{name}: the good frame after it lost its face"
+            for s in stamps:
+                assert s not in probe.meshes, f"{name}: a bad image produced a result"
+            err = capfd.readouterr().err
+            lines = LOG_LINE.findall(err)
+            report.append((name, len(lines)))
+            assert len(lines) <= 1, f"{name}: {len(lines)} log lines for one kind of bad input:\n{err}"
+        # the capture works and the node does speak: each kind of problem logged once
+        logged = sum(n for _, n in report)
+        assert logged >= 3, f"hardly any log lines captured: {report}"
+        # every bad image was refused (bad_input_total) or replaced before it was seen (dropped_total)
+        bad = probe.wait_diag("bad_input_total", sent_bad)
+        dropped = int(probe.diag.get("dropped_total", "0"))
+        assert bad + dropped >= sent_bad, f"only {bad} refused + {dropped} dropped of {sent_bad} bad images"
+        assert bad >= sent_bad // 2, f"only {bad} of {sent_bad} bad images reached the node's checks"
+        kinds = {k for k in probe.diag if k.startswith("bad_input_") and k != "bad_input_total"}
+        assert kinds, f"no per-kind bad input counters in /diagnostics: {probe.diag}"
+
+
+def test_bad_raw_images_landmark_node(good_rgb, capfd):
+    _run_corpus(False, RAW_CASES, good_rgb, capfd)
+
+
+def test_bad_compressed_images_landmark_node(good_rgb, capfd):
+    _run_corpus(True, COMPRESSED_CASES, good_rgb, capfd)
+
+
+def test_out_of_order_duplicate_and_zero_stamps(good_rgb, capfd):
+    """Time jumping back, a repeated stamp and a zero stamp: still one result each."""
+    with Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 1}}) as p:
+        probe = Probe(p, False)
+        late = probe.good(lambda: _image(good_rgb), stamp_ns=50_000_000_000)
+        assert len(late.faces) == 1
+        capfd.readouterr()
+        for name, stamp in (("time jumps back 40 s", 10_000_000_000), ("duplicate stamp", 10_000_000_000),
+                            ("earlier by 1 ms", 9_999_000_000), ("zero stamp", 0)):
+            reply = probe.good(lambda: _image(good_rgb), stamp_ns=stamp)
+            assert len(reply.faces) == 1, name
+            assert reply.faces[0].face_id.startswith("face_"), name
+            lines = LOG_LINE.findall(capfd.readouterr().err)
+            assert len(lines) <= 1, f"{name}: {len(lines)} log lines"
+        ok = probe.good(lambda: _image(good_rgb), stamp_ns=11_000_000_000)
+        assert len(ok.faces) == 1
+
+
+def test_bad_parameters_rejected_by_callback(good_rgb, capfd):
+    with Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 1}}) as p:
+        node = p.nodes["landmark"]
+        probe = Probe(p, False)
+        probe.good(lambda: _image(good_rgb))
+        before = {n: node.get_parameter(n).value for n in ("max_faces", "min_face_detection_confidence",
+                                                          "min_tracking_confidence", "track_min_iou",
+                                                          "track_max_gap_s", "use_compressed", "model_path")}
+        capfd.readouterr()
+        for name, param in PARAMETER_CASES.items():
+            (result,) = node.set_parameters([param])
+            assert not result.successful, f"{name}: accepted"
+            assert result.reason, f"{name}: refused without a reason"
+            assert node.get_parameter(param.name).value == before[param.name], f"{name}: value changed"
+            lines = LOG_LINE.findall(capfd.readouterr().err)
+            assert len(lines) <= 1, f"{name}: {len(lines)} log lines"
+        # a good change is still accepted, and frames are still served afterwards
+        (ok,) = node.set_parameters([Parameter("max_faces", value=2)])
+        assert ok.successful, ok.reason
+        reply = probe.good(lambda: _image(good_rgb))
+        assert len(reply.faces) == 1
+
+
+# ------------------------------------------------------------------ model files
+
+@pytest.fixture(scope="module")
+def model_variants(tmp_path_factory):
+    """Directories with a missing, a truncated and a tampered face_landmarker.task,
+    each with the real SHA256SUMS beside it."""
+    src = assets.models_dir()
+    expected = assets.recorded_sums(src)["face_landmarker.task"]
+    out = {}
+    for kind in ("missing", "truncated", "tampered"):
+        d = tmp_path_factory.mktemp(kind)
+        shutil.copy(src / "SHA256SUMS", d / "SHA256SUMS")
+        data = (src / "face_landmarker.task").read_bytes()
+        if kind == "truncated":
+            (d / "face_landmarker.task").write_bytes(data[: len(data) // 3])
+        elif kind == "tampered":
+            b = bytearray(data)
+            b[len(b) // 2] ^= 0xFF
+            (d / "face_landmarker.task").write_bytes(bytes(b))
+        out[kind] = d / "face_landmarker.task"
+    return expected, out
+
+
+@pytest.mark.parametrize("kind", ["missing", "truncated", "tampered"])
+def test_bad_model_file_refused_at_start(model_variants, kind):
+    from emotion_perception.assets import ModelFileError
+
+    expected, paths = model_variants
+    with pytest.raises(ModelFileError) as err:
+        with Pipeline(["landmark"], parameter_overrides={"landmark": {"model_path": str(paths[kind])}}):
+            pass
+    text = str(err.value)
+    assert str(paths[kind]) in text and expected in text, text
+
+
+def test_tampered_model_stops_node_process_with_one_line(model_variants):
+    """The real console entry point: exit status 1, one fatal line naming file and digest."""
+    expected, paths = model_variants
+    env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50))
+    r = subprocess.run([sys.executable, "-m", "emotion_perception.nodes.landmark_node", "--ros-args", "-p",
+                        f"model_path:={paths['tampered']}"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    fatal = [ln for ln in r.stderr.splitlines() if "[FATAL]" in ln or "ModelFileError" in ln]
+    assert len(fatal) == 1, r.stderr[-2000:]
+    assert str(paths["tampered"]) in fatal[0] and expected in fatal[0]
+    assert hashlib.sha256(paths["tampered"].read_bytes()).hexdigest() in fatal[0]
