@@ -167,14 +167,14 @@ def flicker_per_minute(times: list[float], labels: list[str]) -> float:
     return 60.0 * changes / span if span > 0 else 0.0
 
 
-def score(records: list[dict], label_at=None, spans=None) -> dict:
+def score(records: list[dict], label_at=None, spans=None, latency_topic: str = "emotion") -> dict:
     """Accuracy, macro-F1, flicker, first confident label and latency of a replay."""
     from sklearn.metrics import confusion_matrix, f1_score
 
     times = [r["time_s"] for r in records]
     preds = [frame_prediction(r) for r in records]
     labels = [p["label"] if p else None for p in preds]
-    fused_lat = [r["latency_ms"]["emotion"] for r in records if "emotion" in r["latency_ms"]]
+    fused_lat = [r["latency_ms"][latency_topic] for r in records if latency_topic in r["latency_ms"]]
     out = {
         "frames": len(records),
         "frames_with_face": sum(1 for r in records if r["faces"]),
@@ -301,7 +301,7 @@ def evaluate_bag(bag, out_dir, desc_kwargs: dict | None = None, labels=None, rat
     stamps_back = 0
     last_stamp = None
     t_start = time.monotonic()
-    with OfflinePipeline(desc, frame_timeout_s=frame_timeout_s, log_level=log_level) as op:
+    with OfflinePipeline(desc, frame_timeout_s=frame_timeout_s, log_level=log_level, skip_unstartable=True) as op:
         bar = tqdm(total=source.count, unit="frame", desc=bag.name, disable=not progress, leave=False)
         try:
             wall0 = time.monotonic()
@@ -326,17 +326,19 @@ def evaluate_bag(bag, out_dir, desc_kwargs: dict | None = None, labels=None, rat
             bar.close()
             source.close()
     info = {"input": str(bag), "input_kind": "rosbag2", "topic": source.topic, "msgtype": source.msgtype,
-            "fps": source.fps, "nodes": list(desc.short_names), "rate": rate,
+            "fps": source.fps, "nodes": list(op.desc.short_names), "nodes_not_started": op.skipped, "rate": rate,
             "wall_time_s": round(time.monotonic() - t_start, 2)}
     writer.records.sort(key=lambda r: r["frame"])
     summary = writer.finish(info)
+    outputs = op.desc.output_topics()
+    lat_topic = next((t for t in ("emotion", "emotion/transformer", "emotion/lstm", "emotion/frame", "emotion/image")
+                      if t in outputs), "faces/mesh")
     report = {**info, "labels": str(labels) if labels else None, "labels_layout": layout,
-              "stamps_not_increasing": stamps_back, **score(writer.records, label_at, spans)}
+              "stamps_not_increasing": stamps_back, **score(writer.records, label_at, spans, lat_topic)}
     report["frames_in_bag"] = source.count
     report["frames_dropped"] += max(0, (source.count or 0) - len(writer.records))
     if "confusion" in report:
         plot_confusion(report["confusion"], out_dir / CONFUSION_PNG)
-    lat_topic = "emotion" if "emotion" in desc.output_topics() else next(iter(desc.output_topics()), "faces/mesh")
     plot_latency(writer.records, out_dir / LATENCY_PNG, lat_topic)
     report["latency_topic"] = lat_topic
     report["faces"] = summary["faces"]

@@ -14,7 +14,9 @@ outputs to frames by header stamp, so drops become visible.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import os
 import threading
 import time
 
@@ -33,6 +35,8 @@ FRAME_TIMEOUT_S = 3.0
 SETTLE_S = 0.0
 #: Publish an image stamp of 0 is "unknown" in ROS: derived stamps start here, ns.
 STAMP_BASE_NS = 1_700_000_000 * 1_000_000_000
+
+_COUNTER = itertools.count()
 
 EMOTION_TOPIC_MODEL = {
     "emotion/transformer": "transformer",
@@ -141,13 +145,24 @@ class OfflinePipeline:
         desc: which nodes, parameters and image topic (raw or compressed).
         frame_timeout_s: wait per frame for its outputs (``feed(wait=True)``).
         log_level: ROS log level of the nodes.
+        skip_unstartable: leave out (and report in ``skipped``) nodes that fail to
+            start, e.g. a classifier whose model is not installed.
+        isolate: without a namespace in ``desc``, run in a private one
+            (``offline_<pid>_<n>``) so other ROS processes cannot interfere.
 
     Use as a context manager; :meth:`feed` publishes one frame.
     """
 
     def __init__(self, desc: PipelineDescription, frame_timeout_s: float = FRAME_TIMEOUT_S,
-                 first_frame_timeout_s: float = FIRST_FRAME_TIMEOUT_S, log_level: str | None = None):
+                 first_frame_timeout_s: float = FIRST_FRAME_TIMEOUT_S, log_level: str | None = None,
+                 skip_unstartable: bool = False, isolate: bool = True):
+        if isolate and not desc.namespace:
+            # Other ROS processes on this host/domain (a robot's camera, someone's test)
+            # must not feed these nodes, nor these results reach them.
+            desc = dataclasses.replace(desc, namespace=f"offline_{os.getpid()}_{next(_COUNTER)}")
         self.desc = desc
+        self.skip_unstartable = skip_unstartable
+        self.skipped: dict[str, str] = {}
         self.frame_timeout_s = frame_timeout_s
         self.first_frame_timeout_s = first_frame_timeout_s
         self.log_level = log_level
@@ -167,10 +182,7 @@ class OfflinePipeline:
         from .nodes.common import RESULT_QOS
         from .runner import Pipeline
 
-        self.pipeline = Pipeline(self.desc.short_names, params_file=self.desc.params_file,
-                                 remaps=self.desc.remap_args(), namespace=self.desc.namespace or None,
-                                 parameter_overrides=self.desc.parameter_overrides(), log_level=self.log_level)
-        self.pipeline.start()
+        self.pipeline = self._start_pipeline(Pipeline)
         try:
             self.node = Node("offline_source_recorder", context=self.pipeline.context)
             if self.desc.compressed:
@@ -186,6 +198,33 @@ class OfflinePipeline:
             self.pipeline.stop()
             raise
         return self
+
+    def _make(self, Pipeline, desc):
+        return Pipeline(desc.short_names, params_file=desc.params_file, remaps=desc.remap_args(),
+                        namespace=desc.namespace or None, parameter_overrides=desc.parameter_overrides(),
+                        log_level=self.log_level)
+
+    def _start_pipeline(self, Pipeline):
+        """Start the nodes; with ``skip_unstartable`` leave out (and report) those that fail to start."""
+        import sys
+
+        try:
+            return self._make(Pipeline, self.desc).start()
+        except Exception:
+            if not self.skip_unstartable:
+                raise
+        keep = []
+        for spec in self.desc.nodes:
+            one = dataclasses.replace(self.desc, nodes=(spec,))
+            try:
+                self._make(Pipeline, one).start().stop()
+                keep.append(spec)
+            except Exception as e:  # noqa: BLE001 - a node that cannot start (missing model, bad parameter)
+                self.skipped[spec.name] = f"{type(e).__name__}: {e}"
+                print(f"emotion-perception: {spec.name} cannot start, running without it ({e})", file=sys.stderr)
+        self.desc = dataclasses.replace(self.desc, nodes=tuple(keep))
+        self.topics = self.desc.output_topics()
+        return self._make(Pipeline, self.desc).start()
 
     def _subscribe(self, topic: str):
         from emotion_perception_msgs.msg import AttentionArray, BlendshapesArray, EmotionArray, FaceMeshArray
@@ -377,7 +416,7 @@ def run_to_folder(source, out_dir, desc: PipelineDescription, progress: bool = T
 
     writer = RunWriter(out_dir, fps=source.fps or 25.0, video=video)
     t0 = time.monotonic()
-    with OfflinePipeline(desc, frame_timeout_s=frame_timeout_s, log_level=log_level) as op:
+    with OfflinePipeline(desc, frame_timeout_s=frame_timeout_s, log_level=log_level, skip_unstartable=True) as op:
         bar = tqdm(total=source.count, unit="frame", desc=source.name, disable=not progress, leave=False)
         try:
             for frame in source:
@@ -388,6 +427,7 @@ def run_to_folder(source, out_dir, desc: PipelineDescription, progress: bool = T
             source.close()
     wall = time.monotonic() - t0
     info = {"input": str(getattr(source, "path", source.name)), "input_kind": source.kind,
-            "fps": source.fps, "nodes": list(desc.short_names), "compressed": desc.compressed,
+            "fps": source.fps, "nodes": list(op.desc.short_names), "nodes_not_started": op.skipped,
+            "compressed": desc.compressed,
             "wall_time_s": round(wall, 2)}
     return writer.finish(info)

@@ -1,0 +1,104 @@
+"""Whole pipeline, offline: `emotion-perception run` on a real clip through every node
+that is installed, over the real middleware in one process."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from emotion_perception.cli import main
+from emotion_perception.launch_description import OUTPUT_TOPICS, describe
+from emotion_perception.offline import OfflinePipeline
+from emotion_perception.run_output import OUTPUT_FILES
+from emotion_perception.sources import SourceError, open_source
+
+
+@pytest.fixture(scope="module")
+def single_face_run(video, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["run", str(video("single_face.mp4")), "--output", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_run_writes_every_output_file(single_face_run):
+    for name in OUTPUT_FILES:
+        assert (single_face_run / name).stat().st_size > 0, name
+    summary = json.loads((single_face_run / "summary.json").read_text())
+    assert summary["frames"] == 72 and summary["frames_with_face"] == 72
+    assert "landmark" in summary["nodes"]
+    assert len(summary["faces"]) == 1  # one person, one stable id
+    cap = cv2.VideoCapture(str(single_face_run / "annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 72
+    ok, frame = cap.read()
+    assert ok and frame.shape == (360, 640, 3)
+    png = cv2.imread(str(single_face_run / "timeline.png"))
+    assert png is not None and png.shape[1] >= 800
+
+
+def test_every_frame_has_every_started_nodes_output(single_face_run):
+    summary = json.loads((single_face_run / "summary.json").read_text())
+    topics = {t for n in summary["nodes"] for t in OUTPUT_TOPICS[n]}
+    lines = [json.loads(x) for x in (single_face_run / "frames.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in lines] == list(range(72))
+    assert all(b["time_s"] > a["time_s"] for a, b in zip(lines, lines[1:]))
+    for r in lines:
+        assert r["missing"] == [] and set(r["latency_ms"]) == topics
+        (face,) = r["faces"]
+        assert face["face_id"] == lines[0]["faces"][0]["face_id"]
+        x, y, w, h = face["bbox"]
+        assert 150 < x < 300 and 60 < y < 160 and w > 100 and h > 130  # the man in the middle
+        for model, e in face["emotions"].items():
+            assert abs(sum(e["probabilities"].values()) - 1) < 1e-3
+        if "emotion" in topics:
+            assert face["fused"]["model"] == "fused"
+        if "attention" in topics:
+            assert 0 <= face["attention"]["looking_at_camera"] <= 1
+
+
+def test_compressed_frames_give_the_same_faces(video, single_face_run):
+    raw = [json.loads(x) for x in (single_face_run / "frames.jsonl").read_text().splitlines()][:5]
+    desc = describe(compressed=True, available_only=True, enabled={"transformer": False, "lstm": False,
+                                                                  "frame": False, "emotion_fusion": False,
+                                                                  "attention": False, "image_emotion": False})
+    with OfflinePipeline(desc) as op:
+        results = [op.feed(f) for f in open_source(video("single_face.mp4"), max_frames=5)]
+    for r, ref in zip(results, raw):
+        assert r.missing == [] and r.face_count == 1
+        (face,) = r.faces.values()
+        assert np.allclose(face["mesh"]["bbox"], ref["faces"][0]["bbox"], atol=8)  # JPEG q90 vs raw
+
+
+def test_no_face_clip_reports_no_face(video, tmp_path):
+    assert main(["run", str(video("no_face.mp4")), "-o", str(tmp_path), "--quiet", "--max-frames", "10",
+                 "--no-video"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["frames"] == 10 and summary["frames_with_face"] == 0 and summary["faces"] == {}
+    assert not (tmp_path / "annotated.mp4").exists()
+
+
+def test_image_folder_input(muxspace_images, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, (path, _) in enumerate(muxspace_images[:3]):
+        (folder / f"{i}{path.suffix}").write_bytes(path.read_bytes())
+    src = open_source(folder)
+    assert src.kind == "images" and src.count == 3
+    frames = list(src)
+    assert [f.time_s for f in frames] == [0.0, 0.1, 0.2] and frames[0].rgb.ndim == 3
+
+
+def test_unreadable_inputs_get_clear_errors(tmp_path, capsys):
+    with pytest.raises(SourceError, match="no such file"):
+        open_source(tmp_path / "missing.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all")
+    with pytest.raises(SourceError, match="cannot open|no frame"):
+        open_source(junk)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no images"):
+        open_source(tmp_path / "empty")
+    with pytest.raises(SourceError, match="no such camera"):
+        open_source("/dev/video99")
+    assert main(["run", str(junk), "-o", str(tmp_path / "o")]) == 2
+    assert "junk.mp4" in capsys.readouterr().err
