@@ -1,0 +1,181 @@
+"""``attention_node``: face meshes and blendshapes in, attention out.
+
+Subscribes to ``faces/mesh`` (``FaceMeshArray``) and ``faces/blendshapes``
+(``BlendshapesArray``), pairs the two arrays of one image by header stamp
+(:class:`~emotion_perception.nodes.common.StampSync`) and their faces by ``face_id``,
+and publishes ``attention`` (``AttentionArray``, the image's header) for every image:
+an empty ``faces`` list when the image holds no face. Per-face state (blinks,
+PERCLOS, talking, looking hysteresis) lives in
+:class:`~emotion_perception.attention.AttentionEstimator`; ids that vanish from the
+meshes are forgotten.
+
+If no blendshapes arrive for ``blendshapes_timeout_s``, meshes are processed alone
+(geometry only: eye and mouth states from the aspect ratios), with one warning. Bad
+input (NaN or wrong-length arrays, stamps going backwards) is logged once per kind and
+dropped; the node runs on. The estimators take well under a millisecond per face, so
+the callback does the work directly. See docs/attention.md.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from rclpy.node import Node
+
+from ..attention import AttentionEstimator, AttentionParams, CalibrationError, GazeCalibration, GeometryError
+from ..conversions import ConversionError, attention_estimates_to_array, blendshapes_msg_scores, mesh_msg_to_face
+from .common import RESULT_QOS, Diagnostics, OnceLog, Param, ParameterError, StampSync, declare_parameters, run_node, stamp_ns
+from emotion_perception_msgs.msg import AttentionArray, BlendshapesArray, FaceMeshArray
+
+PARAMS = [
+    Param("perclos_window_s", 60.0, "window of PERCLOS and of the blink rate, seconds", 1.0, 3600.0),
+    Param("drowsiness_threshold", 0.2, "PERCLOS (fraction of the window with both eyes closed) above which a "
+          "face is drowsy, [0, 1]", 0.0, 1.0),
+    Param("max_blink_s", 0.7, "longest eye closure counted as a blink, seconds (longer ones count in PERCLOS "
+          "only)", 0.05, 5.0),
+    Param("looking_on", 0.6, "looking-at-camera probability above which the looking state turns on, [0, 1]",
+          0.0, 1.0),
+    Param("looking_off", 0.4, "probability below which the looking state turns off (<= looking_on), [0, 1]",
+          0.0, 1.0),
+    Param("hfov_deg", 60.0, "the camera's horizontal field of view, degrees (gaze point and the direction to "
+          "the camera)", 10.0, 170.0),
+    Param("calibration_file", "", "per-user gaze calibration (JSON or npz from `emotion-perception "
+          "calibrate-gaze`); empty = geometric gaze", read_only=True),
+    Param("blendshapes_timeout_s", 1.0, "without blendshapes for this long (wall time, s), meshes are "
+          "processed alone (geometry only)", 0.1, 60.0),
+    Param("warn_processing_ms", 20.0, "/diagnostics turns WARN when the 95th percentile processing time "
+          "exceeds this, ms", 0.1, 10_000.0, read_only=True),
+]
+
+
+class AttentionNode(Node):
+    """Attention estimators over the landmark node's output.
+
+    Raises:
+        emotion_perception.nodes.common.ParameterError: a parameter out of range,
+            looking_off above looking_on, or an unreadable calibration file.
+        emotion_perception.assets.ModelFileError: the fitted parameters are missing
+            or tampered with.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__("attention_node", **kwargs)
+        try:
+            self._params = declare_parameters(self, PARAMS, on_change=self._on_params)
+            self._model = AttentionParams.load()
+            self._calibration = None
+            if self._params["calibration_file"]:
+                try:
+                    self._calibration = GazeCalibration.load(self._params["calibration_file"])
+                except CalibrationError as e:
+                    raise ParameterError(f"attention_node: calibration_file: {e}") from None
+            self._estimator = self._make_estimator(self._params)
+        except BaseException:
+            super().destroy_node()
+            raise
+        self._once = OnceLog(self)
+        self._sync = StampSync(2)
+        self._last_stamp: int | None = None
+        self._last_blendshapes_wall = time.monotonic()
+        self._blendshapes_seen = False
+        self._faces_last = 0
+        self._mesh_only_frames = 0
+        self._pub = self.create_publisher(AttentionArray, "attention", RESULT_QOS)
+        self._diag = Diagnostics(self, warn_processing_ms=self._params["warn_processing_ms"], extra=self._extra)
+        self._mesh_sub = self.create_subscription(FaceMeshArray, "faces/mesh", self._on_mesh, RESULT_QOS)
+        self._shapes_sub = self.create_subscription(BlendshapesArray, "faces/blendshapes", self._on_shapes, RESULT_QOS)
+        self.get_logger().info(
+            f"attention on {self._mesh_sub.topic_name} + {self._shapes_sub.topic_name} -> {self._pub.topic_name}, "
+            f"gaze {'calibrated from ' + self._params['calibration_file'] if self._calibration else 'geometric'}")
+
+    def _make_estimator(self, p: dict) -> AttentionEstimator:
+        if p["looking_off"] > p["looking_on"]:
+            raise ParameterError(f"attention_node: looking_off ({p['looking_off']}) must not exceed looking_on "
+                                 f"({p['looking_on']})")
+        return AttentionEstimator(self._model, self._calibration, perclos_window_s=p["perclos_window_s"],
+                                  drowsiness_threshold=p["drowsiness_threshold"], looking_on=p["looking_on"],
+                                  looking_off=p["looking_off"], hfov_deg=p["hfov_deg"], max_blink_s=p["max_blink_s"])
+
+    def _on_params(self, updates: dict) -> None:
+        try:
+            self._estimator = self._make_estimator(self._params)
+            self.get_logger().info(f"parameters changed: {updates}; per-face state restarts")
+        except ParameterError as e:
+            self.get_logger().error(f"{e}; keeping the previous settings")
+
+    def _extra(self) -> dict:
+        return {"faces_last_image": self._faces_last, "tracked_faces": len(self._estimator.face_ids),
+                "unmatched_stamps": self._sync.unmatched, "mesh_only_frames": self._mesh_only_frames}
+
+    # ------------------------------------------------------------ callbacks
+
+    def _on_shapes(self, msg: BlendshapesArray) -> None:
+        self._last_blendshapes_wall = time.monotonic()
+        self._blendshapes_seen = True
+        pair = self._sync.add(1, stamp_ns(msg.header), msg)
+        if pair is not None:
+            self._process(*pair)
+
+    def _on_mesh(self, msg: FaceMeshArray) -> None:
+        pair = self._sync.add(0, stamp_ns(msg.header), msg)
+        if pair is not None:
+            self._process(*pair)
+        elif time.monotonic() - self._last_blendshapes_wall > self._params["blendshapes_timeout_s"]:
+            self._once.warn("no_blendshapes",
+                            f"no blendshapes on {self._shapes_sub.topic_name} for "
+                            f"{self._params['blendshapes_timeout_s']} s: processing meshes alone (geometry only)")
+            self._mesh_only_frames += 1
+            self._process(msg, None)
+
+    # ------------------------------------------------------------ work
+
+    def _process(self, meshes: FaceMeshArray, shapes: BlendshapesArray | None) -> None:
+        t0 = time.perf_counter()
+        stamp = stamp_ns(meshes.header)
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            self._once.warn("stamp_backwards", f"faces/mesh stamp {stamp} ns is older than the previous "
+                            f"{self._last_stamp} ns: dropped (restart the source or the node after a bag loop)")
+            self._diag.error()
+            return
+        self._last_stamp = stamp
+        by_id = {}
+        if shapes is not None:
+            for s in shapes.faces:
+                by_id[s.face_id] = s
+        estimates = []
+        seen = set()
+        for m in meshes.faces:
+            seen.add(m.face_id)
+            try:
+                face = mesh_msg_to_face(m)
+                scores = None
+                bs = by_id.get(m.face_id)
+                if bs is not None:
+                    try:
+                        scores = blendshapes_msg_scores(bs)
+                    except ConversionError as e:
+                        self._once.warn("bad_blendshapes", f"{e}: using geometry only for that face")
+                        self._diag.error()
+                elif shapes is not None:
+                    self._once.warn("unpaired_face", f"face {m.face_id!r} has a mesh but no blendshapes in the "
+                                    "same image: using geometry only")
+                estimates.append(self._estimator.update_arrays(face.face_id, face.landmarks, scores, face.transform,
+                                                               face.image_wh, stamp * 1e-9))
+            except (ConversionError, GeometryError, ValueError) as e:
+                self._once.warn("bad_mesh", f"dropped a face: {e}")
+                self._diag.error()
+        for gone in set(self._estimator.face_ids) - seen:
+            self._estimator.forget(gone)
+        self._faces_last = len(estimates)
+        try:
+            self._pub.publish(attention_estimates_to_array(estimates, meshes.header))
+        except ConversionError as e:  # NaN in an estimate: never expected, but never fatal
+            self._once.error("bad_output", f"attention not published: {e}")
+            self._diag.error()
+            return
+        self._diag.tick((time.perf_counter() - t0) * 1000.0)
+
+
+def main(args=None) -> int:
+    return run_node(AttentionNode, args)
