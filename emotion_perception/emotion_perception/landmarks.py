@@ -10,6 +10,9 @@ official ``face_landmarker.task`` (verified by sha256 before loading, see
   - **time going backwards** (a bag that loops, a simulator reset): the MediaPipe
     landmarker is closed and recreated and the face tracks end (new ids follow), so
     nothing crashes and no state leaks across the jump;
+  - **the image size changes** (another camera mode): recreated as well, since
+    MediaPipe would otherwise track the old face regions and miss every face for
+    one frame;
   - **a repeated or sub-millisecond stamp** (a driver that leaves stamps at zero,
     frames 0.4 ms apart): the frame is still processed, with MediaPipe's timestamp
     moved on by 1 ms past the previous one (``max(stamp_ms, previous + 1)``), so
@@ -145,6 +148,7 @@ class FaceLandmarker:
         self.recreated = 0
         self._last_stamp_ms: int | None = None
         self._last_mp_ms: int | None = None
+        self._last_wh: tuple[int, int] | None = None
         self._names_checked = False
         self._mp = None
         self._mp = self._create()
@@ -176,7 +180,12 @@ class FaceLandmarker:
             self._mp = None
 
     def reset(self) -> None:
-        """Recreate the MediaPipe landmarker and end every track (ids keep counting)."""
+        """Recreate the MediaPipe landmarker and end every track (ids keep counting).
+
+        Call it between unrelated images (a photo collection): VIDEO mode tracks the
+        previous frame's faces and, when the scene changes completely while
+        ``max_faces`` faces were tracked, misses the new faces for one frame.
+        """
         self._close_mp()
         self._mp = self._create()
         self.tracker.reset()
@@ -221,6 +230,7 @@ class FaceLandmarker:
             stamp_ns: the image's capture time, integer nanoseconds (the ROS header
                 stamp). Earlier than the previous frame's: the landmarker is
                 recreated first; equal (to the millisecond): processed anyway.
+                A frame of another size than the previous one also recreates it.
 
         Returns:
             One :class:`~emotion_perception.types.Face` per face found (at most
@@ -235,6 +245,11 @@ class FaceLandmarker:
             raise RuntimeError("FaceLandmarker is closed")
         rgb = check_rgb(rgb)
         height, width = rgb.shape[:2]
+        if self._last_wh is not None and self._last_wh != (width, height):
+            # MediaPipe would track last frame's face regions on a differently sized
+            # image, miss every face for a frame and only then re-detect.
+            self.reset()
+        self._last_wh = (width, height)
         ts = self._timestamp_ms(stamp_ns)
         result = self._mp.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ts)
         faces_lm, boxes, scores, shapes, transforms = [], [], [], [], []

@@ -40,7 +40,7 @@ class TrackerOptions:
             the track box's size (sqrt of its area), may match even without overlap.
     """
 
-    max_gap_s: float = 0.5
+    max_gap_s: float = 1.0
     max_missed_frames: int = 10
     min_iou: float = 0.1
     max_centroid_distance: float = 0.5

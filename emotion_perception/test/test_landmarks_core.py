@@ -308,8 +308,8 @@ def test_two_faces_are_kept_apart(landmarker, muxspace_images):
 
 def test_time_going_backwards_recreates_the_landmarker(landmarker, astronaut_rgb):
     landmarker.reset()
-    before = landmarker.recreated
     first = landmarker.process(astronaut_rgb, 600 * NS_PER_S)
+    before = landmarker.recreated
     again = landmarker.process(astronaut_rgb, 600 * NS_PER_S)  # duplicate stamp: processed anyway
     assert len(first) == 1 and len(again) == 1 and again[0].face_id == first[0].face_id
     assert landmarker.recreated == before

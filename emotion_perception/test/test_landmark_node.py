@@ -1,0 +1,359 @@
+"""Node tier: ``landmark_node`` over real rclpy and Fast DDS, in one process.
+
+A probe node in the pipeline's context publishes real photos as ``Image`` and
+``CompressedImage`` and listens to ``faces/mesh``, ``faces/blendshapes``,
+``faces/blendshapes/names``, ``/rosout`` and ``/diagnostics``. The node subscribes
+best-effort (sensor-data QoS), so the probe publishes each input again until the
+answer for that stamp arrives; bad inputs are repeated on purpose, to show a stream
+of them still gives one log line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import read_rgb
+from diagnostic_msgs.msg import DiagnosticArray
+from emotion_perception.assets import ModelFileError, models_dir, recorded_sums
+from emotion_perception.conversions import rgb_to_compressed_msg, rgb_to_image_msg
+from emotion_perception.nodes.common import LATCHED_QOS, RESULT_QOS, ParameterError, stamp_ns
+from emotion_perception.runner import Pipeline
+from emotion_perception.types import BLENDSHAPE_NAMES, Blendshape
+from emotion_perception_msgs.msg import BlendshapesArray, FaceMeshArray
+from rcl_interfaces.msg import Log
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header, String
+
+#: How long to wait for an answer to one input, s.
+ANSWER_TIMEOUT_S = 15.0
+#: Pause between repeats of an input that got no answer yet, s.
+REPEAT_S = 0.2
+#: After the last bad input, time for any extra log line to arrive, s.
+LOG_SETTLE_S = 1.0
+
+#: Stamp step between inputs, ns (25 fps).
+FRAME_NS = 40_000_000
+
+#: This module's DDS domains (ROS_DOMAIN_ID): 40 + pid % 40.
+PRIVATE_DOMAIN_BASE, PRIVATE_DOMAINS = 40, 40
+
+_stamps = itertools.count(1)
+
+
+def next_header(frame_id: str = "camera_optical") -> Header:
+    """A header with a new stamp, 40 ms (25 fps) after the previous one."""
+    t_ns = 1000 * 10**9 + next(_stamps) * FRAME_NS + 123_456
+    h = Header(frame_id=frame_id)
+    h.stamp.sec, h.stamp.nanosec = divmod(t_ns, 10**9)
+    return h
+
+
+class Probe:
+    """A test node that feeds the pipeline and collects what comes out."""
+
+    def __init__(self, pipeline: Pipeline, compressed: bool = False):
+        self.pipeline = pipeline
+        self.node = Node("probe", context=pipeline.context)
+        self.cond = threading.Condition()
+        self.meshes: dict[int, FaceMeshArray] = {}
+        self.shapes: dict[int, BlendshapesArray] = {}
+        self.logs: list[Log] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.image_pub = self.node.create_publisher(CompressedImage if compressed else Image,
+                                                    "image/compressed" if compressed else "image", reliable)
+        self.node.create_subscription(FaceMeshArray, "faces/mesh", self._store(self.meshes), RESULT_QOS)
+        self.node.create_subscription(BlendshapesArray, "faces/blendshapes", self._store(self.shapes), RESULT_QOS)
+        self.node.create_subscription(Log, "/rosout", self._on_log, QoSProfile(depth=1000))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, RESULT_QOS)
+        pipeline.add_node(self.node)
+
+    def _store(self, into: dict):
+        def cb(msg):
+            with self.cond:
+                into[stamp_ns(msg.header)] = msg
+                self.cond.notify_all()
+        return cb
+
+    def _on_log(self, msg: Log):
+        with self.cond:
+            self.logs.append(msg)
+
+    def _on_diag(self, msg: DiagnosticArray):
+        with self.cond:
+            self.diagnostics.append(msg)
+            self.cond.notify_all()
+
+    def ask(self, make_msg, header: Header | None = None) -> tuple[FaceMeshArray, BlendshapesArray]:
+        """Publish ``make_msg(header)`` until both answers for its stamp arrive."""
+        header = header or next_header()
+        key = stamp_ns(header)
+        msg = make_msg(header)
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self.image_pub.publish(msg)
+            with self.cond:
+                if self.cond.wait_for(lambda: key in self.meshes and key in self.shapes, timeout=REPEAT_S):
+                    return self.meshes[key], self.shapes[key]
+        node = self.pipeline.nodes["landmark"]
+        raise AssertionError(f"no answer to the image stamped {key} ns within {ANSWER_TIMEOUT_S} s; "
+                             f"mesh {key in self.meshes}, blendshapes {key in self.shapes}, "
+                             f"worker alive {node._worker.is_alive()}, node {node._diag.snapshot()}")
+
+    def send_bad(self, make_msg, counted, times: int = 3) -> None:
+        """Publish a bad input until the node has seen it ``times`` times."""
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while counted() < times:
+            assert time.monotonic() < deadline, "the node never received the bad input"
+            self.image_pub.publish(make_msg(next_header()))
+            time.sleep(0.05)
+
+    def error_lines(self, node_name: str = "landmark_node") -> list[str]:
+        with self.cond:
+            return [m.msg for m in self.logs if m.name == node_name and m.level >= Log.ERROR]
+
+    def destroy(self):
+        self.node.destroy_node()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_ros_domain():
+    """A DDS domain of this test process alone: other test runs on the machine (other
+    engineers, CI jobs) publish /image, /rosout and /diagnostics too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROS_DOMAIN_ID", str(PRIVATE_DOMAIN_BASE + os.getpid() % PRIVATE_DOMAINS))
+        yield
+
+
+# Class-scoped: one pipeline at a time, so two landmark nodes never answer one probe.
+@pytest.fixture(scope="class")
+def raw_pipeline():
+    with Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 2}}) as p:
+        probe = Probe(p)
+        yield p, probe
+        probe.destroy()
+
+
+@pytest.fixture(scope="class")
+def compressed_pipeline():
+    with Pipeline(["landmark"], parameter_overrides={"landmark": {"use_compressed": True}}) as p:
+        probe = Probe(p, compressed=True)
+        yield p, probe
+        probe.destroy()
+
+
+def check_face_answer(header, meshes, shapes, width, height, faces=1):
+    assert meshes.header == header and shapes.header == header
+    assert len(meshes.faces) == faces and len(shapes.faces) == faces
+    for mesh, bs in zip(meshes.faces, shapes.faces):
+        assert mesh.header == header and bs.header == header
+        assert mesh.face_id.startswith("face_") and bs.face_id == mesh.face_id
+        assert len(mesh.x) == len(mesh.y) == len(mesh.z) == 478
+        assert (mesh.image_width, mesh.image_height) == (width, height)
+        assert -0.1 < min(mesh.x) and max(mesh.x) < 1.1 and 0.8 < mesh.score <= 1.0  # faces (nearly) in view
+        bb = mesh.bounding_box
+        assert 0 < bb.width <= width and 0 < bb.height <= height
+        x0, x1 = np.clip([min(mesh.x) * width, max(mesh.x) * width], 0, width)  # the box is clipped
+        assert abs(bb.x_offset - x0) <= 1 and abs(bb.x_offset + bb.width - x1) <= 1
+        assert len(mesh.facial_transformation_matrix) == 16 and np.all(np.isfinite(mesh.facial_transformation_matrix))
+        assert len(bs.scores) == 52 and 0.0 <= min(bs.scores) and max(bs.scores) <= 1.0
+
+
+def smile(bs) -> float:
+    return (bs.scores[Blendshape.mouthSmileLeft] + bs.scores[Blendshape.mouthSmileRight]) / 2
+
+
+# ---------------------------------------------------------------- Image
+
+class TestImage:
+    """sensor_msgs/Image in (the default)."""
+
+    @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+    def test_image_gives_mesh_and_blendshapes_with_the_image_header(self, raw_pipeline, astronaut_rgb, encoding):
+        _, probe = raw_pipeline
+        header = next_header()
+        meshes, shapes = probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h, encoding), header)
+        check_face_answer(header, meshes, shapes, 512, 512)
+        assert meshes.faces[0].score == 1.0  # the whole face is in the picture
+        assert smile(shapes.faces[0]) > (0.3 if encoding == "mono8" else 0.5)
+
+    def test_no_face_gives_empty_arrays(self, raw_pipeline):
+        from skimage import data
+
+        _, probe = raw_pipeline
+        header = next_header()
+        meshes, shapes = probe.ask(lambda h: rgb_to_image_msg(data.coffee(), h), header)
+        assert meshes.header == header and shapes.header == header
+        assert meshes.faces == [] and shapes.faces == []
+
+    def test_two_faces_have_distinct_stable_ids(self, raw_pipeline, muxspace_images):
+        _, probe = raw_pipeline
+        by_name = {p.name: p for p, _ in muxspace_images}
+        both = np.concatenate([read_rgb(by_name["Jules_Asner_0001.jpg"]), read_rgb(by_name["Colin_Powell_0145.jpg"])],
+                              axis=1)
+        ids = []
+        for _ in range(3):
+            header = next_header()
+            meshes, shapes = probe.ask(lambda h: rgb_to_image_msg(both, h, "bgr8"), header)
+            check_face_answer(header, meshes, shapes, 700, 350, faces=2)
+            by_side = {("left" if m.bounding_box.x_offset < 350 else "right"): m.face_id for m in meshes.faces}
+            ids.append(by_side)
+        assert ids[0] == ids[1] == ids[2] and ids[0]["left"] != ids[0]["right"]
+
+    @pytest.mark.parametrize("name, make, reason, words", [
+        ("bad encoding", lambda h: Image(header=h, height=4, width=4, encoding="16UC1", step=8, data=bytes(32)),
+         "encoding", "unsupported image encoding '16UC1'"),
+        ("empty image", lambda h: Image(header=h, height=0, width=0, encoding="rgb8", step=0, data=b""),
+         "empty", "zero size"),
+        ("step mismatch", lambda h: Image(header=h, height=10, width=10, encoding="rgb8", step=30, data=bytes(299)),
+         "size", "needs 300 bytes but has 299"),
+    ])
+    def test_bad_image_logs_once_and_the_node_runs_on(self, raw_pipeline, astronaut_rgb, name, make, reason, words):
+        pipeline, probe = raw_pipeline
+        node = pipeline.nodes["landmark"]
+        key = f"bad_image:{reason}"
+        probe.send_bad(make, lambda: node._once.count(key))
+        time.sleep(LOG_SETTLE_S)
+        lines = [line for line in probe.error_lines() if words in line]
+        assert len(lines) == 1, (name, probe.error_lines())
+        assert "dropping an image from /image" in lines[0]
+        header = next_header()
+        meshes, shapes = probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h), header)
+        check_face_answer(header, meshes, shapes, 512, 512)
+
+    def test_only_the_latest_image_is_processed(self, raw_pipeline, astronaut_rgb):
+        """Images arriving while the worker is busy replace each other and count as dropped."""
+        pipeline, probe = raw_pipeline
+        node = pipeline.nodes["landmark"]
+        headers = [next_header() for _ in range(3)]
+        dropped_before = node._diag.snapshot()["dropped_total"]
+        with node._cond:  # the worker cannot take an image while we hold its lock
+            for h in headers:
+                node._on_image(rgb_to_image_msg(astronaut_rgb, h))
+        with probe.cond:
+            assert probe.cond.wait_for(lambda: stamp_ns(headers[-1]) in probe.meshes, timeout=ANSWER_TIMEOUT_S)
+        assert stamp_ns(headers[0]) not in probe.meshes and stamp_ns(headers[1]) not in probe.meshes
+        assert node._diag.snapshot()["dropped_total"] == dropped_before + 2
+
+    def test_parameters_change_at_run_time_within_their_ranges(self, raw_pipeline, muxspace_images):
+        pipeline, probe = raw_pipeline
+        node = pipeline.nodes["landmark"]
+        by_name = {p.name: p for p, _ in muxspace_images}
+        both = np.concatenate([read_rgb(by_name["Barbara_Bach_0001.jpg"]), read_rgb(by_name["Mike_Brey_0001.jpg"])],
+                              axis=1)
+        try:
+            assert node.set_parameters([Parameter("max_faces", value=1)])[0].successful
+            meshes, _ = probe.ask(lambda h: rgb_to_image_msg(both, h))
+            assert len(meshes.faces) == 1
+            result = node.set_parameters([Parameter("max_faces", value=99)])[0]
+            assert not result.successful and "range" in result.reason
+            assert not node.set_parameters([Parameter("model_path", value="other.task")])[0].successful
+        finally:
+            assert node.set_parameters([Parameter("max_faces", value=2)])[0].successful
+        meshes, _ = probe.ask(lambda h: rgb_to_image_msg(both, h))
+        assert len(meshes.faces) == 2
+
+    def test_blendshape_names_are_latched(self, raw_pipeline):
+        pipeline, probe = raw_pipeline
+        got = []
+        sub = probe.node.create_subscription(String, "faces/blendshapes/names", got.append, LATCHED_QOS)
+        try:
+            deadline = time.monotonic() + ANSWER_TIMEOUT_S
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert got, "no latched names arrived for a late subscriber"
+            assert tuple(got[0].data.split("\n")) == BLENDSHAPE_NAMES
+        finally:
+            probe.node.destroy_subscription(sub)
+
+    def test_diagnostics_report_processing_and_bad_input(self, raw_pipeline, astronaut_rgb):
+        _, probe = raw_pipeline
+        probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h))
+
+        def status():
+            for arr in reversed(probe.diagnostics):
+                for s in arr.status:
+                    if s.name == "/landmark_node":
+                        return {kv.key: kv.value for kv in s.values}
+            return None
+
+        deadline = time.monotonic() + 5.0
+        values = None
+        while time.monotonic() < deadline:
+            values = status()
+            if values and int(values["processed_total"]) > 0:
+                break
+            time.sleep(0.2)
+        assert values, "no /diagnostics from landmark_node"
+        for key in ("processing_time_mean_ms", "processing_time_p95_ms", "rate_hz", "dropped_total",
+                    "bad_input_total", "input_topic", "landmarker_restarts"):
+            assert key in values, key
+        assert values["input_topic"] == "/image"
+        assert 0 < float(values["processing_time_mean_ms"]) < 1000
+
+
+# ---------------------------------------------------------------- CompressedImage
+
+class TestCompressedImage:
+    """sensor_msgs/CompressedImage in (use_compressed)."""
+
+    @pytest.mark.parametrize("fmt", ["jpeg", "png"])
+    def test_compressed_image_gives_mesh_and_blendshapes(self, compressed_pipeline, muxspace_images, fmt):
+        _, probe = compressed_pipeline
+        rgb = read_rgb(dict((p.name, p) for p, _ in muxspace_images)["Brian_Wells_0001.jpg"])
+        header = next_header()
+        meshes, shapes = probe.ask(lambda h: rgb_to_compressed_msg(rgb, h, fmt), header)
+        check_face_answer(header, meshes, shapes, 350, 350)
+        assert smile(shapes.faces[0]) > 0.5
+
+    def test_corrupt_jpeg_logs_once_and_the_node_runs_on(self, compressed_pipeline, astronaut_rgb):
+        pipeline, probe = compressed_pipeline
+        node = pipeline.nodes["landmark"]
+
+        def corrupt(h):
+            msg = rgb_to_compressed_msg(astronaut_rgb, h, "jpeg")
+            msg.data = bytes(msg.data)[: len(msg.data) // 2]  # cut off mid-stream
+            return msg
+
+        probe.send_bad(corrupt, lambda: node._once.count("bad_image:decode"))
+        time.sleep(LOG_SETTLE_S)
+        lines = [line for line in probe.error_lines() if "JPEG" in line]
+        assert len(lines) == 1, probe.error_lines()
+        assert "dropping an image from /image/compressed" in lines[0] and "truncated" in lines[0]
+        header = next_header()
+        meshes, shapes = probe.ask(lambda h: rgb_to_compressed_msg(astronaut_rgb, h, "jpeg"), header)
+        check_face_answer(header, meshes, shapes, 512, 512)
+
+
+# ---------------------------------------------------------------- start and stop
+
+def test_tampered_model_and_bad_parameters_stop_the_start(tmp_path):
+    expected = recorded_sums(models_dir())["face_landmarker.task"]
+    bad = tmp_path / "face_landmarker.task"
+    shutil.copyfile(models_dir() / "face_landmarker.task", bad)
+    with open(bad, "r+b") as f:
+        f.truncate(1_000_000)
+    (tmp_path / "SHA256SUMS").write_text(f"{expected}  face_landmarker.task\n")
+    with pytest.raises(ModelFileError) as e:
+        Pipeline(["landmark"], parameter_overrides={"landmark": {"model_path": str(bad)}}).start()
+    assert str(bad) in str(e.value) and expected in str(e.value)
+    with pytest.raises(ParameterError, match="max_faces"):
+        Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 0}}).start()
+
+
+def test_destroy_stops_the_worker_thread():
+    with Pipeline(["landmark"]) as p:
+        node = p.nodes["landmark"]
+        worker = node._worker
+        assert worker.is_alive()
+    assert not worker.is_alive()
+    assert worker not in threading.enumerate()
