@@ -324,6 +324,13 @@ def test_time_going_backwards_recreates_the_landmarker(landmarker, astronaut_rgb
     assert landmarker.recreated == before + 1
 
 
+def test_a_stream_without_stamps_is_processed(astronaut_rgb):
+    """A driver that leaves every stamp at zero still gets a result per frame."""
+    with FaceLandmarker() as lm:
+        ids = [lm.process(astronaut_rgb, 0)[0].face_id for _ in range(5)]
+        assert ids == ["face_1"] * 5 and lm.recreated == 0
+
+
 def test_bad_arrays_and_options_are_refused(landmarker):
     with pytest.raises(ValueError, match="uint8"):
         landmarker.process(np.zeros((10, 10), np.uint8), 0)
