@@ -230,6 +230,19 @@ class TestImage:
         meshes, shapes = probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h), header)
         check_face_answer(header, meshes, shapes, 512, 512)
 
+    def test_a_looping_bag_restarts_the_landmarker(self, raw_pipeline, astronaut_rgb):
+        """Image time jumps back (a bag starting over): answered, with a new face id."""
+        pipeline, probe = raw_pipeline
+        node = pipeline.nodes["landmark"]
+        first, _ = probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h))
+        restarts = node._landmarker.recreated
+        early = Header(frame_id="camera_optical")
+        early.stamp.sec = 1  # before every stamp so far
+        meshes, shapes = probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h), early)
+        check_face_answer(early, meshes, shapes, 512, 512)
+        assert node._landmarker.recreated == restarts + 1
+        assert meshes.faces[0].face_id != first.faces[0].face_id
+
     def test_only_the_latest_image_is_processed(self, raw_pipeline, astronaut_rgb):
         """Images arriving while the worker is busy replace each other and count as dropped."""
         pipeline, probe = raw_pipeline
