@@ -204,6 +204,16 @@ class Probe:
             return int(self.diag.get(key, "0"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def own_ros_domain():
+    """A DDS domain of this test module alone: other tests on the same host publish on
+    the same topic names, and their stamps would mix into ours."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ROS_DOMAIN_ID", str(160 + os.getpid() % 40))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def good_rgb():
     return read_rgb(GOOD_PHOTO)
@@ -332,7 +342,7 @@ def test_bad_model_file_refused_at_start(model_variants, kind):
 def test_tampered_model_stops_node_process_with_one_line(model_variants):
     """The real console entry point: exit status 1, one fatal line naming file and digest."""
     expected, paths = model_variants
-    env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50))
+    env = dict(os.environ)
     r = subprocess.run([sys.executable, "-m", "emotion_perception.nodes.landmark_node", "--ros-args", "-p",
                         f"model_path:={paths['tampered']}"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, (r.returncode, r.stderr[-2000:])

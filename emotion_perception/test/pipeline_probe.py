@@ -1,0 +1,148 @@
+"""A test probe for a running :class:`emotion_perception.runner.Pipeline`: publishes
+camera images and records every output topic by header stamp, with receive times.
+
+Not a test module; the fault and overload tests import it.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import threading
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
+
+#: Output topics of the package: topic -> (message module, class).
+OUTPUTS = {
+    "faces/mesh": ("emotion_perception_msgs.msg", "FaceMeshArray"),
+    "faces/blendshapes": ("emotion_perception_msgs.msg", "BlendshapesArray"),
+    "emotion/transformer": ("emotion_perception_msgs.msg", "EmotionArray"),
+    "emotion/lstm": ("emotion_perception_msgs.msg", "EmotionArray"),
+    "emotion/frame": ("emotion_perception_msgs.msg", "EmotionArray"),
+    "emotion/image": ("emotion_perception_msgs.msg", "EmotionArray"),
+    "emotion": ("emotion_perception_msgs.msg", "EmotionArray"),
+    "attention": ("emotion_perception_msgs.msg", "AttentionArray"),
+}
+#: Short node name -> the topic it publishes.
+NODE_OUTPUT = {"landmark": "faces/mesh", "transformer": "emotion/transformer", "lstm": "emotion/lstm",
+               "frame": "emotion/frame", "image_emotion": "emotion/image", "emotion_fusion": "emotion",
+               "attention": "attention"}
+
+
+def stamp_of(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def image_msg(rgb: np.ndarray, stamp_ns: int) -> Image:
+    m = Image()
+    m.header.stamp.sec, m.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    m.header.frame_id = "camera"
+    m.height, m.width = rgb.shape[:2]
+    m.encoding = "rgb8"
+    m.step = rgb.shape[1] * 3
+    m.data = rgb.tobytes()
+    return m
+
+
+class Probe:
+    """Publishes ``image`` and records ``topics`` (stamp -> (msg, receive monotonic s))."""
+
+    def __init__(self, pipeline, topics=("faces/mesh",), name: str = "probe"):
+        self.node = Node(name, context=pipeline.context)
+        self.pub = self.node.create_publisher(Image, "image", SENSOR_QOS)
+        self.got: dict[str, dict[int, tuple[object, float]]] = {t: {} for t in topics}
+        self.order: dict[str, list[int]] = {t: [] for t in topics}
+        self.diag: dict[str, dict[str, str]] = {}
+        self.cond = threading.Condition()
+        for t in topics:
+            module, cls = OUTPUTS[t]
+            kind = getattr(importlib.import_module(module), cls)
+            self.node.create_subscription(kind, t, self._recorder(t), RESULT_QOS)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, RESULT_QOS)
+        pipeline.add_node(self.node)
+
+    def _recorder(self, topic):
+        def cb(msg):
+            now = time.monotonic()
+            with self.cond:
+                s = stamp_of(msg)
+                self.got[topic][s] = (msg, now)
+                self.order[topic].append(s)
+                self.cond.notify_all()
+        return cb
+
+    def _on_diag(self, msg):
+        with self.cond:
+            for s in msg.status:
+                self.diag[s.name.rsplit("/", 1)[-1]] = {kv.key: kv.value for kv in s.values}
+            self.cond.notify_all()
+
+    def publish(self, rgb: np.ndarray, stamp_ns: int) -> float:
+        self.pub.publish(image_msg(rgb, stamp_ns))
+        return time.monotonic()
+
+    def publish_msg(self, msg, stamp_ns: int) -> float:
+        """Publish a prebuilt image with a new stamp (big frames: no per-frame copy in Python)."""
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        self.pub.publish(msg)
+        return time.monotonic()
+
+    def wait(self, topic: str, stamp_ns: int, timeout: float = 5.0):
+        end = time.monotonic() + timeout
+        with self.cond:
+            while stamp_ns not in self.got[topic] and time.monotonic() < end:
+                self.cond.wait(0.02)
+            return self.got[topic].get(stamp_ns)
+
+    def wait_all(self, topics, stamp_ns: int, timeout: float = 5.0) -> bool:
+        end = time.monotonic() + timeout
+        return all(self.wait(t, stamp_ns, max(0.0, end - time.monotonic())) is not None for t in topics)
+
+    def send_until_served(self, rgb, stamp_ns: int, topic="faces/mesh", tries=3, timeout=5.0):
+        """Publish (again, with the same stamp, if a best-effort frame was lost) until served."""
+        for _ in range(tries):
+            self.publish(rgb, stamp_ns)
+            r = self.wait(topic, stamp_ns, timeout / tries)
+            if r is not None:
+                return r
+        return None
+
+    def wait_diag(self, node: str, key: str, at_least: float, timeout: float = 5.0) -> float:
+        end = time.monotonic() + timeout
+        with self.cond:
+            while float(self.diag.get(node, {}).get(key, "0")) < at_least and time.monotonic() < end:
+                self.cond.wait(0.1)
+            return float(self.diag.get(node, {}).get(key, "0"))
+
+
+def constructible_nodes(candidates) -> list[str]:
+    """The short names among ``candidates`` whose node can be built here (its module
+    and model files exist). The landmark node must always be there."""
+    import rclpy
+    from rclpy.context import Context
+
+    from emotion_perception.nodes import node_class
+
+    ok = []
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        for name in candidates:
+            try:
+                node = node_class(name)(context=ctx)
+            except Exception:  # noqa: BLE001 - module or model not shipped yet
+                continue
+            node.destroy_node()
+            ok.append(name)
+    finally:
+        rclpy.try_shutdown(context=ctx)
+    return ok
+
+
+DOWNSTREAM = collections.OrderedDict((k, v) for k, v in NODE_OUTPUT.items() if k != "landmark")
