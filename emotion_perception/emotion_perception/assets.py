@@ -86,8 +86,9 @@ def verified_path(name_or_path: str | os.PathLike, expected_sha256: str | None =
         expected_sha256 = recorded_sums(p.parent).get(p.name) or recorded_sums(models_dir()).get(p.name)
     if not p.is_file():
         raise ModelFileError(
-            f"model file {p} is missing (expected sha256 {expected_sha256 or 'unrecorded'}); "
-            "reinstall the package or run `make setup`")
+            f"model file {p} is missing"
+            + (f" (expected sha256 {expected_sha256})" if expected_sha256 else "")
+            + "; check the path, reinstall the package or run `make setup`")
     if expected_sha256 is None:
         raise ModelFileError(
             f"model file {p} has no recorded sha256 in {p.parent / SUMS_NAME}; refusing to load "

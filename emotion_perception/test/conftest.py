@@ -10,6 +10,11 @@ import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+
+# Every test process talks on its own DDS domain, so two test runs on one machine (or
+# a robot's nodes on the default domain 0) never feed each other's nodes. Modules
+# that need a domain of their own still set one.
+os.environ.setdefault("ROS_DOMAIN_ID", str(200 + os.getpid() % 30))
 DATA = pathlib.Path(os.environ.get("EMOTION_PERCEPTION_DATA", REPO.parent / "shared" / "data"))
 
 
