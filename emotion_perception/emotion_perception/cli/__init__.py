@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("pipeline", "train", "predict", "evaluate", "run", "bag", "demo")
+COMMANDS = ("pipeline", "train", "predict", "evaluate", "run", "bag", "demo", "attention", "calibrate_gaze")
 
 
 def build_parser() -> argparse.ArgumentParser:
