@@ -31,10 +31,10 @@ CLASSIFIER_ARGS = {
     "emotion_fusion": "fusion",
     "attention": "attention",
 }
-#: Nodes that subscribe to the camera image (``image`` or ``image/compressed``).
-IMAGE_NODES = ("landmark", "image_emotion")
-#: Boolean parameter of the image nodes that selects ``image/compressed`` input.
-COMPRESSED_PARAMETER = "use_compressed"
+#: Nodes that subscribe to the camera image (``image`` or ``image/compressed``) and
+#: their boolean parameter that selects ``image/compressed``.
+COMPRESSED_PARAMETERS = {"landmark": "use_compressed", "image_emotion": "compressed"}
+IMAGE_NODES = tuple(COMPRESSED_PARAMETERS)
 #: Topic names the nodes use before remapping (relative, so a namespace applies).
 IMAGE_TOPIC = "image"
 COMPRESSED_SUFFIX = "/compressed"
@@ -167,7 +167,7 @@ def describe(image_topic: str = IMAGE_TOPIC, compressed: bool = False, namespace
     remaps = tuple(r for r in remaps if r[0] != r[1])
     nodes = []
     for s in chosen:
-        overrides = {COMPRESSED_PARAMETER: bool(compressed)} if s in IMAGE_NODES else {}
+        overrides = {COMPRESSED_PARAMETERS[s]: bool(compressed)} if s in IMAGE_NODES else {}
         nodes.append(NodeSpec(short=s, executable=module_name(s), name=module_name(s),
                               remappings=remaps, overrides=overrides))
     environ = dict(os.environ if env is None else env)

@@ -25,7 +25,7 @@ import numpy as np
 from .launch_description import PipelineDescription
 
 #: How long to wait for the nodes to discover the source and the recorder, s.
-DISCOVERY_TIMEOUT_S = 10.0
+DISCOVERY_TIMEOUT_S = 30.0
 #: Wait for the outputs of the first frame (models warm up), s.
 FIRST_FRAME_TIMEOUT_S = 20.0
 #: Wait for the outputs of every later frame, s.
@@ -37,6 +37,8 @@ SETTLE_S = 0.0
 STAMP_BASE_NS = 1_700_000_000 * 1_000_000_000
 
 _COUNTER = itertools.count()
+#: (short name, params file) -> why the node could not start, for this process.
+_UNSTARTABLE: dict[tuple[str, str], str] = {}
 
 EMOTION_TOPIC_MODEL = {
     "emotion/transformer": "transformer",
@@ -68,6 +70,8 @@ def _plain(value):
         return {k: _plain(getattr(value, k)) for k in value.get_fields_and_field_types() if k != "header"}
     if isinstance(value, (list, tuple, np.ndarray)) or type(value).__name__ == "array":
         return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float):
         return _f(value)
     if isinstance(value, (bytes, bytearray)):
@@ -208,6 +212,14 @@ class OfflinePipeline:
         """Start the nodes; with ``skip_unstartable`` leave out (and report) those that fail to start."""
         import sys
 
+        if self.skip_unstartable:  # known failures of this process: do not probe again
+            known = {n.name: _UNSTARTABLE[(n.short, self.desc.params_file)] for n in self.desc.nodes
+                     if (n.short, self.desc.params_file) in _UNSTARTABLE}
+            if known:
+                self.skipped.update(known)
+                self.desc = dataclasses.replace(self.desc, nodes=tuple(n for n in self.desc.nodes
+                                                                        if n.name not in known))
+                self.topics = self.desc.output_topics()
         try:
             return self._make(Pipeline, self.desc).start()
         except Exception:
@@ -220,7 +232,8 @@ class OfflinePipeline:
                 self._make(Pipeline, one).start().stop()
                 keep.append(spec)
             except Exception as e:  # noqa: BLE001 - a node that cannot start (missing model, bad parameter)
-                self.skipped[spec.name] = f"{type(e).__name__}: {e}"
+                self.skipped[spec.name] = _UNSTARTABLE[(spec.short, self.desc.params_file)] = \
+                    f"{type(e).__name__}: {e}"
                 print(f"emotion-perception: {spec.name} cannot start, running without it ({e})", file=sys.stderr)
         self.desc = dataclasses.replace(self.desc, nodes=tuple(keep))
         self.topics = self.desc.output_topics()
@@ -250,8 +263,11 @@ class OfflinePipeline:
                 time.sleep(0.2)  # let the matched endpoints settle before the first frame
                 return
             time.sleep(0.02)
-        raise RuntimeError("the nodes did not discover the offline source/recorder within "
-                           f"{DISCOVERY_TIMEOUT_S:.0f} s (check FASTDDS_BUILTIN_TRANSPORTS / XML profile)")
+        silent = [s.topic_name for s in self.subs if s.get_publisher_count() < 1]
+        raise RuntimeError(
+            f"the nodes did not discover the offline source/recorder within {DISCOVERY_TIMEOUT_S:.0f} s: "
+            f"{self.pub.get_subscription_count()} of {consumers} image subscribers on {self.pub.topic_name}, "
+            f"no publisher on {', '.join(silent) or '-'} (check FASTDDS_BUILTIN_TRANSPORTS / XML profile)")
 
     def __exit__(self, *exc) -> None:
         try:

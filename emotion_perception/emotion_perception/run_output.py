@@ -36,6 +36,15 @@ EMOTION_COLOURS_BGR = {
 }
 
 
+def json_default(o):
+    """JSON for numpy scalars and arrays (message fields may come as numpy types)."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
 def best_estimate(face: dict) -> dict | None:
     """The fused estimate of a face, else the most confident single model's."""
     if face.get("fused"):
@@ -51,7 +60,7 @@ def annotate(rgb: np.ndarray, result) -> np.ndarray:
     img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     h, w = img.shape[:2]
     thick = max(1, round(min(h, w) / 360))
-    font = 0.45 * thick
+    font = 0.45 * max(1.0, min(h, w) / 360)
     for fid, face in sorted(result.faces.items()):
         mesh = face.get("mesh")
         est = best_estimate(face)
@@ -88,11 +97,13 @@ def annotate(rgb: np.ndarray, result) -> np.ndarray:
                 end = start + np.array([g["x"], g["y"]]) * bw * GAZE_ARROW_SCALE
                 cv2.arrowedLine(img, tuple(int(v) for v in start), tuple(int(v) for v in end), (0, 0, 255),
                                 thick, cv2.LINE_AA, tipLength=0.2)
-        ty = max(12, y - 6 - 16 * thick * (len(lines) - 1))
+        line_h = int(18 * font / 0.45)
+        ty = max(line_h, y - 4 - line_h * (len(lines) - 1))
         for i, text in enumerate(lines):
-            org = (x, ty + i * 16 * thick)
-            cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick + 2, cv2.LINE_AA)
-            cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, font, colour, thick, cv2.LINE_AA)
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
+            org = (max(0, x), ty + i * line_h)
+            cv2.rectangle(img, (org[0] - 1, org[1] - th - 3), (org[0] + tw + 2, org[1] + base), (0, 0, 0), -1)
+            cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, font, colour, 1, cv2.LINE_AA)
     return img
 
 
@@ -116,7 +127,7 @@ class RunWriter:
 
     def add(self, result, rgb: np.ndarray | None = None) -> dict:
         rec = result.record()
-        self._jsonl.write(json.dumps(rec) + "\n")
+        self._jsonl.write(json.dumps(rec, default=json_default) + "\n")
         self.records.append(rec)
         if self.video and rgb is not None:
             import cv2
@@ -140,7 +151,7 @@ class RunWriter:
         if self._writer is not None:
             self._writer.release()
         summary = summarise(self.records, info)
-        (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
         plot_timeline(self.records, self.out_dir / TIMELINE_FILE, title=str(info.get("input", "")))
         return summary
 
@@ -232,12 +243,12 @@ def plot_timeline(records: list[dict], path: pathlib.Path, title: str = "") -> N
         ax1.plot(t, np.asarray(v, dtype=float), label=c,
                  color=np.array(EMOTION_COLOURS_BGR.get(c, (128, 128, 128))[::-1]) / 255.0)
     ax1.set_ylabel(f"P(emotion), {source}")
-    ax1.set_ylim(0, 1)
+    ax1.set_ylim(-0.02, 1.05)
     if probs:
         ax1.legend(loc="upper right", fontsize=8, ncol=4)
     for k, v in att.items():
         ax2.plot(t, v, label=k)
-    ax2.set_ylim(0, 1)
+    ax2.set_ylim(-0.02, 1.05)
     ax2.set_ylabel("attention")
     ax2.set_xlabel("time (s)")
     ax2.legend(loc="upper right", fontsize=8)

@@ -49,19 +49,30 @@ def test_round_trip_report(video, tmp_path, storage, compressed):
 
 def test_looping_bag_with_stamps_jumping_back(video, tmp_path):
     bag = tmp_path / "loop"
-    info = video_to_bag(video("single_face.mp4"), bag, max_frames=12, loops=3)
-    assert info["frames"] == 36
+    info = video_to_bag(video("single_face.mp4"), bag, max_frames=8, loops=3)
+    assert info["frames"] == 24
     frames = list(BagSource(bag))
     stamps = [f.stamp_ns for f in frames]
-    assert stamps[12] < stamps[11] and stamps[24] < stamps[23]  # header time jumps back twice
+    assert stamps[8] < stamps[7] and stamps[16] < stamps[15]  # header time jumps back twice
     assert all(b.time_s > a.time_s for a, b in zip(frames, frames[1:]))  # recording time goes on
+    # as recorded: every frame is replayed and accounted for; the landmark node starts
+    # a new face id after each jump back (its tracker restarts); nodes that refuse
+    # older stamps show up as missing outputs, not as a crash or mixed-up frames
     out = tmp_path / "r"
-    assert main(["bag", "evaluate", str(bag), "-o", str(out), "--quiet"]) == 0
+    assert main(["bag", "evaluate", str(bag), "-o", str(out), "--quiet", "--frame-timeout", "1"]) == 0
     rep = json.loads((out / "report.json").read_text())
-    assert rep["stamps_not_increasing"] == 2
-    assert rep["frames"] == 36 and rep["frames_dropped"] == 0 and rep["frames_with_face"] == 36
+    assert rep["stamps_not_increasing"] == 2 and rep["frames"] == 24 and rep["frames_with_face"] == 24
     lines = [json.loads(x) for x in (out / "frames.jsonl").read_text().splitlines()]
-    assert all(len(r["faces"]) == 1 for r in lines)
+    assert [r["frame"] for r in lines] == list(range(24))
+    assert all("faces/mesh" not in r["missing"] and len(r["faces"]) == 1 for r in lines)
+    assert rep["frames_dropped"] == sum(1 for r in lines if r["missing"])
+    # restamped from the recording time: a clean replay, nothing dropped
+    out2 = tmp_path / "r2"
+    assert main(["bag", "evaluate", str(bag), "--stamps", "recording", "-o", str(out2), "--quiet"]) == 0
+    rep2 = json.loads((out2 / "report.json").read_text())
+    assert rep2["stamps"] == "recording" and rep2["frames_dropped"] == 0 and rep2["frames_with_face"] == 24
+    lines = [json.loads(x) for x in (out2 / "frames.jsonl").read_text().splitlines()]
+    assert len({r["faces"][0]["face_id"] for r in lines}) == 1  # one person, tracked throughout
 
 
 def test_ros2_bag_record_style_bag_with_several_topics(video, tmp_path):
@@ -124,3 +135,17 @@ def test_from_video_refuses_to_overwrite(video, tmp_path, capsys):
     (tmp_path / "x").mkdir()
     assert main(["bag", "from-video", str(video("single_face.mp4")), str(tmp_path / "x")]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_recorded_rate_replay_counts_what_the_nodes_missed(video, tmp_path):
+    bag = tmp_path / "b"
+    video_to_bag(video("single_face.mp4"), bag, max_frames=15, storage="mcap")
+    out = tmp_path / "r"
+    assert main(["bag", "evaluate", str(bag), "--rate", "recorded", "-o", str(out), "--quiet"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["rate"] == "recorded" and rep["frames_in_bag"] == 15
+    # at the recorded 30 Hz a node that keeps only the latest frame may skip some; every
+    # frame is accounted for either way
+    lines = [json.loads(x) for x in (out / "frames.jsonl").read_text().splitlines()]
+    assert rep["frames_dropped"] == sum(1 for r in lines if r["missing"]) + (15 - len(lines))
+    assert rep["frames_with_face"] >= 1 and rep["wall_time_s"] >= 0.45  # 14 frame gaps of 33 ms

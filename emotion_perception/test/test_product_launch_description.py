@@ -11,7 +11,7 @@ import pathlib
 import pytest
 import yaml
 
-from emotion_perception.launch_description import (CLASSIFIER_ARGS, COMPRESSED_PARAMETER, LAUNCH_ARGUMENTS,
+from emotion_perception.launch_description import (CLASSIFIER_ARGS, COMPRESSED_PARAMETERS, LAUNCH_ARGUMENTS,
                                                    describe, description_from_launch_arguments, parse_bool)
 from emotion_perception.nodes import NODES
 
@@ -39,16 +39,16 @@ def test_raw_camera_topic_is_remapped_and_nodes_read_raw():
     assert all(n.remappings == (("image", "/camera/color/image_raw"),) for n in d.nodes)
     assert d.namespace == "robot"
     by = {n.short: n for n in d.nodes}
-    assert by["landmark"].overrides == {COMPRESSED_PARAMETER: False}
-    assert by["image_emotion"].overrides == {COMPRESSED_PARAMETER: False}
+    assert by["landmark"].overrides == {"use_compressed": False}
+    assert by["image_emotion"].overrides == {"compressed": False}
     assert by["attention"].overrides == {}
 
 
 def test_compressed_reads_the_image_transport_sibling_topic():
     d = describe(image_topic="/camera/image_raw", compressed=True, env={})
     assert d.remap_args() == ["image/compressed:=/camera/image_raw/compressed"]
-    assert d.parameter_overrides() == {"landmark": {COMPRESSED_PARAMETER: True},
-                                       "image_emotion": {COMPRESSED_PARAMETER: True}}
+    assert d.parameter_overrides() == {"landmark": {"use_compressed": True},
+                                       "image_emotion": {"compressed": True}}
 
 
 def test_classifier_switches_and_outputs():
@@ -78,6 +78,14 @@ def test_launch_arguments_map_to_the_description():
     assert parse_bool("On") and not parse_bool("no")
     with pytest.raises(ValueError):
         parse_bool("maybe")
+
+
+def test_compressed_parameters_are_declared_by_the_image_nodes():
+    import importlib
+
+    for short, param in COMPRESSED_PARAMETERS.items():
+        module = importlib.import_module(NODES[short].split(":")[0])
+        assert f'Param("{param}", False' in pathlib.Path(module.__file__).read_text(), (short, param)
 
 
 def test_params_file_has_a_section_per_running_node_or_none_yet():

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--labels", default=None, help="CSV: start_s,end_s,label or clip,label")
     e.add_argument("--rate", choices=("max", "recorded"), default="max",
                    help="max: each frame waits for its outputs; recorded: the bag's own pace")
+    e.add_argument("--stamps", choices=("bag", "recording"), default="bag",
+                   help="bag: publish the recorded header stamps (loops and jumps included); recording: "
+                   "restamp from the recording time, always increasing")
     e.add_argument("--topic", default=None, help="image topic when the bag holds several")
     e.add_argument("--max-frames", type=int, default=None)
     e.add_argument("--frame-timeout", type=float, default=3.0, help="wait for a frame's outputs, s")
@@ -75,7 +78,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         report = evaluate_bag(args.bag, args.output, labels=args.labels, rate=args.rate, topic=args.topic,
                               progress=not args.quiet, max_frames=args.max_frames,
-                              frame_timeout_s=args.frame_timeout,
+                              frame_timeout_s=args.frame_timeout, stamps=args.stamps,
                               desc_kwargs={"namespace": args.namespace, "params_file": args.params_file,
                                            "enabled": enabled_from_args(args)})
     except (SourceError, ValueError, OSError) as e:

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", default=str(REPO / ".cache" / "cremad"), help="folder of the fetched clips")
     p.add_argument("--output", "-o", default=str(REPO / ".cache" / "demo"), help="results folder")
     p.add_argument("--no-video", action="store_true", help="skip the annotated videos")
+    p.add_argument("--clip", action="append", default=None, metavar="NAME",
+                   help="run only this clip (repeatable), e.g. 1001_DFA_HAP_XX.flv")
     p.set_defaults(func=run)
 
 
@@ -78,14 +80,25 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"emotion-perception demo: {e}", file=sys.stderr)
         return 2
+    if args.clip:
+        unknown = sorted(set(args.clip) - set(clips))
+        if unknown:
+            print(f"emotion-perception demo: unknown clip(s) {', '.join(unknown)}; choose from {', '.join(clips)}",
+                  file=sys.stderr)
+            return 2
+        clips = {k: v for k, v in clips.items() if k in args.clip}
     desc = describe(available_only=True)
-    print(f"nodes: {', '.join(n.name for n in desc.nodes)}")
+    print(f"nodes installed: {', '.join(n.name for n in desc.nodes)}")
     out = pathlib.Path(args.output)
     rows = []
     t0 = time.monotonic()
     for name, acted in clips.items():
         summary = run_to_folder(open_source(folder / name), out / pathlib.Path(name).stem, desc,
                                 progress=sys.stderr.isatty(), video=not args.no_video, log_level="error")
+        if summary.get("nodes_not_started"):  # warn once, not for every clip
+            import dataclasses
+
+            desc = dataclasses.replace(desc, nodes=tuple(n for n in desc.nodes if n.short in summary["nodes"]))
         pred, conf, source = predicted(summary)
         rows.append((name, acted, pred, conf, source, summary["frames_with_face"], summary["frames"]))
     width = max(len(r[0]) for r in rows)
@@ -93,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     for name, acted, pred, conf, source, faces, frames in rows:
         mark = "ok" if pred == acted else "  "
         print(f"{name:<{width}}  {acted:<8}  {str(pred):<10}  {conf:>6.2f}  {faces:>2}/{frames:<3}  {source} {mark}")
+    if all(r[4] == "-" for r in rows):
+        print("\nno emotion classifier node is installed and startable yet: only faces were found")
     hits = sum(r[2] == r[1] for r in rows)
     print(f"\n{hits} of {len(rows)} clips predicted as acted ({time.monotonic() - t0:.0f} s). "
           "CREMA-D's viewers who saw only the face agreed with the acted label in about 66% of clips.")
