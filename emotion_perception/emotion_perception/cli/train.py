@@ -14,18 +14,25 @@ from __future__ import annotations
 import argparse
 
 TARGETS = ("transformer", "lstm", "lstm-3class")
+#: Frame, image and fusion targets (issue 4), trained by ``training.train_frame_image``.
+FRAME_IMAGE_TARGETS = ("svm-landmarks", "svm-blendshapes", "gnn-landmarks", "image-cnn", "fused")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a sequence model (transformer, lstm, lstm-3class) from the shared data",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", choices=TARGETS, help="which model")
+    p.add_argument("target", choices=TARGETS + FRAME_IMAGE_TARGETS, help="which model")
     p.add_argument("--data", default=None,
                    help="shared data directory (default: $EMOTION_PERCEPTION_DATA or ../shared/data from the repo)")
     p.add_argument("--out", default=None, help="output directory (default: the package's models directory)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the shipped recipe's)")
     p.add_argument("--quick", action="store_true", help="tiny data and model, for smoke tests")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    g = p.add_argument_group("image-cnn (MobileNetV2 transfer learning on your face images)")
+    g.add_argument("--images", help="folder of face images (any size; faces are cropped with MediaPipe)")
+    g.add_argument("--labels", help="CSV with columns image,label (label one of the 7 classes)")
+    g.add_argument("--imagenet-weights", help="MobileNetV2 ImageNet weights file, no top, 224x224 "
+                   "(mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)")
     p.set_defaults(func=run)
 
 
@@ -38,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
     data = pathlib.Path(args.data) if args.data else default_data_dir()
     out = pathlib.Path(args.out) if args.out else models_dir()
     out.mkdir(parents=True, exist_ok=True)
+    if args.target in FRAME_IMAGE_TARGETS:
+        from ..training.train_frame_image import run_target
+
+        return run_target(args, data, out)
     if args.target == "transformer":
         from ..training.transformer import train
     else:

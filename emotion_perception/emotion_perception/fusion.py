@@ -1,0 +1,365 @@
+"""The fused emotion: the one estimate per face a behaviour tree should listen to.
+
+:class:`EmotionFusion` (ROS-free) combines whichever model estimates arrive for a
+face (``transformer``, ``lstm``/``lstm-3class``, a frame model, ``image-cnn``):
+
+1. **Class mapping to the 7 classes** (``EMOTIONS_7``). A model that lacks a class
+   says nothing about it: the 6-class transformer (no surprise) keeps its
+   probabilities scaled by 6/7 and gives surprise 1/7, so pooling leaves surprise to
+   the other models; the 3-class LSTM (happy, sad, unknown) spreads ``unknown`` evenly
+   over angry, disgust, fear, neutral and surprise.
+2. **Calibration**: each model's log-probabilities are divided by a temperature
+   fitted on held-out data (never a test split); ``fusion.json`` records the expected
+   calibration error before and after.
+3. **Combination**: weighted log-linear pooling,
+   ``log p(c) = b_c + sum_m w_m log p_m(c) / T_m`` over the models present, then a
+   softmax. Weights ``w_m >= 0`` and the class bias ``b`` are fitted by minimising the
+   negative log-likelihood on validation data (``training/fusion.py``), one
+   :class:`Profile` per set of models fitted together (blendshape models on RAF-DB;
+   landmark + blendshape models on FER-2013/muxspace); the models present for a face
+   pick the profile.
+4. **Staleness**: an input older than ``stale_after_s`` (by header stamp, against
+   the newest stamp seen for that face) is dropped; with no fresh input the face gets
+   no estimate.
+5. **Temporal smoothing with hysteresis**: an exponential moving average of the
+   pooled log-probabilities with time constant ``smoothing_tau_s``; the published
+   label changes only when another class beats the current label by
+   ``hysteresis`` in probability.
+6. **Confidence**: ``confident=False`` when the smoothed top probability is below
+   ``min_confidence``, when no input is confident (a warming-up sequence model), or
+   when the face has been seen for less than ``warmup_s``.
+7. **Valence and arousal** in [-1, 1]: the expectation of a circumplex table
+   (:data:`CIRCUMPLEX`, Russell's layout of the basic emotions) under the fused
+   probabilities.
+
+:func:`load` returns :class:`FusedModel`, an ``EmotionModel`` (``fused`` in
+``classifiers.MODELS``) that runs the shipped member models that the input can feed
+and fuses them, for ``predict``/``evaluate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+from .classifiers.base import EmotionModel
+from .types import EMOTIONS_7, EmotionEstimate
+
+#: Valence (unpleasant -1 .. pleasant 1) and arousal (calm -1 .. excited 1) of each
+#: class, after Russell's circumplex (1980) as commonly tabulated for the basic
+#: emotions.
+CIRCUMPLEX = {
+    "angry": (-0.6, 0.7), "disgust": (-0.7, 0.3), "fear": (-0.6, 0.8), "happy": (0.8, 0.5),
+    "neutral": (0.0, 0.0), "sad": (-0.7, -0.4), "surprise": (0.3, 0.8),
+}
+_VA = np.array([CIRCUMPLEX[c] for c in EMOTIONS_7], dtype=np.float32)
+PARAMS_FILE = "fusion.json"
+#: Floor of any probability before taking logs.
+EPS = 1e-4
+
+
+def to_7(class_names, probabilities) -> np.ndarray:
+    """A model's distribution mapped onto ``EMOTIONS_7`` (see the module docstring).
+
+    Raises:
+        ValueError: a class name outside the 7 classes and ``unknown``.
+    """
+    names = tuple(class_names)
+    p = np.asarray(probabilities, dtype=np.float64)
+    p = np.clip(p, 0.0, None)
+    p = p / max(p.sum(), 1e-12)
+    out = np.zeros(len(EMOTIONS_7))
+    unknown = 0.0
+    for n, v in zip(names, p):
+        if n == "unknown":
+            unknown += v
+        elif n in EMOTIONS_7:
+            out[EMOTIONS_7.index(n)] += v
+        else:
+            raise ValueError(f"unknown class {n!r}")
+    missing = [i for i, c in enumerate(EMOTIONS_7) if c not in names]
+    if unknown > 0 or "unknown" in names:
+        # unknown = every class the model does not name
+        out[missing] += unknown / max(len(missing), 1)
+    elif missing:
+        k = len(missing)
+        out *= (len(EMOTIONS_7) - k) / len(EMOTIONS_7)
+        out[missing] = 1.0 / len(EMOTIONS_7)
+    return (out / out.sum()).astype(np.float32)
+
+
+def valence_arousal(p7: np.ndarray) -> tuple[float, float]:
+    va = np.asarray(p7, dtype=np.float32) @ _VA
+    return float(np.clip(va[0], -1, 1)), float(np.clip(va[1], -1, 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Pooling parameters fitted for one set of members (one validation set).
+
+    Attributes:
+        name: the validation set it was fitted on.
+        members: the models it was fitted with.
+        temperature, weight: per model name.
+        bias: (7,) class bias, log units.
+    """
+
+    name: str
+    members: tuple
+    temperature: dict
+    weight: dict
+    bias: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolingParams:
+    """Fitted pooling parameters (``fusion.json``): one :class:`Profile` per set of
+    members fitted together, and the weight of a model no profile knows.
+
+    The inputs present for a face pick the profile that shares the most members with
+    them (ties: the one with fewest members absent). A present model the profile
+    does not know (e.g. image-cnn, which has no labelled images here to be fitted
+    on, or a model trained after the fusion) joins with ``default_weight`` and
+    temperature 1.
+    """
+
+    profiles: tuple
+    default_weight: float = 0.5
+
+    @classmethod
+    def from_json(cls, d: dict) -> "PoolingParams":
+        profiles = tuple(Profile(name=p["name"], members=tuple(p["members"]), temperature=dict(p["temperature"]),
+                                 weight=dict(p["weight"]), bias=np.asarray(p["bias"], dtype=np.float64))
+                         for p in d["profiles"])
+        return cls(profiles=profiles, default_weight=float(d.get("default_weight", 0.5)))
+
+    @classmethod
+    def single(cls, temperature: dict, weight: dict, bias, default_weight: float = 0.5) -> "PoolingParams":
+        """One profile over the given models (tests, tools)."""
+        return cls((Profile("single", tuple(weight), dict(temperature), dict(weight), np.asarray(bias, float)),),
+                   default_weight)
+
+    def profile_for(self, present) -> Profile | None:
+        present = set(present)
+        if not self.profiles:
+            return None
+        return max(self.profiles, key=lambda p: (len(present & set(p.members)), -len(set(p.members) - present)))
+
+    def pool(self, per_model: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Fused (7,) or (N, 7) probabilities from mapped member probabilities;
+        None when no model is given."""
+        if not per_model:
+            return None
+        prof = self.profile_for(per_model)
+        logit = 0.0
+        for m, p in per_model.items():
+            w = prof.weight.get(m, self.default_weight) if prof else self.default_weight
+            t = prof.temperature.get(m, 1.0) if prof else 1.0
+            logit = logit + w * np.log(np.clip(p, EPS, 1.0)) / t
+        logit = logit + (prof.bias if prof is not None and set(per_model) & set(prof.members) else 0.0)
+        logit = logit - np.max(logit, axis=-1, keepdims=True)
+        e = np.exp(logit)
+        return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class FusedEstimate(EmotionEstimate):
+    """An EmotionEstimate whose label may lag its argmax (hysteresis)."""
+
+    held_label: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.held_label or super().label
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities[self.class_names.index(self.label)])
+
+
+@dataclasses.dataclass
+class _FaceState:
+    inputs: dict = dataclasses.field(default_factory=dict)  # model -> (stamp_ns, p7, confident, frames)
+    first_ns: int | None = None
+    last_ns: int = 0
+    smooth_logp: np.ndarray | None = None  # smoothed state at smooth_ns
+    smooth_ns: int = 0
+    base_logp: np.ndarray | None = None  # smoothed state before smooth_ns (re-fusing one stamp restarts here)
+    base_ns: int = 0
+    label: str = ""
+
+
+class EmotionFusion:
+    """Per-face fusion of model estimates (ROS-free core of ``emotion_fusion_node``).
+
+    Args:
+        params: fitted pooling parameters.
+        stale_after_s: drop an input older than this (vs the face's newest stamp), s.
+        smoothing_tau_s: EMA time constant, s (0: no smoothing).
+        hysteresis: probability margin another class needs to take the label, [0, 1).
+        min_confidence: smoothed top probability below this is not confident.
+        warmup_s: a face seen for less than this is not confident, s.
+    """
+
+    def __init__(self, params: PoolingParams, stale_after_s: float = 1.0, smoothing_tau_s: float = 0.3,
+                 hysteresis: float = 0.1, min_confidence: float = 0.45, warmup_s: float = 0.2):
+        self.params = params
+        self.stale_after_s = stale_after_s
+        self.smoothing_tau_s = smoothing_tau_s
+        self.hysteresis = hysteresis
+        self.min_confidence = min_confidence
+        self.warmup_s = warmup_s
+        self._faces: dict[str, _FaceState] = {}
+
+    @property
+    def face_ids(self) -> list[str]:
+        return list(self._faces)
+
+    def add(self, est: EmotionEstimate, stamp_ns: int) -> None:
+        """Store one model's estimate of one face (replacing that model's older one).
+
+        Raises:
+            ValueError: classes that do not map onto the 7.
+        """
+        st = self._faces.setdefault(est.face_id, _FaceState())
+        st.inputs[est.model] = (int(stamp_ns), to_7(est.class_names, est.probabilities), bool(est.confident),
+                            int(est.frames_used))
+        st.last_ns = max(st.last_ns, int(stamp_ns))
+        if st.first_ns is None:
+            st.first_ns = int(stamp_ns)
+
+    def forget(self, face_id: str) -> None:
+        self._faces.pop(face_id, None)
+
+    def reset(self) -> None:
+        self._faces.clear()
+
+    def forget_stale_faces(self, now_ns: int, after_s: float) -> list[str]:
+        """Forget faces with no input for ``after_s`` seconds before ``now_ns``; returns their ids."""
+        gone = [f for f, st in self._faces.items() if now_ns - st.last_ns > after_s * 1e9]
+        for f in gone:
+            del self._faces[f]
+        return gone
+
+    def fuse(self, face_id: str, stamp_ns: int | None = None) -> FusedEstimate | None:
+        """The fused estimate of ``face_id`` at ``stamp_ns`` (default: its newest input).
+
+        Returns None when the face is unknown or every input is stale.
+        """
+        st = self._faces.get(face_id)
+        if st is None:
+            return None
+        now = st.last_ns if stamp_ns is None else int(stamp_ns)
+        fresh = {m: v for m, v in st.inputs.items() if now - v[0] <= self.stale_after_s * 1e9}
+        for m in [m for m in st.inputs if m not in fresh]:
+            del st.inputs[m]
+        pooled = self.params.pool({m: v[1] for m, v in fresh.items()})
+        if pooled is None:
+            return None
+        logp = np.log(np.clip(pooled, EPS, 1.0))
+        if st.smooth_logp is not None and now > st.smooth_ns:
+            st.base_logp, st.base_ns = st.smooth_logp, st.smooth_ns
+        if st.base_logp is None or self.smoothing_tau_s <= 0 or now < st.base_ns:
+            st.smooth_logp = logp
+        else:
+            a = 1.0 - np.exp(-max(now - st.base_ns, 1) / 1e9 / self.smoothing_tau_s)
+            st.smooth_logp = (1 - a) * st.base_logp + a * logp
+        st.smooth_ns = max(now, st.smooth_ns)
+        p = np.exp(st.smooth_logp - st.smooth_logp.max())
+        p = (p / p.sum()).astype(np.float32)
+        top = EMOTIONS_7[int(np.argmax(p))]
+        if not st.label or st.label == top:
+            st.label = top
+        elif p[EMOTIONS_7.index(top)] - p[EMOTIONS_7.index(st.label)] > self.hysteresis:
+            st.label = top
+        frames = sum(v[3] for v in fresh.values())
+        confident = (float(p[EMOTIONS_7.index(st.label)]) >= self.min_confidence
+                     and any(v[2] for v in fresh.values())
+                     and (now - (st.first_ns or now)) >= self.warmup_s * 1e9)
+        v, a_ = valence_arousal(p)
+        return FusedEstimate(face_id=face_id, class_names=EMOTIONS_7, probabilities=p, model="fused",
+                             frames_used=frames, confident=confident, valence=v, arousal=a_,
+                             held_label=st.label)
+
+
+def load_params(name: str = PARAMS_FILE) -> tuple[PoolingParams, dict]:
+    """The shipped pooling parameters (sha256-verified) and the whole JSON."""
+    from .assets import verified_path
+
+    with open(verified_path(name)) as f:
+        d = json.load(f)
+    return PoolingParams.from_json(d), d
+
+
+class FusedModel(EmotionModel):
+    """``fused`` as an EmotionModel: runs the shipped member models the input can
+    feed and pools them (per face, with the temporal smoothing of EmotionFusion).
+
+    Args:
+        members: model names to run (default: those with a fitted weight that load).
+        fusion_kwargs: options of :class:`EmotionFusion`.
+    """
+
+    name = "fused"
+    class_names = EMOTIONS_7
+
+    def __init__(self, members=None, **fusion_kwargs):
+        from .classifiers import load as load_model
+        from .assets import ModelFileError
+
+        self.params, self.meta = load_params()
+        self.fusion = EmotionFusion(self.params, **fusion_kwargs)
+        self.members = {}
+        known = [m for p in self.params.profiles for m in p.members]
+        for m in (members or list(dict.fromkeys(known))):
+            try:
+                self.members[m] = load_model(m)
+            except (ModelFileError, ImportError, ModuleNotFoundError):
+                if members:
+                    raise
+        self.needs = frozenset().union(*(set(m.needs) for m in self.members.values())) if self.members else frozenset()
+
+    def _runnable(self, available: set[str]) -> dict:
+        return {n: m for n, m in self.members.items() if set(m.needs) - {"image_wh"} <= available}
+
+    def update(self, face_id: str, frame) -> EmotionEstimate | None:
+        available = {k for k in ("landmarks", "blendshapes", "face_crop") if getattr(frame, k) is not None}
+        for n, m in self._runnable(available).items():
+            est = m.update(face_id, frame)
+            if est is not None:
+                self.fusion.add(est, frame.stamp_ns)
+        return self.fusion.fuse(face_id, frame.stamp_ns)
+
+    def forget(self, face_id: str) -> None:
+        for m in self.members.values():
+            m.forget(face_id)
+        self.fusion.forget(face_id)
+
+    def reset(self) -> None:
+        for m in self.members.values():
+            m.reset()
+        self.fusion.reset()
+
+    def predict_frames(self, **arrays: np.ndarray) -> np.ndarray:
+        """Pool the members' frame predictions (no temporal smoothing: rows are independent)."""
+        available = {k for k in arrays if k in ("landmarks", "blendshapes", "face_crop")}
+        per = {}
+        for n, m in self._runnable(available).items():
+            per[n] = np.stack([to_7(m.class_names, r) for r in m.predict_frames(**arrays)])
+        out = self.params.pool(per)
+        if out is None:
+            raise ValueError(f"no fused member can run on {', '.join(sorted(available))}")
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.reset()
+
+
+def load(**kwargs) -> FusedModel:
+    """The shipped fused model (``fusion.json`` and its members sha256-verified)."""
+    return FusedModel(**kwargs)

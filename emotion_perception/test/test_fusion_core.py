@@ -1,0 +1,164 @@
+"""The fusion core (no rclpy): class mapping, pooling, staleness, smoothing with
+hysteresis, confidence, forgetting; and the shipped fused model's numbers on real
+RAF-DB / FER-2013 test rows (it must beat each member it fuses)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emotion_perception.assets import verified_path
+from emotion_perception.fusion import EmotionFusion, PoolingParams, to_7, valence_arousal
+from emotion_perception.types import EMOTIONS_3, EMOTIONS_6, EMOTIONS_7, EmotionEstimate
+
+S = 1_000_000_000  # one second in ns
+#: With a single member (RAF-DB: only svm-blendshapes) the fused NLL equals the
+#: member's up to the refit temperature and bias.
+NLL_TOL = 0.005
+
+
+def est(face, model, probs, classes=EMOTIONS_7, confident=True):
+    p = np.asarray(probs, np.float32)
+    return EmotionEstimate(face_id=face, class_names=tuple(classes), probabilities=p / p.sum(), model=model,
+                           confident=confident)
+
+
+def onehot(c, strength=0.9, classes=EMOTIONS_7):
+    p = np.full(len(classes), (1 - strength) / (len(classes) - 1))
+    p[classes.index(c)] = strength
+    return p
+
+
+PARAMS = PoolingParams.single(temperature={"a": 1.0, "b": 1.0, "transformer": 1.0, "lstm-3class": 1.0},
+                       weight={"a": 1.0, "b": 1.0, "transformer": 1.0, "lstm-3class": 1.0}, bias=np.zeros(7))
+
+
+def test_six_and_three_class_models_map_onto_seven():
+    p6 = to_7(EMOTIONS_6, onehot("sad", 0.5, EMOTIONS_6))
+    assert p6[EMOTIONS_7.index("surprise")] == pytest.approx(1 / 7)
+    assert p6.sum() == pytest.approx(1.0) and p6.argmax() == EMOTIONS_7.index("sad")
+    p3 = to_7(EMOTIONS_3, [0.2, 0.3, 0.5])
+    assert p3[EMOTIONS_7.index("happy")] == pytest.approx(0.2) and p3[EMOTIONS_7.index("sad")] == pytest.approx(0.3)
+    for c in ("angry", "disgust", "fear", "neutral", "surprise"):
+        assert p3[EMOTIONS_7.index(c)] == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        to_7(("happy", "bored"), [0.5, 0.5])
+
+
+def test_agreeing_models_give_a_sharper_estimate_than_either():
+    f = EmotionFusion(PARAMS, smoothing_tau_s=0.0, warmup_s=0.0)
+    f.add(est("face_1", "a", onehot("happy", 0.6)), 1 * S)
+    f.add(est("face_1", "b", onehot("happy", 0.6)), 1 * S)
+    out = f.fuse("face_1")
+    assert out.label == "happy" and out.confidence > 0.6 and out.confident and out.model == "fused"
+    assert out.valence > 0.3  # happy is pleasant
+
+
+def test_one_input_missing_still_publishes_that_input():
+    f = EmotionFusion(PARAMS, smoothing_tau_s=0.0, warmup_s=0.0)
+    f.add(est("face_1", "transformer", onehot("sad", 0.8, EMOTIONS_6), EMOTIONS_6), 1 * S)
+    out = f.fuse("face_1")
+    assert out is not None and out.label == "sad"
+
+
+def test_stale_input_is_dropped_and_all_stale_gives_nothing():
+    f = EmotionFusion(PARAMS, stale_after_s=0.5, smoothing_tau_s=0.0, warmup_s=0.0)
+    f.add(est("face_1", "a", onehot("angry", 0.9)), 1 * S)
+    f.add(est("face_1", "b", onehot("happy", 0.7)), 2 * S)  # a is now 1 s old
+    out = f.fuse("face_1")
+    assert out.label == "happy"
+    assert out.probabilities[EMOTIONS_7.index("happy")] == pytest.approx(0.7, abs=1e-3)  # b alone
+    assert f.fuse("face_1", 3 * S) is None  # everything stale
+
+
+def test_hysteresis_holds_the_label_against_a_small_lead():
+    f = EmotionFusion(PARAMS, smoothing_tau_s=0.0, hysteresis=0.2, warmup_s=0.0, min_confidence=0.0)
+    f.add(est("face_1", "a", onehot("happy", 0.6)), 1 * S)
+    assert f.fuse("face_1").label == "happy"
+    p = np.full(7, 0.05)
+    p[EMOTIONS_7.index("sad")], p[EMOTIONS_7.index("happy")] = 0.42, 0.33  # sad leads by 0.09 < 0.2
+    f.add(est("face_1", "a", p), 2 * S)
+    out = f.fuse("face_1")
+    assert EMOTIONS_7[int(np.argmax(out.probabilities))] == "sad" and out.label == "happy"
+    f.add(est("face_1", "a", onehot("sad", 0.8)), 3 * S)
+    assert f.fuse("face_1").label == "sad"
+
+
+def test_smoothing_follows_with_its_time_constant():
+    f = EmotionFusion(PARAMS, smoothing_tau_s=0.5, hysteresis=0.0, warmup_s=0.0)
+    f.add(est("face_1", "a", onehot("happy", 0.9)), 1 * S)
+    f.fuse("face_1")
+    f.add(est("face_1", "a", onehot("sad", 0.9)), 1 * S + S // 10)  # 0.1 s later: mostly still happy
+    early = f.fuse("face_1")
+    assert early.probabilities[EMOTIONS_7.index("happy")] > early.probabilities[EMOTIONS_7.index("sad")]
+    for k in range(2, 30):
+        f.add(est("face_1", "a", onehot("sad", 0.9)), 1 * S + k * S // 10)
+        late = f.fuse("face_1")
+    assert late.label == "sad" and late.probabilities[EMOTIONS_7.index("sad")] > 0.85
+
+
+def test_weak_or_warming_up_evidence_is_not_confident():
+    f = EmotionFusion(PARAMS, smoothing_tau_s=0.0, warmup_s=0.5, min_confidence=0.45)
+    f.add(est("face_1", "a", onehot("fear", 0.9)), 1 * S)
+    assert not f.fuse("face_1").confident  # just appeared
+    f.add(est("face_1", "a", onehot("fear", 0.9)), 2 * S)
+    assert f.fuse("face_1").confident
+    f.add(est("face_1", "a", np.full(7, 1 / 7)), 3 * S)
+    assert not f.fuse("face_1").confident  # flat distribution
+    f.add(est("face_2", "a", onehot("fear", 0.9), confident=False), 1 * S)
+    f.add(est("face_2", "a", onehot("fear", 0.9), confident=False), 2 * S)
+    assert not f.fuse("face_2").confident  # the only input is still warming up
+
+
+def test_forgetting_faces():
+    f = EmotionFusion(PARAMS)
+    f.add(est("face_1", "a", onehot("happy")), 1 * S)
+    f.add(est("face_2", "a", onehot("sad")), 3 * S)
+    assert set(f.face_ids) == {"face_1", "face_2"}
+    assert f.forget_stale_faces(3 * S, after_s=1.0) == ["face_1"]
+    f.forget("face_2")
+    assert f.face_ids == [] and f.fuse("face_2") is None
+
+
+def test_valence_arousal_table_is_sane():
+    v, a = valence_arousal(onehot("happy", 1.0))
+    assert v > 0.5 and a > 0
+    v, a = valence_arousal(onehot("sad", 1.0))
+    assert v < -0.5 and a < 0
+    assert valence_arousal(onehot("neutral", 1.0)) == (0.0, 0.0)
+
+
+# ---------------------------------------------------------------- the shipped fusion
+
+@pytest.fixture(scope="module")
+def fusion_meta():
+    return json.loads(verified_path("fusion.json").read_text())
+
+
+def test_fused_beats_every_member_on_the_test_sets(fusion_meta):
+    for split, m in fusion_meta["metrics"].items():
+        members = m["fused_members"]
+        for name in members:
+            if len(members) > 1:
+                assert m["fused"]["accuracy"] >= m[name]["accuracy"] - 1e-9, (split, name)
+            assert m["fused"]["nll"] <= m[name]["nll"] + NLL_TOL, (split, name)
+
+
+def test_fused_model_reproduces_its_rafdb_number_on_a_sample(data_dir, fusion_meta):
+    from emotion_perception.classifiers import load
+    from emotion_perception.training import data as D
+
+    te = D.load_rafdb(data_dir, "test")
+    model = load("fused")
+    p = model.predict_frames(blendshapes=te["blendshapes"][:300])
+    acc = float((np.array(EMOTIONS_7)[p.argmax(1)] == te["label"][:300]).mean())
+    assert acc == pytest.approx(fusion_meta["sample_accuracy_first_300_rafdb_test"], abs=0.004)
+    assert np.allclose(p.sum(1), 1.0, atol=1e-5)
+
+
+def test_calibration_lowers_each_members_ece_on_held_out_data(fusion_meta):
+    improved = [v["ece_after"] <= v["ece_before"] + 0.01
+                for split in fusion_meta["calibration"].values() for v in split.values()]
+    assert improved and np.mean(improved) >= 0.5

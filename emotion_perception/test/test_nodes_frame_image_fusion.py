@@ -1,0 +1,191 @@
+"""frame_node, image_emotion_node and emotion_fusion_node over the real middleware
+(rclpy + Fast DDS, one process).
+
+Real photos go through the real landmark node into the frame and image nodes and on
+into the fusion node; the fusion node is also fed EmotionArrays directly to show it
+publishes with an input missing or stale and forgets a face id that disappears.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import read_rgb
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from emotion_perception import conversions
+from emotion_perception.nodes.common import RESULT_QOS, ParameterError, stamp_ns
+from emotion_perception.runner import Pipeline
+from emotion_perception.types import EMOTIONS_6, EMOTIONS_7, EmotionEstimate
+from emotion_perception_msgs.msg import EmotionArray
+
+ANSWER_TIMEOUT_S = 20.0
+REPEAT_S = 0.3
+FRAME_NS = 40_000_000
+#: This module's DDS domains (ROS_DOMAIN_ID): 80 + pid % 20.
+PRIVATE_DOMAIN_BASE, PRIVATE_DOMAINS = 80, 20
+OUTPUTS = ("emotion/frame", "emotion/image", "emotion")
+_stamps = itertools.count(1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_ros_domain():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROS_DOMAIN_ID", str(PRIVATE_DOMAIN_BASE + os.getpid() % PRIVATE_DOMAINS))
+        yield
+
+
+def next_header() -> Header:
+    t_ns = 2000 * 10**9 + next(_stamps) * FRAME_NS
+    h = Header(frame_id="camera_optical")
+    h.stamp.sec, h.stamp.nanosec = divmod(t_ns, 10**9)
+    return h
+
+
+class Probe:
+    def __init__(self, pipeline: Pipeline, compressed: bool = False):
+        self.node = Node("probe", context=pipeline.context)
+        self.cond = threading.Condition()
+        self.got: dict[str, dict[int, EmotionArray]] = {t: {} for t in OUTPUTS}
+        self.all_fused: list[EmotionArray] = []
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.image_pub = self.node.create_publisher(CompressedImage if compressed else Image,
+                                                    "image/compressed" if compressed else "image", reliable)
+        self.emotion_pubs = {t: self.node.create_publisher(EmotionArray, t, RESULT_QOS)
+                             for t in ("emotion/transformer", "emotion/lstm", "emotion/frame", "emotion/image")}
+        for t in OUTPUTS:
+            self.node.create_subscription(EmotionArray, t, self._store(t), RESULT_QOS)
+        pipeline.add_node(self.node)
+
+    def _store(self, topic):
+        def cb(msg):
+            with self.cond:
+                self.got[topic][stamp_ns(msg.header)] = msg
+                if topic == "emotion":
+                    self.all_fused.append(msg)
+                self.cond.notify_all()
+        return cb
+
+    def ask_image(self, make_msg, topics=OUTPUTS) -> dict[str, EmotionArray]:
+        header = next_header()
+        key = stamp_ns(header)
+        msg = make_msg(header)
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self.image_pub.publish(msg)
+            with self.cond:
+                if self.cond.wait_for(lambda: all(key in self.got[t] for t in topics), timeout=REPEAT_S):
+                    return {t: self.got[t][key] for t in topics}
+        raise AssertionError(f"no answer for stamp {key}: " + ", ".join(f"{t} {key in self.got[t]}" for t in topics))
+
+    def send_emotions(self, topic, estimates, header) -> EmotionArray:
+        """Publish an EmotionArray and wait for the fused array with that stamp."""
+        key = stamp_ns(header)
+        pub = self.emotion_pubs[topic]
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while pub.get_subscription_count() == 0:
+            assert time.monotonic() < deadline, f"nobody subscribes {topic}"
+            time.sleep(0.05)
+        pub.publish(conversions.estimates_to_emotion_array(estimates, header))
+        with self.cond:
+            assert self.cond.wait_for(lambda: key in self.got["emotion"], timeout=ANSWER_TIMEOUT_S), \
+                f"no fused array for {topic} at {key}"
+            return self.got["emotion"][key]
+
+
+def test_real_photos_through_landmark_frame_image_and_fusion_nodes(muxspace_images):
+    with Pipeline(["landmark", "frame", "image_emotion", "emotion_fusion"]) as p:
+        probe = Probe(p)
+        correct = {"emotion/frame": 0, "emotion/image": 0, "emotion": 0}
+        photos = muxspace_images[::6]  # one per class
+        for path, label in photos:
+            rgb = read_rgb(path)
+            out = probe.ask_image(lambda h: conversions.rgb_to_image_msg(rgb, h))
+            for t, arr in out.items():
+                assert len(arr.emotions) == 1, (t, path.name)
+                e = arr.emotions[0]
+                assert list(e.class_names) == list(EMOTIONS_7) and abs(sum(e.probabilities) - 1) < 1e-3
+                assert e.face_id == out["emotion/frame"].emotions[0].face_id
+                correct[t] += e.label == label
+            assert out["emotion/frame"].emotions[0].model == "svm-landmarks"
+            assert out["emotion/image"].emotions[0].model == "image-cnn"
+            fused = out["emotion"].emotions[0]
+            assert fused.model == "fused" and -1 <= fused.valence <= 1 and -1 <= fused.arousal <= 1
+        assert all(c >= 1 for c in correct.values()), correct
+        # an image without a face: every output says "no face" with an empty array
+        blank = np.full((240, 320, 3), 127, np.uint8)
+        out = probe.ask_image(lambda h: conversions.rgb_to_image_msg(blank, h), ("emotion/frame", "emotion/image"))
+        assert out["emotion/frame"].emotions == [] and out["emotion/image"].emotions == []
+
+
+def test_image_node_reads_compressed_images_and_frame_node_runs_blendshape_svm(muxspace_images):
+    overrides = {"image_emotion": {"compressed": True}, "frame": {"model": "svm-blendshapes"},
+                 "landmark": {"use_compressed": True}}
+    with Pipeline(["landmark", "frame", "image_emotion"], parameter_overrides=overrides) as p:
+        probe = Probe(p, compressed=True)
+        rgb = read_rgb(muxspace_images[18][0])
+        out = probe.ask_image(lambda h: conversions.rgb_to_compressed_msg(rgb, h), ("emotion/frame", "emotion/image"))
+        assert out["emotion/frame"].emotions[0].model == "svm-blendshapes"
+        assert len(out["emotion/image"].emotions) == 1
+
+
+def _est(face, model, label, classes=EMOTIONS_7, strength=0.8):
+    p = np.full(len(classes), (1 - strength) / (len(classes) - 1), np.float32)
+    p[classes.index(label)] = strength
+    return EmotionEstimate(face_id=face, class_names=classes, probabilities=p, model=model)
+
+
+def test_fusion_node_missing_and_stale_inputs_and_vanished_faces():
+    overrides = {"emotion_fusion": {"stale_after_s": 0.5, "smoothing_tau_s": 0.0, "warmup_s": 0.0}}
+    with Pipeline(["emotion_fusion"], parameter_overrides=overrides) as p:
+        probe = Probe(p)
+        # only the transformer runs (6 classes, no surprise): the fusion still publishes 7 classes
+        h = next_header()
+        fused = probe.send_emotions("emotion/transformer", [_est("face_1", "transformer", "sad", EMOTIONS_6)], h)
+        assert [e.face_id for e in fused.emotions] == ["face_1"]
+        assert list(fused.emotions[0].class_names) == list(EMOTIONS_7) and fused.emotions[0].label == "sad"
+        # the frame model joins with another face
+        h = next_header()
+        fused = probe.send_emotions("emotion/frame", [_est("face_1", "svm-landmarks", "sad"),
+                                                      _est("face_2", "svm-landmarks", "happy")], h)
+        assert {e.face_id: e.label for e in fused.emotions} == {"face_1": "sad", "face_2": "happy"}
+        # 2 s later only the frame model speaks: the transformer's old input is stale and dropped,
+        # face_2 vanished from the frame model's array and is forgotten
+        h2 = Header(frame_id="camera_optical")
+        t = stamp_ns(h) + 2 * 10**9
+        h2.stamp.sec, h2.stamp.nanosec = divmod(t, 10**9)
+        fused = probe.send_emotions("emotion/frame", [_est("face_1", "svm-landmarks", "angry")], h2)
+        assert [e.face_id for e in fused.emotions] == ["face_1"]
+        assert fused.emotions[0].label == "angry"  # the stale transformer's "sad" no longer counts
+        node = p.nodes["emotion_fusion"]
+        assert node.fusion.face_ids == ["face_1"]
+        # no face at all: an empty fused array
+        h3 = next_header()
+        t = stamp_ns(h2) + FRAME_NS
+        h3.stamp.sec, h3.stamp.nanosec = divmod(t, 10**9)
+        fused = probe.send_emotions("emotion/frame", [], h3)
+        assert fused.emotions == [] and node.fusion.face_ids == []
+        # bad input (probabilities not a distribution) is dropped, the node keeps running
+        bad = conversions.estimates_to_emotion_array([_est("face_9", "svm-landmarks", "happy")], next_header())
+        bad.emotions[0].probabilities = [0.9] * 7
+        probe.emotion_pubs["emotion/frame"].publish(bad)
+        h4 = next_header()
+        t = stamp_ns(h3) + 2 * FRAME_NS
+        h4.stamp.sec, h4.stamp.nanosec = divmod(t, 10**9)
+        fused = probe.send_emotions("emotion/frame", [_est("face_3", "svm-landmarks", "fear")], h4)
+        assert [e.face_id for e in fused.emotions] == ["face_3"]
+
+
+def test_bad_parameters_refused():
+    with pytest.raises(ParameterError):
+        Pipeline(["frame"], parameter_overrides={"frame": {"model": "transformer"}}).start()
+    with pytest.raises(ParameterError):
+        Pipeline(["emotion_fusion"], parameter_overrides={"emotion_fusion": {"hysteresis": 2.0}}).start()
