@@ -34,6 +34,10 @@ SELECT_MIN_IMAGES = 100
 #: Frames per clip the model sees (about 0.7 s at 30 fps).
 WINDOW = 20
 UNITS = (96, 64, 64, 48)
+#: Width of a per-frame dense layer before the LSTMs (0: none, as the reference).
+FRONT_UNITS = 0
+#: Fraction of training clips that hold the apex throughout.
+P_STEADY = 0.3
 DROPOUT = 0.2
 EPOCHS = 40
 BATCH = 128
@@ -80,6 +84,8 @@ def labels_for(target: str, labels: np.ndarray) -> tuple[tuple[str, ...], np.nda
 
 def build(keras, window: int, n_features: int, n_classes: int, units=UNITS, batch_size=None):
     x = inp = keras.Input((window, n_features), batch_size=batch_size, name="clip")
+    if FRONT_UNITS:
+        x = keras.layers.Dense(FRONT_UNITS, activation="relu", name="front")(x)
     for i, u in enumerate(units):
         x = keras.layers.LSTM(u, return_sequences=i < len(units) - 1, name=f"lstm_{i}")(x)
     x = keras.layers.Dropout(DROPOUT)(x)
@@ -131,7 +137,7 @@ def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool
         f2 = r.random(len(idx)) < 0.5
         neu = np.where(f2[:, None], neu[:, flip], neu)
         apex = apex + r.standard_normal(apex.shape).astype(np.float32) * CLIP_NOISE
-        clips = sequences.synthesize(apex, neu, window, jitter, r, p_steady=0.3, clip_range=(0.0, 1.0))
+        clips = sequences.synthesize(apex, neu, window, jitter, r, p_steady=P_STEADY, clip_range=(0.0, 1.0))
         yy = keras.utils.to_categorical(yt[idx], n_cls)
         yy = yy * (1 - LABEL_SMOOTHING) + LABEL_SMOOTHING / n_cls
         return (clips - mean) / std, yy, cw[yt[idx]]
@@ -178,7 +184,8 @@ def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool
         "flip": flip.tolist(),
         "mean": mean.round(6).tolist(), "std": std.round(6).tolist(),
         "padding": "the buffer is left-padded by repeating its oldest frame",
-        "training": {"data": "RAF-DB train (official split), 10% stratified validation", "units": list(units),
+        "training": {"data": "RAF-DB train (official split), 10% stratified validation", "units": list(units), "front_units": FRONT_UNITS, "p_steady": P_STEADY,
+                     "label_smoothing": LABEL_SMOOTHING, "class_weight_power": CLASS_WEIGHT_POWER,
                      "epochs_run": len(hist.history["loss"]), "jitter_std": jitter, "clip_noise": CLIP_NOISE, "seed": seed,
                      "quick": quick, "wall_s": round(time.monotonic() - t0, 1)},
         "metrics_keras": metrics,
