@@ -77,8 +77,7 @@ class AttentionNode(Node):
         self._once = OnceLog(self)
         self._sync = StampSync(2)
         self._last_stamp: int | None = None
-        self._last_blendshapes_wall = time.monotonic()
-        self._blendshapes_seen = False
+        self._last_blendshapes_wall: float | None = None  # set by the first mesh or blendshapes
         self._faces_last = 0
         self._mesh_only_frames = 0
         self._pub = self.create_publisher(AttentionArray, "attention", RESULT_QOS)
@@ -112,16 +111,18 @@ class AttentionNode(Node):
 
     def _on_shapes(self, msg: BlendshapesArray) -> None:
         self._last_blendshapes_wall = time.monotonic()
-        self._blendshapes_seen = True
         pair = self._sync.add(1, stamp_ns(msg.header), msg)
         if pair is not None:
             self._process(*pair)
 
     def _on_mesh(self, msg: FaceMeshArray) -> None:
+        now = time.monotonic()
+        if self._last_blendshapes_wall is None:
+            self._last_blendshapes_wall = now  # the timeout starts with the first mesh
         pair = self._sync.add(0, stamp_ns(msg.header), msg)
         if pair is not None:
             self._process(*pair)
-        elif time.monotonic() - self._last_blendshapes_wall > self._params["blendshapes_timeout_s"]:
+        elif now - self._last_blendshapes_wall > self._params["blendshapes_timeout_s"]:
             self._once.warn("no_blendshapes",
                             f"no blendshapes on {self._shapes_sub.topic_name} for "
                             f"{self._params['blendshapes_timeout_s']} s: processing meshes alone (geometry only)")
@@ -133,6 +134,10 @@ class AttentionNode(Node):
     def _process(self, meshes: FaceMeshArray, shapes: BlendshapesArray | None) -> None:
         t0 = time.perf_counter()
         stamp = stamp_ns(meshes.header)
+        if stamp == self._last_stamp:
+            # blendshapes that arrive after their mesh was processed alone: already published
+            self._diag.dropped()
+            return
         if self._last_stamp is not None and stamp < self._last_stamp:
             self._once.warn("stamp_backwards", f"faces/mesh stamp {stamp} ns is older than the previous "
                             f"{self._last_stamp} ns: dropped (restart the source or the node after a bag loop)")
