@@ -1,0 +1,305 @@
+"""The whole pipeline with every node in its own process, as ``ros2 launch`` runs it,
+plus a camera/probe in this process: publish images, record every output by stamp,
+and watch each node's CPU and memory through /proc.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from common import PKG, VENV_PY, proc_cpu_s, proc_fds, proc_rss_mb, proc_threads
+
+#: short name -> (module, output topic, message class)
+NODES = {
+    "landmark": ("landmark_node", "faces/mesh", "FaceMeshArray"),
+    "transformer": ("transformer_node", "emotion/transformer", "EmotionArray"),
+    "lstm": ("lstm_node", "emotion/lstm", "EmotionArray"),
+    "frame": ("frame_node", "emotion/frame", "EmotionArray"),
+    "image_emotion": ("image_emotion_node", "emotion/image", "EmotionArray"),
+    "emotion_fusion": ("emotion_fusion_node", "emotion", "EmotionArray"),
+    "attention": ("attention_node", "attention", "AttentionArray"),
+}
+FINAL_TOPICS = ("emotion", "attention")
+
+
+def stamp_of(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class NodeProcesses:
+    """Start ``python -m emotion_perception.nodes.<module>`` for each node.
+
+    Nodes whose process exits during start-up (module or model not there yet) are
+    reported in ``unavailable`` with the last line they printed.
+    """
+
+    def __init__(self, names=tuple(NODES), landmark_params: dict | None = None, transport: str = "LARGE_DATA"):
+        self.names = list(names)
+        self.landmark_params = landmark_params or {}
+        self.env = dict(os.environ, FASTDDS_BUILTIN_TRANSPORTS=transport, PYTHONUNBUFFERED="1")
+        self.env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, object] = {}
+        self.unavailable: dict[str, str] = {}
+
+    def start(self, settle_s: float = 4.0) -> "NodeProcesses":
+        import tempfile
+
+        params = PKG / "config" / "params.yaml"
+        for name in self.names:
+            module = NODES[name][0]
+            cmd = [str(VENV_PY), "-m", f"emotion_perception.nodes.{module}", "--ros-args", "--params-file",
+                   str(params)]
+            if name == "landmark":
+                for k, v in self.landmark_params.items():
+                    cmd += ["-p", f"{k}:={v}"]
+            log = tempfile.TemporaryFile(mode="w+")
+            self.logs[name] = log
+            self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        time.sleep(settle_s)
+        for name, p in list(self.procs.items()):
+            if p.poll() is not None:
+                self.unavailable[name] = self.reason(name)
+                del self.procs[name]
+        return self
+
+    def tail(self, name: str, lines: int = 3) -> str:
+        log = self.logs[name]
+        log.seek(0)
+        text = [ln for ln in log.read().splitlines() if ln.strip() and not ln.startswith(("W0000", "I0000"))]
+        return " | ".join(text[-lines:])
+
+    def reason(self, name: str) -> str:
+        """Why a node stopped, short: the model file it refused, or its last line."""
+        import re
+
+        text = self.tail(name, 20)
+        m = re.search(r"ModelFileError: model file (\S+)", text)
+        if m:
+            return f"model file {os.path.basename(m.group(1))} missing or not verified"
+        m = re.search(r"(\w+Error: .{0,80})", text)
+        return m.group(1) if m else (text[-100:] or "exited")
+
+    def log_lines(self, name: str) -> list[str]:
+        log = self.logs[name]
+        log.seek(0)
+        return log.read().splitlines()
+
+    def running(self) -> list[str]:
+        return [n for n, p in self.procs.items() if p.poll() is None]
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(2)  # SIGINT: the node's clean shutdown path
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Sampler(threading.Thread):
+    """Samples CPU seconds, RSS, fds and threads of each process once a second."""
+
+    def __init__(self, pids: dict[str, int], period_s: float = 1.0):
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.period_s = period_s
+        self.samples: dict[str, list[tuple[float, float, float, int, int]]] = {n: [] for n in pids}
+        self._halt = threading.Event()
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        for n, pid in self.pids.items():
+            try:
+                self.samples[n].append((now, proc_cpu_s(pid), proc_rss_mb(pid), proc_fds(pid), proc_threads(pid)))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.period_s)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+        self.sample()
+
+    def stats(self, name: str, since: float = 0.0) -> dict:
+        s = [x for x in self.samples[name] if x[0] >= since]
+        if len(s) < 2:
+            return {"cpu_percent": float("nan"), "rss_mb_max": float("nan"), "rss_mb_first": float("nan"),
+                    "rss_mb_last": float("nan")}
+        return {"cpu_percent": 100.0 * (s[-1][1] - s[0][1]) / (s[-1][0] - s[0][0]),
+                "rss_mb_first": s[0][2], "rss_mb_last": s[-1][2], "rss_mb_max": max(x[2] for x in s),
+                "fds_first": s[0][3], "fds_last": s[-1][3], "threads_first": s[0][4], "threads_last": s[-1][4]}
+
+
+class Camera:
+    """This process's DDS side: publishes ``image`` and records output topics.
+
+    Runs its own rclpy context and executor thread; receive times are taken in the
+    subscription callbacks (wall clock, same host as the stamps).
+    """
+
+    def __init__(self, topics):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+
+        from emotion_perception import transport
+        from emotion_perception.nodes.common import RESULT_QOS
+
+        transport.configure_process()
+        self.ctx = Context()
+        rclpy.init(context=self.ctx)
+        self.node = Node("bench_camera", context=self.ctx)
+        self.pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.got: dict[str, dict[int, float]] = {t: {} for t in topics}
+        self.lock = threading.Lock()
+        self._Image = Image
+        for t in topics:
+            kind = next(v[2] for v in NODES.values() if v[1] == t)
+            cls = getattr(importlib.import_module("emotion_perception_msgs.msg"), kind)
+            self.node.create_subscription(cls, t, self._recorder(t), RESULT_QOS)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.diag: dict[str, dict[str, str]] = {}
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, RESULT_QOS)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        self._msgs = {}
+
+    def _recorder(self, topic):
+        got = self.got[topic]
+
+        def cb(msg):
+            t = time.time_ns()
+            with self.lock:
+                got.setdefault(stamp_of(msg), t)
+        return cb
+
+    def _on_diag(self, msg) -> None:
+        with self.lock:
+            for st in msg.status:
+                self.diag[st.name.rsplit("/", 1)[-1]] = {kv.key: kv.value for kv in st.values}
+
+    def diag_value(self, node: str, key: str) -> float:
+        with self.lock:
+            try:
+                return float(self.diag.get(node, {}).get(key, "nan"))
+            except ValueError:
+                return float("nan")
+
+    def prepare(self, frames) -> None:
+        """Build the Image messages once, so publishing costs no Python copying."""
+        for i, f in enumerate(frames):
+            m = self._Image()
+            m.header.frame_id = "camera"
+            m.height, m.width = f.shape[:2]
+            m.encoding = "rgb8"
+            m.step = f.shape[1] * 3
+            m.data = f.tobytes()
+            self._msgs[i] = m
+
+    def publish(self, i: int) -> int:
+        m = self._msgs[i % len(self._msgs)]
+        t = time.time_ns()
+        m.header.stamp.sec, m.header.stamp.nanosec = divmod(t, 1_000_000_000)
+        self.pub.publish(m)
+        return t
+
+    def stream(self, rate_hz: float, seconds: float, start_index: int = 0) -> list[int]:
+        """Publish at ``rate_hz`` for ``seconds``; returns the stamps sent."""
+        n = int(rate_hz * seconds)
+        sent = []
+        t0 = time.monotonic()
+        for k in range(n):
+            sent.append(self.publish(start_index + k))
+            delay = t0 + (k + 1) / rate_hz - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        return sent
+
+    def wait_first(self, topics, timeout_s: float, rate_hz: float = 5.0) -> bool:
+        """Publish slowly until every topic has answered (discovery, warm-up)."""
+        end = time.monotonic() + timeout_s
+        k = 0
+        while time.monotonic() < end:
+            self.publish(k)
+            k += 1
+            time.sleep(1 / rate_hz)
+            with self.lock:
+                if all(self.got[t] for t in topics):
+                    return True
+        return False
+
+    def latencies_ms(self, topic: str, sent: list[int]) -> list[float]:
+        with self.lock:
+            got = self.got[topic]
+            return [(got[s] - s) / 1e6 for s in sent if s in got]
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+        self.thread.join(2.0)
+
+
+def bare_latency_ms(frames, rate_hz: float, seconds: float, num_faces: int = 1) -> list[float]:
+    """Bare MediaPipe fed at ``rate_hz`` (paced like a camera): per-frame ms from the
+    frame's arrival to the result (its processing time, plus any wait behind the
+    previous frame)."""
+    from common import BareMediaPipe
+
+    n = int(rate_hz * seconds)
+    out = []
+    with BareMediaPipe(num_faces) as mp_:
+        for f in frames[:5]:
+            mp_.detect(f)
+        t0 = time.monotonic()
+        for k in range(n):
+            due = t0 + k / rate_hz
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            mp_.detect(frames[k % len(frames)])
+            out.append((time.monotonic() - due) * 1e3)
+    return out
+
+
+def node_table_rows(procs: NodeProcesses, sampler: Sampler, since: float):
+    rows = []
+    for n in procs.names:
+        if n in procs.unavailable:
+            rows.append((n, float("nan"), float("nan"), "not running: " + procs.unavailable[n][:70]))
+            continue
+        s = sampler.stats(n, since)
+        rows.append((n, s["cpu_percent"], s["rss_mb_max"], "ok"))
+    return rows
+
+
+__all__ = ["NODES", "FINAL_TOPICS", "NodeProcesses", "Sampler", "Camera", "bare_latency_ms", "node_table_rows",
+           "np", "sys"]

@@ -1,0 +1,94 @@
+"""Sustained throughput: the highest camera rate the whole pipeline (every node in its
+own process) holds with no frame dropped, next to bare MediaPipe's own maximum frame
+rate on the same frames; CPU and memory per node at each rate.
+
+Rates are tried in increasing order, each for ``--seconds-per-rate``, and a frame
+counts as held when the last stage (fused ``emotion`` and ``attention`` where they
+run, otherwise the deepest running output) received it.
+
+    .venv/bin/python benchmarks/throughput.py [--seconds-per-rate 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from common import Table, bare_max_fps, compose_frames, isolate_domain, ratio
+from procs import FINAL_TOPICS, NODES, Camera, NodeProcesses, Sampler
+
+RATES_HZ = (10, 15, 20, 25, 30, 40, 50, 60, 75, 90)
+
+
+def main(argv=None) -> Table:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds-per-rate", type=float, default=10.0)
+    ap.add_argument("--quick", action="store_true", help="4 s per rate")
+    ap.add_argument("--data", help="shared data directory")
+    a = ap.parse_args(argv)
+    per_rate = 4.0 if a.quick else a.seconds_per_rate
+    isolate_domain()
+    frames = compose_frames(640, 480, 1, 90, a.data)
+    rows = []
+    best = 0.0
+    with NodeProcesses(landmark_params={"max_faces": 1}) as procs:
+        running = procs.running()
+        topics = [NODES[n][1] for n in running]
+        cam = Camera(topics)
+        try:
+            cam.prepare(frames)
+            cam.wait_first(topics, timeout_s=60.0)
+            topics = [t for t in topics if cam.got[t]]
+            finals = [t for t in FINAL_TOPICS if t in topics] or topics[-1:]
+            time.sleep(2.0)
+            index = 1000
+            for rate in RATES_HZ:
+                time.sleep(1.1)  # a fresh /diagnostics message
+                drops0 = cam.diag_value("landmark_node", "dropped_total")
+                sampler = Sampler({n: procs.procs[n].pid for n in running}, period_s=0.5)
+                sampler.start()
+                t0 = time.monotonic()
+                sent = cam.stream(rate, per_rate, start_index=index)
+                index += len(sent)
+                time.sleep(1.5)
+                sampler.stop()
+                node_drops = cam.diag_value("landmark_node", "dropped_total") - drops0
+                got = {t: len(cam.latencies_ms(t, sent)) for t in topics}
+                lost = max(len(sent) - got[t] for t in finals)
+                mesh_lost = len(sent) - got.get("faces/mesh", len(sent))
+                cpu = {n: sampler.stats(n, t0)["cpu_percent"] for n in running}
+                rows.append((rate, len(sent), {t: got[t] for t in finals}, lost, mesh_lost, node_drops, cpu))
+                lost_idx = [k for k, s in enumerate(sent) if s not in cam.got.get("faces/mesh", {})]
+                print(f"  {rate} Hz: sent {len(sent)}, lost at the end {lost}, at faces/mesh {mesh_lost} "
+                      f"(landmark node dropped {node_drops:g}; lost frame indices {lost_idx[:20]})", file=sys.stderr)
+                if lost == 0:
+                    best = float(rate)
+                elif lost > 0.05 * len(sent):
+                    break
+        finally:
+            cam.close()
+    fps, _ = bare_max_fps(frames, repeats=3)
+    t = Table("throughput", f"Sustained throughput, every node in its own process, 640x480 one face, "
+                            f"{per_rate:g} s per rate",
+              ["rate Hz", "sent", "lost at " + " / ".join(finals), "lost at faces/mesh",
+               "dropped by landmark node (/diagnostics)", "total CPU % of 2 cores", "busiest node"])
+    for rate, sent, got, lost, mesh_lost, node_drops, cpu in rows:
+        busiest = max(cpu, key=lambda n: cpu[n]) if cpu else "-"
+        t.add(rate, sent, lost, mesh_lost, node_drops, sum(cpu.values()) / 2.0,
+              f"{busiest} {cpu.get(busiest, 0):.0f}%")
+    t.data = {"rows": [{"rate_hz": r[0], "sent": r[1], "received": r[2], "lost_final": r[3],
+                        "lost_mesh": r[4], "landmark_dropped": r[5], "cpu_percent": r[6]} for r in rows],
+              "max_rate_no_drops_hz": best, "bare_mediapipe_max_fps": fps, "final_topics": finals}
+    r = ratio(best, fps)
+    t.notes.append(f"Highest rate with no frame lost: {best:g} Hz; bare MediaPipe's maximum on the same frames: "
+                   f"{fps:.1f} frames/s; ratio {r:.2f} (target >= 0.8: {'met' if r >= 0.8 else 'NOT met'}).")
+    t.notes.append(f"Nodes running: {', '.join(running)}" + (
+        f"; not running: {', '.join(f'{n} ({w})' for n, w in procs.unavailable.items())}" if procs.unavailable
+        else "") + ".")
+    t.done()
+    return t
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
