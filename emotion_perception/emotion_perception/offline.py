@@ -208,6 +208,27 @@ class OfflinePipeline:
                         namespace=desc.namespace or None, parameter_overrides=desc.parameter_overrides(),
                         log_level=self.log_level)
 
+    def _probe(self, spec) -> None:
+        """Construct one node in a context of its own (no executor) and destroy it again.
+
+        Raises what the node's constructor raises (a missing model, a bad parameter).
+        """
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.parameter import Parameter
+
+        from .nodes import node_class
+        from .runner import ros_args
+
+        context = Context()
+        rclpy.init(args=ros_args(self.desc.params_file, self.desc.remap_args(), self.desc.namespace or None,
+                                 self.log_level), context=context)
+        try:
+            overrides = [Parameter(k, value=v) for k, v in spec.overrides.items()]
+            node_class(spec.short)(context=context, parameter_overrides=overrides).destroy_node()
+        finally:
+            rclpy.try_shutdown(context=context)
+
     def _start_pipeline(self, Pipeline):
         """Start the nodes; with ``skip_unstartable`` leave out (and report) those that fail to start."""
         import sys
@@ -227,9 +248,8 @@ class OfflinePipeline:
                 raise
         keep = []
         for spec in self.desc.nodes:
-            one = dataclasses.replace(self.desc, nodes=(spec,))
             try:
-                self._make(Pipeline, one).start().stop()
+                self._probe(spec)
                 keep.append(spec)
             except Exception as e:  # noqa: BLE001 - a node that cannot start (missing model, bad parameter)
                 self.skipped[spec.name] = _UNSTARTABLE[(spec.short, self.desc.params_file)] = \
