@@ -15,7 +15,8 @@ shape of unlabelled distributions plus geometry (details and numbers in
 * eyes: a 2-component mixture over (3-D eye aspect ratio, eyeBlink) of every eye of
   the muxspace photos and of the shared videos; narrowed/wide cut points from the
   open component's spread and eyeSquint/eyeWide percentiles;
-* mouth: a 2-component mixture over (sqrt mouth aspect ratio, jawOpen - mouthClose);
+* mouth: a 2-component mixture (diagonal covariances) over (sqrt mouth aspect ratio,
+  jawOpen - mouthClose);
 * talking: a 2-component mixture over log(1-s standard deviation of the mouth aspect
   ratio) in the shared videos; the threshold is where the two posteriors cross.
 
@@ -187,7 +188,12 @@ def main(argv=None) -> int:
     mouth_x = np.c_[np.sqrt(np.clip(np.concatenate([mux["mar"], *[s["mar"] for s in vid]]), 0, None)),
                     np.concatenate([mux["jaw"], *[s["jaw"] for s in vid]])]
     mouth_x = mouth_x[np.all(np.isfinite(mouth_x), 1)]
-    g_mouth = gmm2(mouth_x)
+    # Diagonal covariances: with full ones the closed component's jaw variance is
+    # nearly degenerate (closed mouths have jawOpen ~0), so any jaw movement outweighed
+    # lips visibly together (see models/attention.md).
+    from sklearn.mixture import GaussianMixture as _GM
+
+    g_mouth = _GM(2, covariance_type="diag", random_state=SEED, n_init=3).fit(mouth_x)
     open_c = int(np.argmax(g_mouth.means_[:, 0]))
     report["mouth_samples"] = len(mouth_x)
     report["mouth_open_fraction"] = float((g_mouth.predict_proba(mouth_x)[:, open_c] > 0.5).mean())
@@ -244,7 +250,10 @@ def main(argv=None) -> int:
     params = {"format": "emotion_perception.attention_params", "version": 1,
               "canonical_mesh": np.round(mesh, 5).tolist(),
               "gaze": {"h0": [round(x, 5) for x in h0], "v0": [round(x, 5) for x in v0], "gain": gain},
-              "eye": eye, "mouth": {"mixture": mixture_dict(g_mouth), "open_component": open_c},
+              "eye": eye, "mouth": {"mixture": {"weights": np.round(g_mouth.weights_, 6).tolist(),
+                                   "means": np.round(g_mouth.means_, 6).tolist(),
+                                   "covariances": [np.diag(np.round(c, 8)).tolist() for c in g_mouth.covariances_]},
+                       "open_component": open_c},
               "looking": looking, "talking": {"window_s": window_s, "std_threshold": round(talk_thr, 6)},
               "fit_report": report}
     args.output.write_text(json.dumps(params, separators=(",", ":")))

@@ -1,6 +1,7 @@
 """Mouth state (open or closed) and talking.
 
-* open: posterior of the "open" component of a two-component Gaussian mixture over
+* open: posterior of the "open" component of a two-component Gaussian mixture
+  (diagonal covariances) over
   (sqrt of the 3-D inner-lip aspect ratio, jawOpen - mouthClose), fitted without labels
   on the shared photos and videos. ``mouthClose`` is MediaPipe's "lips together while
   the jaw is open", so it is subtracted from jawOpen.
