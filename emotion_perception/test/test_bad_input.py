@@ -16,6 +16,7 @@ expected sha256, in-process and as a real ``main()`` process.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import pathlib
@@ -350,3 +351,177 @@ def test_tampered_model_stops_node_process_with_one_line(model_variants):
     assert len(fatal) == 1, r.stderr[-2000:]
     assert str(paths["tampered"]) in fatal[0] and expected in fatal[0]
     assert hashlib.sha256(paths["tampered"].read_bytes()).hexdigest() in fatal[0]
+
+
+# ------------------------------------------------------------------ our own messages
+
+#: Nodes downstream of the landmark node, fed here directly with our own messages.
+DOWNSTREAM_NODES = ("transformer", "lstm", "frame", "image_emotion", "attention", "emotion_fusion")
+NODE_LOG_LINE = re.compile(r"^\[(ERROR|WARN|FATAL)\] \[[0-9.]+\] \[(\w+)\]", re.M)
+
+
+def _mesh_case(mutate):
+    def make(mesh, shapes):
+        m = copy.deepcopy(mesh)
+        mutate(m.faces[0])
+        return [("faces/mesh", m), ("faces/blendshapes", copy.deepcopy(shapes))]
+    return make
+
+
+def _shapes_case(mutate):
+    def make(mesh, shapes):
+        s = copy.deepcopy(shapes)
+        mutate(s.faces[0])
+        return [("faces/mesh", copy.deepcopy(mesh)), ("faces/blendshapes", s)]
+    return make
+
+
+def _set(attr, value):
+    return lambda f: setattr(f, attr, value)
+
+
+def _nan_at(attr, i=10):
+    def mutate(f):
+        v = list(getattr(f, attr))
+        v[i] = float("nan")
+        setattr(f, attr, v)
+    return mutate
+
+
+def _emotion_case(mutate):
+    def make(mesh, shapes):
+        from emotion_perception_msgs.msg import Emotion, EmotionArray
+
+        arr = EmotionArray()
+        arr.header = copy.deepcopy(mesh.header)
+        e = Emotion(face_id=mesh.faces[0].face_id, label="happy", confidence=0.8,
+                    class_names=["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"],
+                    probabilities=[0.02, 0.02, 0.02, 0.8, 0.1, 0.02, 0.02], valence=0.5, arousal=0.2,
+                    model="svm-landmarks", frames_used=1, confident=True)
+        mutate(e)
+        arr.emotions = [e]
+        return [("emotion/frame", arr)]
+    return make
+
+
+MESSAGE_CASES = {
+    "mesh x of 477 points": _mesh_case(lambda f: setattr(f, "x", list(f.x)[:477])),
+    "mesh NaN in x": _mesh_case(_nan_at("x")),
+    "mesh inf in z": _mesh_case(lambda f: setattr(f, "z", [float("inf")] + list(f.z)[1:])),
+    "mesh x, y, z of different lengths": _mesh_case(lambda f: setattr(f, "z", list(f.z)[:100])),
+    "mesh with no points": _mesh_case(lambda f: (setattr(f, "x", []), setattr(f, "y", []), setattr(f, "z", []))),
+    "mesh of a zero-size image": _mesh_case(lambda f: (setattr(f, "image_width", 0), setattr(f, "image_height", 0))),
+    "mesh with an empty face id": _mesh_case(_set("face_id", "")),
+    "mesh with a NaN head pose": _mesh_case(
+        lambda f: setattr(f, "facial_transformation_matrix", [float("nan")] * 16)),
+    "blendshapes of 51 scores": _shapes_case(lambda f: setattr(f, "scores", list(f.scores)[:51])),
+    "blendshapes of 60 scores": _shapes_case(lambda f: setattr(f, "scores", list(f.scores) + [0.0] * 8)),
+    "blendshapes with NaN": _shapes_case(_nan_at("scores", 25)),
+    "blendshapes empty": _shapes_case(lambda f: setattr(f, "scores", [])),
+    "blendshapes of an unknown face id": _shapes_case(_set("face_id", "face_999")),
+    "emotion with probabilities of the wrong length": _emotion_case(
+        lambda e: setattr(e, "probabilities", [0.5, 0.5])),
+    "emotion with NaN probabilities": _emotion_case(lambda e: setattr(e, "probabilities", [float("nan")] * 7)),
+    "emotion with an unknown class name": _emotion_case(
+        lambda e: setattr(e, "class_names", ["angry", "bored", "fear", "happy", "neutral", "sad", "surprise"])),
+    "emotion with no classes": _emotion_case(lambda e: (setattr(e, "class_names", []),
+                                                        setattr(e, "probabilities", []))),
+    "emotion of an unknown model": _emotion_case(_set("model", "crystal-ball")),
+}
+
+
+@pytest.fixture(scope="module")
+def good_face_msgs(good_rgb):
+    """The real FaceMeshArray and BlendshapesArray of the good photo, from the landmark core."""
+    from std_msgs.msg import Header
+
+    from emotion_perception.conversions import faces_to_msgs
+    from emotion_perception.landmarks import FaceLandmarker, LandmarkerOptions
+
+    with FaceLandmarker(LandmarkerOptions(max_faces=1)) as lm:
+        faces = lm.process(good_rgb, 1)
+    assert len(faces) == 1
+    return faces_to_msgs(faces, Header(frame_id="camera"))
+
+
+def test_bad_messages_downstream_nodes(good_rgb, good_face_msgs, capfd):
+    """NaN or wrong-length arrays, unknown ids and classes in our own messages: each
+    downstream node logs at most once per case and keeps answering good frames."""
+    from pipeline_probe import NODE_OUTPUT, OUTPUTS, constructible_nodes
+
+    from emotion_perception_msgs.msg import BlendshapesArray, EmotionArray
+    from emotion_perception_msgs.msg import FaceMeshArray as MeshArray
+
+    nodes = constructible_nodes(DOWNSTREAM_NODES)
+    assert nodes, "no downstream node can be built"
+    outputs = [NODE_OUTPUT[n] for n in nodes]
+    mesh, shapes = good_face_msgs
+    with Pipeline(nodes) as p:
+        probe = Node("message_probe", context=p.context)
+        pubs = {"faces/mesh": probe.create_publisher(MeshArray, "faces/mesh", RESULT_QOS),
+                "faces/blendshapes": probe.create_publisher(BlendshapesArray, "faces/blendshapes", RESULT_QOS),
+                "emotion/frame": probe.create_publisher(EmotionArray, "emotion/frame", RESULT_QOS),
+                "image": probe.create_publisher(Image, "image", SENSOR_QOS)}
+        got: dict[str, dict[int, object]] = {t: {} for t in outputs}
+        cond = threading.Condition()
+
+        def recorder(t):
+            def cb(msg):
+                with cond:
+                    got[t][msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = msg
+                    cond.notify_all()
+            return cb
+
+        import importlib
+
+        for t in outputs:
+            module, cls = OUTPUTS[t]
+            probe.create_subscription(getattr(importlib.import_module(module), cls), t, recorder(t), RESULT_QOS)
+        p.add_node(probe)
+        stamp = [10_000_000_000]
+
+        def publish(items, s):
+            for topic, msg in items:
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(s, 1_000_000_000)
+                pubs[topic].publish(msg)
+
+        def good_round(timeout=REPLY_TIMEOUT_S):
+            """A good image + mesh + blendshapes; True when every node answered it with one face."""
+            for _ in range(3):
+                stamp[0] += 40_000_000
+                s = stamp[0]
+                img = _image(good_rgb)
+                publish([("image", img), ("faces/mesh", copy.deepcopy(mesh)),
+                         ("faces/blendshapes", copy.deepcopy(shapes))], s)
+                end = time.monotonic() + timeout / 3
+                with cond:
+                    while not all(s in got[t] for t in outputs) and time.monotonic() < end:
+                        cond.wait(0.05)
+                    if all(s in got[t] for t in outputs):
+                        return {t: got[t][s] for t in outputs}
+            return {t: got[t].get(s) for t in outputs}
+
+        time.sleep(1.0)
+        first = good_round(timeout=30.0)
+        assert all(v is not None for v in first.values()), f"nodes silent on good input: {first}"
+        capfd.readouterr()
+        logged: dict[str, int] = {}
+        for name, make in MESSAGE_CASES.items():
+            for _ in range(2):
+                stamp[0] += 40_000_000
+                publish(make(copy.deepcopy(mesh), copy.deepcopy(shapes)), stamp[0])
+                time.sleep(BAD_SPACING_S)
+            reply = good_round()
+            silent = [t for t, v in reply.items() if v is None]
+            assert not silent, f"{name}: no answer to the next good frame on {silent}"
+            for t, msg in reply.items():
+                items = msg.faces if hasattr(msg, "faces") else msg.emotions
+                assert len(items) >= 1, f"{name}: {t} lost the face of the next good frame"
+            err = capfd.readouterr().err
+            per_node: dict[str, int] = {}
+            for _, node_name in NODE_LOG_LINE.findall(err):
+                per_node[node_name] = per_node.get(node_name, 0) + 1
+            assert all(v <= 1 for v in per_node.values()), f"{name}: more than one log line per node: {per_node}\n{err}"
+            logged[name] = sum(per_node.values())
+        # the nodes do recognise bad messages (and the capture sees their lines)
+        assert sum(logged.values()) >= 3, f"hardly any bad message was reported: {logged}"
