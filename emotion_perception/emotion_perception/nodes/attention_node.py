@@ -49,6 +49,11 @@ PARAMS = [
 ]
 
 
+#: A stamp older than the previous one by more than this is a time jump (the
+#: source looped or restarted), not one late image, ns.
+TIME_JUMP_BACK_NS = 1_000_000_000
+
+
 class AttentionNode(Node):
     """Attention estimators over the landmark node's output.
 
@@ -139,10 +144,17 @@ class AttentionNode(Node):
             self._diag.dropped()
             return
         if self._last_stamp is not None and stamp < self._last_stamp:
-            self._once.warn("stamp_backwards", f"faces/mesh stamp {stamp} ns is older than the previous "
-                            f"{self._last_stamp} ns: dropped (restart the source or the node after a bag loop)")
-            self._diag.error()
-            return
+            if self._last_stamp - stamp <= TIME_JUMP_BACK_NS:
+                # one late image among newer ones: drop it, keep every face's state
+                self._once.warn("stamp_backwards", f"faces/mesh stamp {stamp} ns is older than the previous "
+                                f"{self._last_stamp} ns: dropped (out of order)")
+                self._diag.error()
+                return
+            # time jumped back (a bag that loops, a simulator reset): start over, as the
+            # landmark node does, instead of dropping everything until time catches up
+            self._once.warn("time_jump", f"faces/mesh stamp jumped back {(self._last_stamp - stamp) / 1e9:.1f} s: "
+                            "per-face state (blinks, PERCLOS, talking, looking) restarts")
+            self._estimator.reset()
         self._last_stamp = stamp
         by_id = {}
         if shapes is not None:
