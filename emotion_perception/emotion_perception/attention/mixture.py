@@ -33,17 +33,25 @@ class Mixture:
         """P(component | x); ``dims`` selects the features ``x`` holds (others marginalised)."""
         return float(self.posteriors(x, dims)[component])
 
+    def _marginal(self, dims: tuple[int, ...]):
+        """Means, inverse covariances and log-normalisers of the marginal over ``dims`` (cached)."""
+        cache = self.__dict__.setdefault("_cache", {})
+        got = cache.get(dims)
+        if got is None:
+            idx = list(dims)
+            mu = self.means[:, idx]
+            cov = self.covariances[:, idx][:, :, idx]
+            inv = np.linalg.inv(cov)
+            lognorm = np.log(self.weights) - 0.5 * np.log(np.linalg.det(cov))
+            got = cache[dims] = (mu, inv, lognorm)
+        return got
+
     def posteriors(self, x, dims: tuple[int, ...] | None = None) -> np.ndarray:
-        """P(k | x) of every component k."""
-        x = np.asarray(x, float)
-        idx = list(range(self.means.shape[1])) if dims is None else list(dims)
-        logp = np.empty(len(self.weights))
-        for k in range(len(self.weights)):
-            mu = self.means[k, idx]
-            cov = self.covariances[k][np.ix_(idx, idx)]
-            d = x - mu
-            sol = np.linalg.solve(cov, d)
-            logp[k] = np.log(self.weights[k]) - 0.5 * (d @ sol + np.log(np.linalg.det(cov)))
+        """P(k | x) of every component k; ``dims`` as in :meth:`posterior`."""
+        dims = tuple(range(self.means.shape[1])) if dims is None else tuple(dims)
+        mu, inv, lognorm = self._marginal(dims)
+        d = np.asarray(x, float) - mu  # (K, D)
+        logp = lognorm - 0.5 * np.einsum("ki,kij,kj->k", d, inv, d)
         logp -= logp.max()
         p = np.exp(logp)
         return p / p.sum()
