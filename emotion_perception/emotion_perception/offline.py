@@ -36,6 +36,7 @@ SETTLE_S = 0.0
 #: Publish an image stamp of 0 is "unknown" in ROS: derived stamps start here, ns.
 STAMP_BASE_NS = 1_700_000_000 * 1_000_000_000
 
+FUSED_TOPIC = "emotion"
 _COUNTER = itertools.count()
 #: (short name, params file) -> why the node could not start, for this process.
 _UNSTARTABLE: dict[tuple[str, str], str] = {}
@@ -309,9 +310,17 @@ class OfflinePipeline:
         return p
 
     def _arrived(self, p: _Pending, topic: str) -> None:
-        p.result.received[topic] = (time.monotonic() - p.result.sent_wall) * 1000.0
-        if p.expected <= set(p.result.received):
-            p.done.set()
+        r = p.result.received
+        r[topic] = (time.monotonic() - p.result.sent_wall) * 1000.0  # a repeat keeps the newest
+        if not p.expected <= set(r):
+            return
+        # The fusion node coalesces its inputs on a timer and may publish a frame's fused
+        # estimate before the last classifier has reported, then again after it: wait for
+        # a fused array newer than every classifier output of this frame.
+        inputs = [v for t, v in r.items() if t.startswith("emotion/")]
+        if FUSED_TOPIC in p.expected and inputs and r[FUSED_TOPIC] < max(inputs):
+            return
+        p.done.set()
 
     def _face(self, p, fid):
         return p.result.faces.setdefault(fid, {"emotions": {}, "fused": None, "attention": None, "mesh": None})
