@@ -102,3 +102,18 @@ def test_unreadable_inputs_get_clear_errors(tmp_path, capsys):
         open_source("/dev/video99")
     assert main(["run", str(junk), "-o", str(tmp_path / "o")]) == 2
     assert "junk.mp4" in capsys.readouterr().err
+
+
+def test_run_on_a_compressed_bag_replays_it_compressed(video, tmp_path):
+    from emotion_perception.bags import video_to_bag
+
+    bag = tmp_path / "bag"
+    video_to_bag(video("single_face.mp4"), bag, compressed=True, storage="mcap", max_frames=6)
+    out = tmp_path / "out"
+    assert main(["run", str(bag), "-o", str(out), "--quiet", "--no-lstm", "--no-transformer", "--no-frame",
+                 "--no-fusion", "--no-attention"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["input_kind"] == "rosbag2" and summary["compressed"] is True
+    assert summary["frames"] == 6 and summary["frames_with_face"] == 6
+    assert set(summary["nodes"]) == {"landmark", "image_emotion"}
+    assert summary["faces"]["face_1"]["majority"]["image"]  # image_emotion read image/compressed too

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=None, help="frame rate assumed for an image folder (default 10)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--compressed", action="store_true",
-                   help="send frames to the nodes as CompressedImage (JPEG) instead of Image")
+                   help="send frames to the nodes as CompressedImage (JPEG) instead of Image "
+                   "(a bag of CompressedImage is always replayed as such)")
     p.add_argument("--no-video", action="store_true", help="skip the annotated video")
     p.add_argument("--frame-timeout", type=float, default=3.0, help="wait for a frame's outputs, s (default 3)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -45,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     except SourceError as e:
         print(f"emotion-perception run: {e}", file=sys.stderr)
         return 2
-    desc = describe(compressed=args.compressed, namespace=args.namespace, params_file=args.params_file,
+    # a bag's own messages are replayed as recorded (raw or compressed) unless told otherwise
+    compressed = args.compressed or (source.kind == "rosbag2" and source.msgtype.endswith("CompressedImage"))
+    desc = describe(compressed=compressed, namespace=args.namespace, params_file=args.params_file,
                     enabled=enabled_from_args(args), available_only=True)
     from ..offline import run_to_folder
 
