@@ -88,16 +88,18 @@ def main() -> int:
     ap.add_argument("--videos", help="sequence-layout .npz of unlabelled videos")
     ap.add_argument("--updates", type=int, default=1000)
     ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
     ap.add_argument("--smoothing", default="0,3,6", help="smoothing_frames values to compare")
     args = ap.parse_args()
-    res = {"cost": {n: cost(n, args.updates, pathlib.Path(args.data)) for n in MODELS}}
+    models = [m for m in args.models.split(",") if m]
+    res = {"cost": {n: cost(n, args.updates, pathlib.Path(args.data)) for n in models}}
     for n, c in res["cost"].items():
         print(f"{n}: update median {c['median_ms']} ms, p95 {c['p95_ms']} ms")
     if args.videos:
         with np.load(args.videos) as z:
             videos = {k: z[k] for k in z.files}
         res["stability"] = {}
-        for n in MODELS:
+        for n in models:
             for sm in (float(v) for v in args.smoothing.split(",")):
                 rows = stability(n, videos, sm)
                 res["stability"][f"{n} smoothing={sm:g}"] = rows
@@ -105,7 +107,7 @@ def main() -> int:
                     print(f"{n} smoothing={sm:g} {r['video']}: {r['flicker_per_min']} label changes/min, "
                           f"first confident {r['first_confident_s']} s, mostly {r['top_label']}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sequence_models.json").write_text(json.dumps(res, indent=1) + "\n")
+    (RESULTS / f"sequence_models_{'_'.join(models)}.json").write_text(json.dumps(res, indent=1) + "\n")
     return 0
 
 

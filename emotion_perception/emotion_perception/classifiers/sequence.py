@@ -7,9 +7,9 @@ repeating its oldest frame while it is still filling, so the model answers from 
 first frame on (the training clips include such steady stretches). Estimates are
 ``confident=False`` until ``min_frames`` frames are in the buffer.
 
-Horizontal-flip test-time augmentation: when the metadata names the feature
-permutation of a mirrored face (``flip``), each clip is classified as it is and
-mirrored and the probabilities averaged (the models were trained with flips).
+Horizontal-flip test-time augmentation (``flip_average``): when the metadata names
+the feature permutation of a mirrored face (``flip``), each clip is classified as it
+is and mirrored and the probabilities averaged (the models were trained with flips).
 
 Output stability: the probabilities are smoothed per face by an exponential moving
 average with time constant ``smoothing_frames`` (0 = off) before the label is
@@ -41,9 +41,12 @@ class SequenceModel(EmotionModel):
             optionally ``stride``.
         min_frames: frames a face needs before an estimate is confident.
         smoothing_frames: EMA time constant of the probabilities, frames (0: off).
+        flip_average: average each clip's probabilities with its mirror's (doubles
+            the cost; needs ``flip`` in the metadata).
     """
 
-    def __init__(self, tflite: str, meta: str, min_frames: int, smoothing_frames: float = 0.0):
+    def __init__(self, tflite: str, meta: str, min_frames: int, smoothing_frames: float = 0.0,
+                 flip_average: bool = True):
         self.meta = json.loads(verified_path(meta).read_text())
         self.class_names = tuple(self.meta["class_names"])
         self.window = int(self.meta["window"])
@@ -53,7 +56,7 @@ class SequenceModel(EmotionModel):
         flip = self.meta.get("flip")
         #: Column permutation of a horizontally mirrored face; when the metadata gives
         #: one, every clip is classified as it is and mirrored, and the two averaged.
-        self.flip = np.asarray(flip, dtype=np.int64) if flip is not None else None
+        self.flip = np.asarray(flip, dtype=np.int64) if flip is not None and flip_average else None
         self.model = LiteRTModel(tflite)
         expected = (1, self.window, len(self.mean))
         if self.model.input_shapes[0] != expected:
