@@ -82,8 +82,8 @@ def run(video, max_frames: int | None = None, verbose: bool = True, stale_after_
             print(f"nodes: {', '.join(op.desc.short_names)}; the tree reads {emotion_topic}, {attention_topic}, "
                   "faces/mesh")
         node = Node("greet_tree", context=op.pipeline.context)
-        sub = PerceptionSubscriber(node, state, emotion_topic=emotion_topic, attention_topic=attention_topic)
-        op.pipeline.add_node(node)
+        PerceptionSubscriber(node, state, emotion_topic=emotion_topic, attention_topic=attention_topic)
+        op.add_node(node)  # spun with the pipeline, destroyed after it stops
         time.sleep(0.3)  # discovery of the tree's subscriptions
         try:
             for frame in source:
@@ -100,8 +100,6 @@ def run(video, max_frames: int | None = None, verbose: bool = True, stale_after_
                 if verbose:
                     print(f"t={tick['time_s']:6.2f}s  branch={tick['branch']:<9} faces={tick['faces']}")
         finally:
-            sub.destroy()
-            node.destroy_node()
             source.close()
     return ticks
 

@@ -177,6 +177,7 @@ class OfflinePipeline:
         self._last_stamp = None
         self._frames_sent = 0
         self.late_outputs = 0
+        self.extra_nodes: list = []
         self.on_message = None  # optional callback(topic, msg) for extra consumers (a BT)
 
     # -- set up
@@ -276,7 +277,9 @@ class OfflinePipeline:
         return self.node.create_subscription(EmotionArray, topic, lambda m: self._on_emotion(topic, m), RESULT_QOS)
 
     def _wait_discovery(self) -> None:
-        consumers = sum(1 for n in self.desc.nodes if n.short in ("landmark", "image_emotion"))
+        from .launch_description import IMAGE_NODES
+
+        consumers = sum(1 for n in self.desc.nodes if n.short in IMAGE_NODES)
         deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
         while time.monotonic() < deadline:
             if (self.pub.get_subscription_count() >= consumers
@@ -291,13 +294,16 @@ class OfflinePipeline:
             f"no publisher on {', '.join(silent) or '-'} (check FASTDDS_BUILTIN_TRANSPORTS / XML profile)")
 
     def __exit__(self, *exc) -> None:
-        try:
-            for s in self.subs:
-                self.node.destroy_subscription(s)
-            self.node.destroy_publisher(self.pub)
-            self.node.destroy_node()
-        finally:
-            self.pipeline.stop()
+        # Stop the executor before destroying anything it may be waiting on.
+        extra = [self.node] + list(self.extra_nodes)
+        self.pipeline.stop()
+        for node in extra:
+            node.destroy_node()
+
+    def add_node(self, node) -> None:
+        """Spin ``node`` (created in ``self.pipeline.context``) with the pipeline; destroyed on exit."""
+        self.extra_nodes.append(node)
+        self.pipeline.add_node(node)
 
     # -- recording
     def _entry(self, header):
