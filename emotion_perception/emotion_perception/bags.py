@@ -233,7 +233,7 @@ def plot_confusion(confusion: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     classes, m = confusion["classes"], np.asarray(confusion["matrix"])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(classes), 1.0 + 0.6 * len(classes)))
+    fig, ax = plt.subplots(figsize=(2.5 + 0.7 * len(classes), 2.2 + 0.6 * len(classes)))
     ax.imshow(m, cmap="Blues")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
