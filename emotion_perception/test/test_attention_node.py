@@ -181,3 +181,54 @@ def test_bad_parameters_refuse_to_start():
     with pytest.raises(ParameterError):
         with Pipeline(["attention"], parameter_overrides={"attention": {"calibration_file": "/nonexistent.json"}}):
             pass
+
+
+def test_landmark_and_attention_nodes_on_real_frames(video):
+    """Real frames of single_face.mp4 and a picture without a face through landmark_node
+    and attention_node: one AttentionArray per image, with the image's header."""
+    import cv2
+    from skimage import data as skdata
+
+    from emotion_perception.conversions import rgb_to_image_msg
+    from sensor_msgs.msg import Image
+
+    cap = cv2.VideoCapture(str(video("single_face.mp4")))
+    frames = []
+    for _ in range(12):
+        ok, bgr = cap.read()
+        assert ok
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    frames.append(skdata.coffee())  # no face
+    # own namespace: the module's other pipeline (another attention_node) is still running
+    with Pipeline(["landmark", "attention"], namespace="attention_e2e") as p:
+        probe = Node("attention_image_probe", context=p.context, namespace="/attention_e2e")
+        pub = probe.create_publisher(Image, "image", RESULT_QOS)
+        got: list[AttentionArray] = []
+        cv = threading.Condition()
+
+        def on(msg):
+            with cv:
+                got.append(msg)
+                cv.notify_all()
+
+        probe.create_subscription(AttentionArray, "attention", on, RESULT_QOS)
+        p.add_node(probe)
+        deadline = time.monotonic() + TIMEOUT_S
+        while pub.get_subscription_count() == 0 or probe.count_publishers("attention") == 0:
+            assert time.monotonic() < deadline, "pipeline did not connect"
+            time.sleep(0.05)
+        outs = []
+        for i, rgb in enumerate(frames):
+            h = header(300 + i)
+            with cv:
+                n = len(got)
+                pub.publish(rgb_to_image_msg(rgb, h))
+                assert cv.wait_for(lambda: len(got) > n, 3 * TIMEOUT_S), f"no attention for image {i}"
+                outs.append(got[n])
+            assert outs[-1].header.stamp == h.stamp
+        probe.destroy_node()
+    faces = [o.faces for o in outs[:-1]]
+    assert all(len(f) == 1 for f in faces)
+    assert len({f[0].face_id for f in faces}) == 1  # one tracked id
+    assert np.mean([f[0].looking_at_camera > 0.5 for f in faces]) > 0.5
+    assert outs[-1].faces == []
