@@ -56,6 +56,8 @@ CIRCUMPLEX = {
 }
 _VA = np.array([CIRCUMPLEX[c] for c in EMOTIONS_7], dtype=np.float32)
 PARAMS_FILE = "fusion.json"
+#: Members run by the ``fused`` model besides the fitted ones (default weight).
+DEFAULT_MEMBERS = ("image-cnn",)
 #: Floor of any probability before taking logs.
 EPS = 1e-4
 
@@ -119,7 +121,7 @@ class PoolingParams:
     members fitted together, and the weight of a model no profile knows.
 
     The inputs present for a face pick the profile that shares the most members with
-    them (ties: the one with fewest members absent). A present model the profile
+    them (ties: the one with fewest members absent, then the first listed). A present model the profile
     does not know (e.g. image-cnn, which has no labelled images here to be fitted
     on, or a model trained after the fusion) joins with ``default_weight`` and
     temperature 1.
@@ -312,20 +314,28 @@ class FusedModel(EmotionModel):
         self.params, self.meta = load_params()
         self.fusion = EmotionFusion(self.params, **fusion_kwargs)
         self.members = {}
-        known = [m for p in self.params.profiles for m in p.members]
+        known = [m for p in self.params.profiles for m in p.members] + list(DEFAULT_MEMBERS)
         for m in (members or list(dict.fromkeys(known))):
             try:
                 self.members[m] = load_model(m)
             except (ModelFileError, ImportError, ModuleNotFoundError):
                 if members:
                     raise
-        self.needs = frozenset().union(*(set(m.needs) for m in self.members.values())) if self.members else frozenset()
+        #: Nothing is required; each member runs when its inputs are there.
+        self.needs = frozenset()
+        self.uses = frozenset().union(*(set(m.needs) for m in self.members.values())) if self.members else frozenset()
 
     def _runnable(self, available: set[str]) -> dict:
-        return {n: m for n, m in self.members.items() if set(m.needs) - {"image_wh"} <= available}
+        """The members to run on these inputs: those of the profile the runnable
+        members pick, plus the default members (image-cnn) that can run."""
+        can = {n: m for n, m in self.members.items() if set(m.needs) - {"image_wh"} <= available}
+        prof = self.params.profile_for(can)
+        keep = (set(prof.members) if prof else set(can)) | set(DEFAULT_MEMBERS)
+        return {n: m for n, m in can.items() if n in keep}
 
     def update(self, face_id: str, frame) -> EmotionEstimate | None:
-        available = {k for k in ("landmarks", "blendshapes", "face_crop") if getattr(frame, k) is not None}
+        available = {k for k in ("landmarks", "blendshapes", "face_crop")
+                     if getattr(frame, k) is not None and np.all(np.isfinite(getattr(frame, k)))}
         for n, m in self._runnable(available).items():
             est = m.update(face_id, frame)
             if est is not None:

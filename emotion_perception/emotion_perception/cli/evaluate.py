@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="accuracy, macro-F1, confusion matrix and ROC of a model on a labelled .npz",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, choices=list(MODELS), help="model name")
-    p.add_argument("--input", required=True, help="labelled .npz (frame or sequence layout)")
+    p.add_argument("--input", required=True,
+                   help="labelled .npz (frame or sequence layout), or a folder of photos with a labels.csv")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--limit", type=int, default=None, help="score only the first N rows/clips")
     p.set_defaults(func=run)

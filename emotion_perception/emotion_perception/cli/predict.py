@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 #: Frame-layout keys a model may read (besides what ``model.needs`` names).
-ARRAY_KEYS = ("landmarks", "blendshapes", "image_wh")
+ARRAY_KEYS = ("landmarks", "blendshapes", "image_wh", "face_crop")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,14 +28,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="run a model on a frame- or sequence-layout .npz, write a CSV",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, choices=list(MODELS), help="model name")
-    p.add_argument("--input", required=True, help="input .npz (frame or sequence layout)")
+    p.add_argument("--input", required=True,
+                   help="input .npz (frame or sequence layout), or a folder of photos with a labels.csv")
     p.add_argument("--output", required=True, help="output .csv")
     p.set_defaults(func=run)
 
 
 def load_arrays(path) -> dict:
-    """The .npz as a dict of arrays (no pickle)."""
+    """The .npz as a dict of arrays (no pickle); a folder of photos with a
+    labels.csv goes through the landmarker first (``image_folder``)."""
+    import pathlib
+
     import numpy as np
+
+    if pathlib.Path(path).is_dir():
+        from ..image_folder import load_image_folder
+
+        return load_image_folder(path)
 
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
@@ -50,7 +59,11 @@ def _model_inputs(model, arrays: dict) -> list[str]:
     if missing:
         raise ValueError(f"model {model.name} needs {', '.join(sorted(missing))} but the input has only "
                          f"{', '.join(sorted(arrays))}")
-    return [k for k in ARRAY_KEYS if k in arrays and (k in model.needs or k == "image_wh")]
+    uses = set(model.needs) | set(getattr(model, "uses", ()))  # "uses": optional inputs (the fusion)
+    keys = [k for k in ARRAY_KEYS if k in arrays and (k in uses or k == "image_wh")]
+    if not any(k != "image_wh" for k in keys):
+        raise ValueError(f"model {model.name} can use none of {', '.join(sorted(arrays))}")
+    return keys
 
 
 def _row_has_face(arrays: dict, keys: list[str], i) -> bool:

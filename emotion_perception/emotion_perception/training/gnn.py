@@ -13,7 +13,7 @@ distances). Network: two graph convolutions (32 and 32 channels, ReLU), a per-no
 projection to 8 channels, flatten (node identity is kept: the mesh has a fixed
 topology), dense 128 with dropout, softmax over 7. Same rows as svm-landmarks
 (FER-2013 train + capped muxspace train, flipped copies with mirrored indices), its
-calibration rows for early stopping; exported to ``gnn_landmarks.tflite`` (adjacency
+calibration rows for validation; 4 epochs; exported to ``gnn_landmarks.tflite`` (adjacency
 baked in as a constant) and run with LiteRT.
 """
 
@@ -35,12 +35,12 @@ HIDDEN = (32, 32)
 NODE_OUT = 8
 DENSE = 128
 DROPOUT = 0.3
-EPOCHS = 12
+#: Fixed epoch count (no early stopping or time limit: the command must reproduce the
+#: shipped file). Validation loss still fell slowly at epoch 4 (1.404, 1.386, 1.373,
+#: 1.338); each epoch costs 2-4 min on this shared 2-core machine.
+EPOCHS = 4
 BATCH = 128
 LEARNING_RATE = 2e-3
-PATIENCE = 3
-#: Stop training after this long (shared machine), seconds.
-MAX_TRAIN_S = 600
 
 
 def mesh_adjacency() -> np.ndarray:
@@ -99,6 +99,7 @@ def train_gnn(data_dir, out, register: bool = True, epochs: int | None = None, q
     tf.config.threading.set_intra_op_parallelism_threads(2)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.utils.set_random_seed(SEED)
+    tf.config.experimental.enable_op_determinism()
     t0 = time.time()
     rows, fit, cal, rng = svm_landmarks_rows(data_dir)
     if quick:
@@ -116,15 +117,8 @@ def train_gnn(data_dir, out, register: bool = True, epochs: int | None = None, q
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
 
-    class TimeLimit(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if time.time() - t0 > MAX_TRAIN_S:
-                self.model.stop_training = True
-
     model.fit(x, y, validation_data=(xv, yv), epochs=epochs or (1 if quick else EPOCHS), batch_size=BATCH,
-              class_weight=cw, verbose=2,
-              callbacks=[keras.callbacks.EarlyStopping(patience=PATIENCE, restore_best_weights=True,
-                                                       monitor="val_loss"), TimeLimit()])
+              class_weight=cw, verbose=2, shuffle=True)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "gnn_landmarks.tflite"
@@ -148,15 +142,20 @@ def train_gnn(data_dir, out, register: bool = True, epochs: int | None = None, q
     for name, d in (("fer2013_public_test", D.load_fer(data_dir, "public_test")),
                     ("muxspace_heldout", D.load_muxspace(data_dir, "heldout"))):
         n = 300 if quick else len(d["label"])
-        metrics[name] = report(lite(normalised_xy(d["landmarks"][:n].astype(np.float32), d["image_wh"][:n])),
-                               d["label"][:n])
+        p = lite(normalised_xy(d["landmarks"][:n].astype(np.float32), d["image_wh"][:n]))
+        metrics[name] = report(p, d["label"][:n])
+        if name == "fer2013_public_test":
+            sample = round(float((np.array(EMOTIONS_7)[p[:500].argmax(1)] == d["label"][:500]).mean()), 4)
     meta = {"model": "gnn-landmarks", "class_names": list(EMOTIONS_7), "features": "normalised_xy",
             "hidden": list(HIDDEN), "node_out": NODE_OUT, "dense": DENSE, "fit_rows": int(len(y)),
-            "epochs_run": len(model.history.history["loss"]), "train_seconds": round(time.time() - t0, 1),
-            "parameters": int(model.count_params()), "metrics": metrics}
+            "epochs": len(model.history.history["loss"]),
+            "val_loss": [round(float(v), 4) for v in model.history.history["val_loss"]],
+            "parameters": int(model.count_params()), "metrics": metrics,
+            "sample_accuracy_first_500_fer_public_test": sample}
     mpath = out / "gnn_landmarks.json"
     mpath.write_text(json.dumps(meta, indent=2) + "\n")
     if register:
         register_sums([path, mpath])
     print(json.dumps(meta, indent=2))
+    print(f"trained in {time.time() - t0:.0f} s")
     return meta
