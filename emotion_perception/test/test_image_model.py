@@ -83,3 +83,23 @@ def test_image_cnn_cost_per_face(photo_faces):
         model.classify_image(rgb, box)
         times.append((time.perf_counter() - t) * 1e3)
     assert np.median(times) < IMAGE_MS_BUDGET
+
+
+#: evaluate --input muxspace/images (accuracy, macro-F1), recorded in models/fused.md.
+FOLDER_RECORDED = {"image-cnn": 0.4524, "svm-landmarks": 0.5000, "lstm": 0.5000, "fused": 0.5238}
+
+
+def test_evaluate_on_the_photo_folder_and_fused_beats_its_members(data_dir, tmp_path):
+    """The CLI on a folder of photos: landmarker -> every model; the fused estimate
+    beats each model it fuses there (landmarks present: svm-landmarks, lstm, image-cnn)."""
+    from emotion_perception.cli.evaluate import score
+    from emotion_perception.cli.predict import load_arrays, predict_arrays
+
+    arrays = load_arrays(data_dir / "muxspace" / "images")
+    assert len(arrays["label"]) == 42 and np.isfinite(arrays["face_crop"]).all()
+    acc = {}
+    for name in FOLDER_RECORDED:
+        probs, _ = predict_arrays(load(name), arrays)
+        acc[name] = score(list(EMOTIONS_7), probs, arrays["label"])["accuracy"]
+        assert acc[name] == pytest.approx(FOLDER_RECORDED[name], abs=1.5 / 42), name
+    assert acc["fused"] > max(v for k, v in acc.items() if k != "fused")
