@@ -449,3 +449,28 @@ def test_cli_rows_for_both_layouts(params, mux, franck):
     assert any(r[-2] == 1 for r in rows[12:20])
     with pytest.raises(ValueError):
         estimate_rows({"blendshapes": mux["blendshapes"][:3]})
+
+
+def test_calibrate_gaze_tool_on_a_recorded_video(tmp_path, video, params):
+    """The calibrate-gaze command end to end on a real clip with a targets CSV: it
+    records features in the spans, fits, writes JSON that the estimator can use."""
+    from emotion_perception.cli import main
+
+    targets = tmp_path / "targets.csv"
+    with open(targets, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["start_s", "end_s", "x", "y"])
+        w.writerows([[0.0, 0.8, 0.5, 0.5], [0.8, 1.6, 0.2, 0.2], [1.6, 2.4, 0.8, 0.8]])
+    out = tmp_path / "cal.json"
+    assert main(["calibrate-gaze", "--video", str(video("single_face.mp4")), "--targets", str(targets),
+                 "--settle-s", "0.1", "--output", str(out)]) == 0
+    cal = GazeCalibration.load(out)
+    assert cal.n_samples >= 50 and math.isfinite(cal.train_rmse)
+    lm, t = synthetic_face(params)
+    assert AttentionEstimator(params, calibration=cal).update_arrays("f", lm, None, t, WH, 0.0).gaze_calibrated
+    # too few distinct targets: a clear error, no file
+    with open(targets, "w") as f:
+        f.write("start_s,end_s,x,y\n0,2.4,0.5,0.5\n")
+    assert main(["calibrate-gaze", "--video", str(video("single_face.mp4")), "--targets", str(targets),
+                 "--output", str(tmp_path / "no.json")]) == 2
+    assert not (tmp_path / "no.json").exists()

@@ -232,3 +232,24 @@ def test_landmark_and_attention_nodes_on_real_frames(video):
     assert len({f[0].face_id for f in faces}) == 1  # one tracked id
     assert np.mean([f[0].looking_at_camera > 0.5 for f in faces]) > 0.5
     assert outs[-1].faces == []
+
+
+def test_attention_message_conversion_rejects_bad_values(faces):
+    from emotion_perception.conversions import ConversionError, attention_estimate_to_msg
+
+    e = AttentionEstimator().update(Face(face_id="face_1", landmarks=faces[0].landmarks,
+                                         blendshapes=faces[0].blendshapes, transform=faces[0].transform,
+                                         bbox=faces[0].bbox, score=1.0, image_wh=faces[0].image_wh), 0.0)
+    msg = attention_estimate_to_msg(e, header(0))
+    back = attention_msg_to_estimate(msg)
+    assert (back.left_eye, back.right_eye, back.mouth) == (e.left_eye, e.right_eye, e.mouth)
+    assert back.looking_at_camera == pytest.approx(e.looking_at_camera, abs=1e-6)
+    for field, value in (("left_eye_state", 7), ("mouth_state", 3), ("face_id", ""), ("perclos", 1.5)):
+        bad = attention_estimate_to_msg(e, header(0))
+        setattr(bad, field, value)
+        with pytest.raises(ConversionError):
+            attention_msg_to_estimate(bad)
+    bad = attention_estimate_to_msg(e, header(0))
+    bad.left_eye_probabilities[2] = float("nan")
+    with pytest.raises(ConversionError):
+        attention_msg_to_estimate(bad)
