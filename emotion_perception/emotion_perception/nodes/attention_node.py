@@ -196,3 +196,7 @@ class AttentionNode(Node):
 
 def main(args=None) -> int:
     return run_node(AttentionNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
