@@ -16,7 +16,7 @@ from .sequence import SequenceModel
 #: Frames before an estimate is confident (about 0.33 s at 30 fps).
 MIN_FRAMES = 10
 #: EMA time constant of the output probabilities, frames.
-SMOOTHING_FRAMES = 3.0
+SMOOTHING_FRAMES = 10.0
 
 
 class LandmarkTransformer(SequenceModel):
