@@ -162,3 +162,15 @@ def test_calibration_lowers_each_members_ece_on_held_out_data(fusion_meta):
     improved = [v["ece_after"] <= v["ece_before"] + 0.01
                 for split in fusion_meta["calibration"].values() for v in split.values()]
     assert improved and np.mean(improved) >= 0.5
+
+
+def test_fusion_was_fitted_on_the_shipped_members(fusion_meta):
+    """A member retrained after the fusion was fitted makes fusion.json stale:
+    re-run `emotion-perception train fused`."""
+    from emotion_perception.assets import models_dir, recorded_sums
+
+    sums = recorded_sums(models_dir())
+    from emotion_perception.training.fusion import MEMBER_FILES
+
+    for m, sha in fusion_meta["member_sha256"].items():
+        assert sums.get(MEMBER_FILES[m]) == sha, f"{m} changed since the fusion was fitted"

@@ -45,6 +45,10 @@ from .metrics import expected_calibration_error, report
 #: (models/gnn-landmarks.md); lstm-3class says nothing about 5 of the classes and
 #: joins with the default weight when it is the LSTM head running.
 CANDIDATES = ("svm-blendshapes", "lstm", "svm-landmarks", "transformer")
+#: Model files whose sha256 fusion.json records (a retrained member makes the
+#: recorded fit stale; the tests compare these with SHA256SUMS).
+MEMBER_FILES = {"svm-blendshapes": "svm_blendshapes.skops", "svm-landmarks": "svm_landmarks.skops",
+                "lstm": "lstm.tflite", "transformer": "transformer.tflite"}
 #: Validation set -> models fitted on it (the set must be held out for each).
 HELD_OUT = {
     "rafdb_val": ("svm-blendshapes", "lstm"),
@@ -185,7 +189,11 @@ def train_fusion(data_dir, out, register: bool = True) -> dict:
         if t == "rafdb_test":
             sample = round(float((fused[:300].argmax(1) == y[:300]).mean()), 4)
         va[t] = _valence_sanity(fused, d["label"])
+    from ..assets import models_dir, recorded_sums
+
+    sums = recorded_sums(models_dir())
     result = {"model": "fused", "classes": list(EMOTIONS_7), "members": used,
+              "member_sha256": {m: sums.get(MEMBER_FILES[m]) for m in used},
               "profiles": profiles, "default_weight": DEFAULT_WEIGHT,
               "class_mapping": {"transformer (6 classes)": "probabilities x 6/7, surprise 1/7",
                                 "lstm-3class (happy, sad, unknown)": "unknown spread evenly over the other 5"},
