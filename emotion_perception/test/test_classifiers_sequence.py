@@ -23,7 +23,7 @@ ACC_TOL = 1.0 / SAMPLE
 EXPECTED = {
     "lstm": 0.6933,
     "lstm-3class": 0.7767,
-    "transformer": 0.3733,
+    "transformer": 0.5567,
 }
 
 
@@ -36,7 +36,8 @@ def raf_test(data_dir):
 @pytest.fixture(scope="module")
 def fer_test6(data_dir):
     with np.load(data_dir / "fer2013" / "public_test.npz", allow_pickle=False) as z:
-        keep = np.flatnonzero(np.isin(z["label"], EMOTIONS_6))[:SAMPLE]
+        # the file is sorted by label: every 8th six-class row spans all six classes
+        keep = np.flatnonzero(np.isin(z["label"], EMOTIONS_6))[::8][:SAMPLE]
         return {"landmarks": z["landmarks"][keep].astype(np.float32), "image_wh": z["image_wh"][keep],
                 "label": z["label"][keep]}
 

@@ -125,7 +125,8 @@ def plot(result: dict, out_dir, title: str) -> None:
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(f"{title}: one-vs-rest ROC")
-    ax.legend(fontsize=8)
+    if result["roc_auc"]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_dir / "roc.png", dpi=100)
     plt.close(fig)
