@@ -41,7 +41,7 @@ import time
 
 import numpy as np
 
-from ..types import BLENDSHAPE_NAMES, EMOTIONS_7
+from ..types import EMOTIONS_7
 from . import augment as aug
 from . import data as D
 from .metrics import report
@@ -61,17 +61,6 @@ AUGMENT = False
 MAX_FIT_ROWS = 45000
 #: muxspace training faces averaged to derive the landmark mirror map.
 MIRROR_FACES = 3000
-
-
-def blendshape_mirror() -> np.ndarray:
-    """Index map swapping every ...Left blendshape with its ...Right twin."""
-    names = list(BLENDSHAPE_NAMES)
-    out = np.arange(len(names))
-    for i, n in enumerate(names):
-        for a, b in (("Left", "Right"), ("Right", "Left")):
-            if n.endswith(a):
-                out[i] = names.index(n[: -len(a)] + b)
-    return out
 
 
 def _split(n: int, labels: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +199,7 @@ def train_svm_landmarks(data_dir, out, register: bool = True, augment: bool = AU
 
 def train_svm_blendshapes(data_dir, out, register: bool = True) -> dict:
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
     rng = np.random.default_rng(SEED)
