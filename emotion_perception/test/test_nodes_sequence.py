@@ -162,3 +162,49 @@ def test_transformer_node_keeps_faces_apart_and_resets(mux):
         out = probe.send(bad)
         assert [e.face_id for e in out.emotions] == ["face_9"]
         assert list(out.emotions[0].class_names) == ["angry", "disgust", "fear", "happy", "neutral", "sad"]
+
+
+def test_real_clip_through_landmark_transformer_and_lstm_nodes(video):
+    """A real clip in which the face leaves the picture: landmark node -> both sequence
+    nodes. Every image gets an EmotionArray on both topics; while the face is tracked its
+    buffer grows frame by frame and becomes confident; once it has left the arrays are
+    empty and its buffers are gone."""
+    import cv2
+
+    from pipeline_probe import Probe as ImageProbe
+
+    cap = cv2.VideoCapture(str(video("face_noface.mov")))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(cv2.resize(bgr, (480, 270)), cv2.COLOR_BGR2RGB))
+    frames = frames[::2]
+    topics = ("faces/mesh", "emotion/transformer", "emotion/lstm")
+    with Pipeline(["landmark", "transformer", "lstm"]) as p:
+        probe = ImageProbe(p, topics)
+        seen = []
+        for i, rgb in enumerate(frames):
+            stamp = 2_000_000_000 + i * 66_666_667
+            assert probe.send_until_served(rgb, stamp, tries=3, timeout=15.0) is not None
+            assert probe.wait_all(topics[1:], stamp, timeout=10.0), f"no emotion arrays for frame {i}"
+            mesh = probe.got["faces/mesh"][stamp][0]
+            tr = probe.got["emotion/transformer"][stamp][0]
+            ls = probe.got["emotion/lstm"][stamp][0]
+            ids = [f.face_id for f in mesh.faces]
+            assert [e.face_id for e in tr.emotions] == ids and [e.face_id for e in ls.emotions] == ids
+            seen.append(ids)
+            for e in (*tr.emotions, *ls.emotions):
+                assert abs(sum(e.probabilities) - 1) < 1e-3 and e.header.stamp == mesh.header.stamp
+        with_face = [i for i, ids in enumerate(seen) if ids]
+        assert len(with_face) >= 20 and not seen[-1], "the clip must show the face, then no face"
+        first = with_face[0]
+        fid = seen[first][0]
+        run = [i for i in with_face if seen[i] == [fid]]
+        counts = [probe.got["emotion/lstm"][2_000_000_000 + i * 66_666_667][0].emotions[0].frames_used
+                  for i in run[:8]]
+        assert counts == list(range(1, len(counts) + 1))
+        last = probe.got["emotion/transformer"][2_000_000_000 + run[-1] * 66_666_667][0].emotions[0]
+        assert last.confident and last.frames_used >= 10
+        assert p.nodes["transformer"].model.faces() == [] and p.nodes["lstm"].model.faces() == []
