@@ -189,3 +189,47 @@ def test_bad_parameters_refused():
         Pipeline(["frame"], parameter_overrides={"frame": {"model": "transformer"}}).start()
     with pytest.raises(ParameterError):
         Pipeline(["emotion_fusion"], parameter_overrides={"emotion_fusion": {"hysteresis": 2.0}}).start()
+
+
+def test_frame_node_pairs_mesh_and_blendshapes_by_stamp_then_id(data_dir):
+    """FaceMesh/Blendshapes arrays built from real FER-2013 faces, two faces per image
+    in opposite orders in the two arrays: each estimate is the model's own answer for
+    that face (gnn-landmarks here, the third choice of `model`)."""
+    from emotion_perception.classifiers import load
+    from emotion_perception.classifiers.base import FrameInput
+    from emotion_perception.training import data as D
+    from emotion_perception_msgs.msg import Blendshapes, BlendshapesArray, FaceMesh, FaceMeshArray
+
+    fer = D.load_fer(data_dir, "public_test")
+    model = load("gnn-landmarks")
+    with Pipeline(["frame"], parameter_overrides={"frame": {"model": "gnn-landmarks"}}) as p:
+        probe = Probe(p)
+        mesh_pub = probe.node.create_publisher(FaceMeshArray, "faces/mesh", RESULT_QOS)
+        shape_pub = probe.node.create_publisher(BlendshapesArray, "faces/blendshapes", RESULT_QOS)
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while mesh_pub.get_subscription_count() == 0 or shape_pub.get_subscription_count() == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for k in range(3):
+            h = next_header()
+            rows = {f"face_{2 * k + 1}": 2 * k, f"face_{2 * k + 2}": 2 * k + 1}
+            meshes = FaceMeshArray(header=h)
+            for fid, i in rows.items():
+                lm = fer["landmarks"][i].astype(np.float32)
+                m = FaceMesh(header=h, face_id=fid, image_width=192, image_height=192, score=1.0)
+                m.x, m.y, m.z = (lm[:, c].tolist() for c in range(3))
+                meshes.faces.append(m)
+            shapes = BlendshapesArray(header=h, faces=[
+                Blendshapes(header=h, face_id=fid, scores=fer["blendshapes"][i].tolist())
+                for fid, i in reversed(list(rows.items()))])
+            shape_pub.publish(shapes)
+            mesh_pub.publish(meshes)
+            key = stamp_ns(h)
+            with probe.cond:
+                assert probe.cond.wait_for(lambda: key in probe.got["emotion/frame"], timeout=ANSWER_TIMEOUT_S)
+                out = probe.got["emotion/frame"][key]
+            assert [e.face_id for e in out.emotions] == list(rows)
+            for e, (fid, i) in zip(out.emotions, rows.items()):
+                want = model.update(fid, FrameInput(landmarks=fer["landmarks"][i].astype(np.float32),
+                                                    image_wh=(192, 192))).probabilities
+                assert e.model == "gnn-landmarks" and np.allclose(e.probabilities, want, atol=1e-5)
