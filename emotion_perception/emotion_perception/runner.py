@@ -118,15 +118,21 @@ class Pipeline:
         self.executor.add_node(node)
 
     def stop(self) -> None:
+        """Stop spinning, then destroy the nodes and the context.
+
+        The executor thread is joined before any node is destroyed: destroying a node
+        while the executor still waits on its handles races (InvalidHandle).
+        """
         if self.executor is not None:
             self.executor.shutdown(timeout_sec=2.0)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
         for node in self.nodes.values():
             node.destroy_node()
         self.nodes = {}
         if self.context is not None:
             rclpy.try_shutdown(context=self.context)
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
         self.executor = None
         self.context = None
 
