@@ -15,6 +15,9 @@ import time
 from common import Table, bare_max_fps, compose_frames, isolate_domain, ratio, summary
 from procs import Camera, NodeProcesses, Sampler
 
+#: Latency below this at the end of the run is bounded whatever the start was, ms.
+BOUND_MS = 500.0
+
 
 def main(argv=None) -> Table:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,8 +77,12 @@ def main(argv=None) -> Table:
           f"{summary(first_third)['p50']:.1f} / {summary(last_third)['p50']:.1f}", "flat = not queueing")
     t.add("landmark node RSS MB after 5 s / at the end", f"{warm:.0f} / {rss[-1]:.0f}",
           f"growth {100 * (rss[-1] - warm) / warm:+.1f}%")
-    bounded = bool(lat) and summary(last_third)["p50"] < 2 * max(summary(first_third)["p50"], bare["p50"])
-    t.notes.append(f"Bounded latency (last third's p50 < 2x first third's): {'yes' if bounded else 'NO'}; "
+    # A queue at 3-4x overload would add about 2/3 s of latency per second of input
+    # (tens of seconds by the end); dropping keeps it near one processing time.
+    lf, ll = summary(first_third)["p50"], summary(last_third)["p50"]
+    bounded = bool(lat) and (ll < 2 * max(lf, bare["p50"]) or ll < BOUND_MS)
+    t.notes.append(f"Bounded latency (last third's p50 under 2x the first third's or under {BOUND_MS:.0f} ms; a "
+                   f"queue would grow by seconds): {'yes' if bounded else 'NO'}; "
                    f"drops counted in /diagnostics: {'yes' if drops > 0 else 'NO'}; memory growth "
                    f"{100 * (rss[-1] - warm) / warm:+.1f}% after warm-up.")
     t.data = {"sent": len(sent), "served": len(served), "dropped": drops, "processed": done,

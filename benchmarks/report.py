@@ -16,7 +16,62 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = REPO / "benchmarks" / "results"
 START, END = "<!-- tables:start -->", "<!-- tables:end -->"
+SUM_START, SUM_END = "<!-- summary:start -->", "<!-- summary:end -->"
 EXTRA = ("resources",)  # written by latency.py
+
+
+def _load(name: str) -> dict | None:
+    import json
+
+    f = RESULTS / f"{name}.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def summary() -> str:
+    """The four targets of the issue, judged from the saved results."""
+    rows = []
+    lm = _load("landmark_node")
+    if lm:
+        d = lm["data"]["640x480/1"]
+        r = d["node_ms"]["p50"] / d["bare_ms"]["p50"]
+        rows.append(("landmark node within 1.10x of bare MediaPipe (1 face, 640x480)",
+                     f"{d['node_ms']['p50']:.1f} ms vs {d['bare_ms']['p50']:.1f} ms = {r:.2f}x (median); "
+                     f"mean {d['node_ms']['mean'] / d['bare_ms']['mean']:.2f}x", "met" if r <= 1.10 else "not met"))
+    lat = _load("latency")
+    if lat:
+        bare = lat["data"]["bare_mediapipe_ms"]
+        for topic in ("emotion", "attention"):
+            d = lat["data"].get(topic)
+            if not d:
+                rows.append((f"end-to-end p95 to `{topic}` within bare p95 + 10 ms", "node not running", "not measured"))
+                continue
+            p95 = d["latency_ms"]["p95"]
+            rows.append((f"end-to-end p95 to `{topic}` within bare p95 + 10 ms",
+                         f"{p95:.1f} ms vs {bare['p95']:.1f} + 10 ms", "met" if p95 <= bare["p95"] + 10 else "not met"))
+        for topic in ("emotion", "attention"):
+            d = lat["data"].get(topic)
+            if d:
+                lost = d["sent"] - d["received"]
+                rows.append((f"30 Hz with zero drops at `{topic}` ({d['sent']} frames)", f"{lost} lost",
+                             "met" if lost == 0 else "not met"))
+    tp = _load("throughput")
+    if tp:
+        best, fps = tp["data"]["max_rate_no_drops_hz"], tp["data"]["bare_mediapipe_max_fps"]
+        r = best / fps if fps else float("nan")
+        rows.append(("whole pipeline >= 0.8x bare MediaPipe's max frame rate",
+                     f"{best:g} Hz with no loss vs {fps:.1f} fps = {r:.2f}x", "met" if r >= 0.8 else "not met"))
+    soak = _load("soak")
+    if soak:
+        nodes = {k: v for k, v in soak["data"].items() if isinstance(v, dict) and "rss_mb_first" in v}
+        worst = max(nodes, key=lambda n: (nodes[n]["rss_mb_last"] - nodes[n]["rss_mb_first"]) / nodes[n]["rss_mb_first"])
+        g = (nodes[worst]["rss_mb_last"] - nodes[worst]["rss_mb_first"]) / nodes[worst]["rss_mb_first"]
+        leak = any(v["fds_last"] > v["fds_first"] or v["threads_last"] > v["threads_first"] for v in nodes.values())
+        rows.append((f"soak: RSS growth < 5%, no fd/thread leak ({soak['title'].split(':')[1].split('(')[0].strip()})",
+                     f"worst {worst} {100 * g:+.1f}%; fds/threads {'GROW' if leak else 'flat'}",
+                     "met" if g < 0.05 and not leak else "not met"))
+    out = ["| target | measured | verdict |", "|---|---|---|"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(out)
 
 
 def main() -> int:
@@ -36,7 +91,12 @@ def main() -> int:
             parts.append(f'<a id="{name}"></a>\n\n' + f.read_text().replace("### ", "### ", 1))
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    DOC.write_text(head + START + "\n\n" + "\n".join(parts) + "\n" + END + tail)
+    text = head + START + "\n\n" + "\n".join(parts) + "\n" + END + tail
+    if SUM_START in text and SUM_END in text:
+        h, r = text.split(SUM_START, 1)
+        _, t = r.split(SUM_END, 1)
+        text = h + SUM_START + "\n\n" + summary() + "\n\n" + SUM_END + t
+    DOC.write_text(text)
     print(f"{DOC}: {len(parts)} tables")
     return 0
 
