@@ -8,8 +8,8 @@ smoothing with hysteresis, ``confident`` flag, valence/arousal).
 
 - Inputs older than ``stale_after_s`` (by header stamp, against the newest stamp of
   that face) are dropped: a model that stops publishing stops counting.
-- A face id is forgotten when no input topic's latest (non-stale) array holds it
-  any more, or when no input named it for ``forget_after_s``.
+- A face id is forgotten when none of the input arrays of the newest image stamp
+  names it, or when no input named it for ``forget_after_s``.
 - Publishing is coalesced: a timer at ``publish_rate_hz`` publishes once when new
   input arrived since the last publication, with the newest input's header (so
   the arrays of one image from several models yield one fused array). An input
@@ -92,13 +92,16 @@ class EmotionFusionNode(Node):
                 self._dirty_header = msg.header
 
     def _present_faces(self, newest: int) -> set[str]:
+        """Faces named at the newest stamp by the topics that have reported it (every
+        model sees the same faces of one image, so a face none of them names has left;
+        a topic still at an older stamp does not vouch for its older faces)."""
         stale_ns = self.params["stale_after_s"] * 1e9
         present = set()
         for topic, (stamp, ids) in list(self._latest.items()):
             if newest - stamp > stale_ns:
-                del self._latest[topic]  # that model stopped: its faces no longer vouched for
-                continue
-            present |= ids
+                del self._latest[topic]  # that model stopped
+            elif stamp == newest:
+                present |= ids
         return present
 
     def publish(self) -> None:
