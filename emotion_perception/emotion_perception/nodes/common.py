@@ -271,6 +271,26 @@ class StampSync:
             return None
 
 
+#: Threads each native math library (OpenBLAS, OpenMP) may use in a node process.
+NATIVE_THREADS = 1
+
+
+def limit_native_threads(n: int = NATIVE_THREADS) -> None:
+    """Cap the BLAS/OpenMP thread pools of the libraries loaded so far at ``n``.
+
+    A node runs tiny per-frame inference (one face, a few ms); a multi-threaded
+    OpenBLAS gains nothing there, and its worker threads busy-wait between calls:
+    measured on the 2-core machine, ``frame_node`` (scikit-learn SVM) used 84% of a
+    core at 10 Hz with the default pools and 3% with one thread, CPU the landmark
+    node needs. Call it after the node is built (model libraries are loaded then).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # comes with scikit-learn; without it there is nothing to cap
+        return
+    threadpool_limits(limits=n)
+
+
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """``main()`` of every node: init, spin, shut down cleanly on Ctrl-C.
 
@@ -287,6 +307,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     node = None
     try:
         node = factory()
+        limit_native_threads()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
