@@ -97,9 +97,6 @@ class Pipeline:
             for name in self.node_names:
                 overrides = [Parameter(k, value=v) for k, v in self.overrides.get(name, {}).items()]
                 self.nodes[name] = node_class(name)(context=self.context, parameter_overrides=overrides)
-            from .nodes.common import limit_native_threads
-
-            limit_native_threads()  # OpenBLAS workers busy-wait between per-frame calls otherwise
             self.executor = MultiThreadedExecutor(num_threads=self.threads, context=self.context)
             for node in self.nodes.values():
                 self.executor.add_node(node)
