@@ -4,7 +4,6 @@ samples, the landmark flip's mirror map, the numpy SVM path, bad input, cost."""
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -20,10 +19,6 @@ from emotion_perception.types import EMOTIONS_7
 SAMPLE = 500
 #: Accuracy on the sample may differ from the recorded one by float32 round-off only.
 ACCURACY_TOL = 0.004
-#: Per-face budget asserted here; the model cards quote the measured cost (about a
-#: quarter of this on an idle core), the margin absorbs a loaded CI machine.
-FRAME_MS_BUDGET = 2.0
-IMAGE_MS_BUDGET = 10.0
 
 #: Accuracy of each model on the first SAMPLE rows, recorded when the models were
 #: trained (the full-split numbers are in the model's JSON and card).
@@ -89,21 +84,6 @@ def test_frame_models_refuse_bad_input():
         lm.update("f", FrameInput(landmarks=None, image_wh=(640, 480)))
     with pytest.raises(ValueError):
         lm.update("f", FrameInput(landmarks=np.zeros((478, 3), np.float32), image_wh=(640, 480)))  # degenerate
-
-
-@pytest.mark.parametrize("name", ["svm-blendshapes", "svm-landmarks"])
-def test_frame_model_cost_per_face(name, fer_test):
-    model = load(name)
-    frames = [FrameInput(landmarks=fer_test["landmarks"][i].astype(np.float32), blendshapes=fer_test["blendshapes"][i],
-                         image_wh=tuple(fer_test["image_wh"][i])) for i in range(100)]
-    model.update("f", frames[0])
-    times = []
-    for f in frames:
-        t = time.perf_counter()
-        est = model.update("f", f)
-        times.append((time.perf_counter() - t) * 1e3)
-        assert est.class_names == EMOTIONS_7 and est.frames_used == 1
-    assert np.median(times) < FRAME_MS_BUDGET
 
 
 # ---------------------------------------------------------------- flip / mirror map
