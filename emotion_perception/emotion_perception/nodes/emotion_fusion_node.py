@@ -10,10 +10,12 @@ smoothing with hysteresis, ``confident`` flag, valence/arousal).
   that face) are dropped: a model that stops publishing stops counting.
 - A face id is forgotten when none of the input arrays of the newest image stamp
   names it, or when no input named it for ``forget_after_s``.
-- Publishing is coalesced: a timer at ``publish_rate_hz`` publishes once when new
-  input arrived since the last publication, with the newest input's header (so
-  the arrays of one image from several models yield one fused array). An input
-  array with no face yields an empty ``emotion`` array ("no face").
+- One fused array per image, published as soon as every running model has
+  delivered its array for the newest image stamp (event-driven: no timer delay),
+  with that image's header. A model that is late by more than ``max_wait_s`` is
+  not waited for (a timer publishes without it); one that stopped (older than
+  ``stale_after_s``) no longer counts as running. An input array with no face
+  yields an empty ``emotion`` array ("no face").
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ PARAMS = [
     Param("hysteresis", 0.1, "probability margin a class needs over the current label to take it", 0.0, 0.9),
     Param("min_confidence", 0.45, "fused probability of the label below which confident is false", 0.0, 1.0),
     Param("warmup_s", 0.2, "a face seen for less than this is not confident, seconds", 0.0, 10.0),
-    Param("publish_rate_hz", 30.0, "most fused arrays per second (coalesces the inputs of one image)", 1.0, 200.0,
-          read_only=True),
+    Param("max_wait_s", 0.05, "longest wait for the other running models' arrays of an image before publishing "
+          "without them, seconds", 0.005, 1.0, read_only=True),
 ]
 
 
@@ -55,12 +57,15 @@ class EmotionFusionNode(Node):
         self._lock = threading.Lock()
         self._latest: dict[str, tuple[int, set[str]]] = {}  # topic -> (stamp, face ids)
         self._dirty_header = None
+        self._dirty_since = 0.0  # monotonic time the newest unpublished stamp arrived
+        self._published = -1  # stamp of the last published array, ns
         self.diagnostics = Diagnostics(self, WARN_PROCESSING_MS, extra=lambda: {
             "faces": len(self.fusion.face_ids), "inputs": ",".join(sorted(self._latest)) or "none"})
         self.pub = self.create_publisher(EmotionArray, "emotion", RESULT_QOS)
         self.subs = [self.create_subscription(EmotionArray, t, lambda m, t=t: self.on_input(t, m), RESULT_QOS)
                      for t in INPUT_TOPICS]
-        self.timer = self.create_timer(1.0 / self.params["publish_rate_hz"], self.publish)
+        # Fallback only: publishes an image whose arrays did not all arrive in time.
+        self.timer = self.create_timer(max(0.005, self.params["max_wait_s"] / 2), self._publish_overdue)
         profiles = "; ".join(f"{pr.name}: " + ", ".join(f"{m} {w:.2f}" for m, w in pr.weight.items())
                              for pr in pooling.profiles)
         self.get_logger().info(f"fusing {', '.join(INPUT_TOPICS)} -> emotion (weights {profiles})")
@@ -88,8 +93,43 @@ class EmotionFusionNode(Node):
                     self.diagnostics.error()
                     self.once.warn(f"bad:{topic}", f"dropped an estimate on {topic}: {err}")
             self._latest[topic] = (stamp, ids)
-            if self._dirty_header is None or stamp >= stamp_ns(self._dirty_header):
-                self._dirty_header = msg.header
+            if stamp < self._published - self.params["stale_after_s"] * 1e9:
+                self._published = -1  # time jumped back (looping bag): start over
+            # A late array of an image already published updates the state and shows
+            # in the next image's array; each image is published once.
+            if stamp > self._published:
+                if self._dirty_header is None or stamp > stamp_ns(self._dirty_header):
+                    self._dirty_since = time.monotonic()
+                if self._dirty_header is None or stamp >= stamp_ns(self._dirty_header):
+                    self._dirty_header = msg.header
+            complete = self._dirty_header is not None and self._all_reported(stamp_ns(self._dirty_header))
+        if complete:
+            self.publish()
+
+    def _all_reported(self, newest: int) -> bool:
+        """True when every running model has delivered its array for ``newest``.
+
+        Running: its topic has a publisher and, once it has reported, reported within
+        stale_after_s of ``newest`` (abs(): after time jumps back, a model still at
+        the old stamps is not waited for). A publisher that has not reported yet (a
+        model starting up) is waited for, up to max_wait_s.
+        """
+        stale_ns = self.params["stale_after_s"] * 1e9
+        for topic, sub in zip(INPUT_TOPICS, self.subs):
+            if topic in self._latest:
+                stamp = self._latest[topic][0]
+                if abs(newest - stamp) <= stale_ns and stamp != newest:
+                    return False
+            elif self.count_publishers(sub.topic_name) > 0:
+                return False
+        return True
+
+    def _publish_overdue(self) -> None:
+        with self._lock:
+            overdue = self._dirty_header is not None and \
+                time.monotonic() - self._dirty_since >= self.params["max_wait_s"]
+        if overdue:
+            self.publish()
 
     def _present_faces(self, newest: int) -> set[str]:
         """Faces named at the newest stamp by the topics that have reported it (every
@@ -112,6 +152,7 @@ class EmotionFusionNode(Node):
             self._dirty_header = None
             t0 = time.perf_counter()
             newest = stamp_ns(header)
+            self._published = newest
             present = self._present_faces(newest)
             for f in self.fusion.face_ids:
                 if f not in present:
