@@ -91,9 +91,7 @@ def main(argv=None) -> Table:
     t.notes.append(f"Highest rate with no frame lost: {best:g} Hz; bare MediaPipe's maximum on the same frames: "
                    f"{fps:.1f} frames/s; ratio {r:.2f} (target >= 0.8: {'met' if r >= 0.8 else 'NOT met'}).")
     t.notes.append("Highest rate with no loss per topic: " + ", ".join(
-        f"{tp} {best_by_topic.get(tp, 0):g} Hz" for tp in topics) + ". The fusion node publishes on a timer "
-        "(publish_rate_hz, 30 by default) and coalesces faster input, so `emotion` cannot carry more than 30 "
-        "stamps per second by design.")
+        f"{tp} {best_by_topic.get(tp, 0):g} Hz" for tp in topics) + ".")
     t.notes.append(f"Nodes running: {', '.join(running)}" + (
         f"; not running: {', '.join(f'{n} ({w})' for n, w in procs.unavailable.items())}" if procs.unavailable
         else "") + ".")
