@@ -318,15 +318,11 @@ class OfflinePipeline:
     def _arrived(self, p: _Pending, topic: str) -> None:
         r = p.result.received
         r[topic] = (time.monotonic() - p.result.sent_wall) * 1000.0  # a repeat keeps the newest
-        if not p.expected <= set(r):
-            return
-        # The fusion node coalesces its inputs on a timer and may publish a frame's fused
-        # estimate before the last classifier has reported, then again after it: wait for
-        # a fused array newer than every classifier output of this frame.
-        inputs = [v for t, v in r.items() if t.startswith("emotion/")]
-        if FUSED_TOPIC in p.expected and inputs and r[FUSED_TOPIC] < max(inputs):
-            return
-        p.done.set()
+        # The fusion node publishes a frame's fused array once, after every running
+        # classifier delivered its array for that frame (or after its max_wait_s), so
+        # the frame is complete when every expected topic has arrived.
+        if p.expected <= set(r):
+            p.done.set()
 
     def _face(self, p, fid):
         return p.result.faces.setdefault(fid, {"emotions": {}, "fused": None, "attention": None, "mesh": None})
