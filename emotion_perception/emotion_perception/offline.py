@@ -36,7 +36,6 @@ SETTLE_S = 0.0
 #: Publish an image stamp of 0 is "unknown" in ROS: derived stamps start here, ns.
 STAMP_BASE_NS = 1_700_000_000 * 1_000_000_000
 
-FUSED_TOPIC = "emotion"
 _COUNTER = itertools.count()
 #: (short name, params file) -> why the node could not start, for this process.
 _UNSTARTABLE: dict[tuple[str, str], str] = {}
