@@ -119,6 +119,9 @@ class AttentionNode(Node):
         pair = self._sync.add(1, stamp_ns(msg.header), msg)
         if pair is not None:
             self._process(*pair)
+            # Silence is counted from the end of the work: a slow frame (first-call
+            # warm-up, a loaded machine) is not blendshapes going quiet.
+            self._last_blendshapes_wall = time.monotonic()
 
     def _on_mesh(self, msg: FaceMeshArray) -> None:
         now = time.monotonic()
@@ -127,6 +130,7 @@ class AttentionNode(Node):
         pair = self._sync.add(0, stamp_ns(msg.header), msg)
         if pair is not None:
             self._process(*pair)
+            self._last_blendshapes_wall = time.monotonic()
         elif now - self._last_blendshapes_wall > self._params["blendshapes_timeout_s"]:
             self._once.warn("no_blendshapes",
                             f"no blendshapes on {self._shapes_sub.topic_name} for "
