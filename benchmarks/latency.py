@@ -49,8 +49,10 @@ def main(argv=None) -> tuple[Table, Table]:
             sampler = Sampler({n: procs.procs[n].pid for n in running})
             sampler.start()
             t_start = time.monotonic()
+            dropped0 = cam.diag_value("landmark_node", "dropped_total")
             sent = cam.stream(a.rate, seconds, start_index=1000)
             time.sleep(2.0)
+            landmark_dropped = cam.diag_value("landmark_node", "dropped_total") - dropped0
             sampler.stop()
             lat = {t: cam.latencies_ms(t, sent) for t in topics}
         finally:
@@ -65,7 +67,8 @@ def main(argv=None) -> tuple[Table, Table]:
         s = summary(lat[topic])
         t.add(topic, f"{len(lat[topic])} / {len(sent)}", s["p50"], s["p95"], s["p99"], s["p95"] - bare["p95"],
               ratio(s["p50"], bare["p50"]))
-        t.data[topic] = {"latency_ms": s, "received": len(lat[topic]), "sent": len(sent)}
+        t.data[topic] = {"latency_ms": s, "received": len(lat[topic]), "sent": len(sent),
+                         "lost_at_s": cam.lost_at_s(topic, sent, a.rate)}
     t.add("bare MediaPipe (same frames, same rate)", "-", bare["p50"], bare["p95"], bare["p99"], 0.0, 1.0)
     t.data["bare_mediapipe_ms"] = bare
     for topic in FINAL_TOPICS:
@@ -77,6 +80,11 @@ def main(argv=None) -> tuple[Table, Table]:
         t.notes.append(f"Target: {topic} p95 within bare MediaPipe p95 + 10 ms -> {s['p95']:.1f} vs "
                        f"{bare['p95'] + 10:.1f} ms: {'met' if ok else 'NOT met'}; frames lost "
                        f"{len(sent) - t.data[topic]['received']} of {len(sent)}.")
+    if "faces/mesh" in t.data:
+        lost = t.data["faces/mesh"]["lost_at_s"]
+        t.notes.append(f"Frames lost before faces/mesh: {len(lost)} (seconds into the run: "
+                       f"{', '.join(f'{x:.1f}' for x in lost[:12]) or '-'}); of them dropped by the landmark node "
+                       f"(/diagnostics dropped_total): {landmark_dropped:g}; the rest never reached it.")
     for n, why in procs.unavailable.items():
         t.notes.append(f"{n} node not running ({why[:120]}).")
     t.done()

@@ -243,19 +243,26 @@ class TestImage:
         assert node._landmarker.recreated == restarts + 1
         assert meshes.faces[0].face_id != first.faces[0].face_id
 
-    def test_only_the_latest_image_is_processed(self, raw_pipeline, astronaut_rgb):
-        """Images arriving while the worker is busy replace each other and count as dropped."""
+    def test_a_full_queue_drops_the_oldest_images(self, raw_pipeline, astronaut_rgb):
+        """Images arriving while the worker is busy queue up to ``queue_size`` (default
+        2); older ones are dropped and counted, the rest are processed in order."""
         pipeline, probe = raw_pipeline
         node = pipeline.nodes["landmark"]
-        headers = [next_header() for _ in range(3)]
-        dropped_before = node._diag.snapshot()["dropped_total"]
-        with node._cond:  # the worker cannot take an image while we hold its lock
-            for h in headers:
-                node._on_image(rgb_to_image_msg(astronaut_rgb, h))
-        with probe.cond:
-            assert probe.cond.wait_for(lambda: stamp_ns(headers[-1]) in probe.meshes, timeout=ANSWER_TIMEOUT_S)
-        assert stamp_ns(headers[0]) not in probe.meshes and stamp_ns(headers[1]) not in probe.meshes
-        assert node._diag.snapshot()["dropped_total"] == dropped_before + 2
+        assert node.get_parameter("queue_size").value == 2
+        for queue_size, sent, kept in ((2, 4, 2), (1, 3, 1)):
+            assert node.set_parameters([Parameter("queue_size", value=queue_size)])[0].successful
+            headers = [next_header() for _ in range(sent)]
+            dropped_before = node._diag.snapshot()["dropped_total"]
+            with node._cond:  # the worker cannot take an image while we hold its lock
+                for h in headers:
+                    node._on_image(rgb_to_image_msg(astronaut_rgb, h))
+            with probe.cond:
+                assert probe.cond.wait_for(lambda: stamp_ns(headers[-1]) in probe.meshes, timeout=ANSWER_TIMEOUT_S)
+            served = [stamp_ns(h) in probe.meshes for h in headers]
+            assert served == [False] * (sent - kept) + [True] * kept, (queue_size, served)
+            assert node._diag.snapshot()["dropped_total"] == dropped_before + sent - kept
+        assert node.set_parameters([Parameter("queue_size", value=2)])[0].successful
+        assert not node.set_parameters([Parameter("queue_size", value=0)])[0].successful
 
     def test_parameters_change_at_run_time_within_their_ranges(self, raw_pipeline, muxspace_images):
         pipeline, probe = raw_pipeline

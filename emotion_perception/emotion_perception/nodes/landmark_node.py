@@ -9,10 +9,12 @@ publishes for every processed image, reliably and with the image's header:
 * ``faces/blendshapes/names`` (``std_msgs/String``, latched): the 52 category names,
   one per line, once.
 
-Both arrays are empty when an image holds no face. The subscription callback only
-keeps the newest image (an image replaced before it was processed counts as
-dropped); a worker thread woken by the callback does the work, so the executor never
-blocks on MediaPipe and the latency is one processing time, not a timer period. Bad
+Both arrays are empty when an image holds no face. The subscription callback keeps at
+most ``queue_size`` images (default 2: one in work, one waiting); when a newer image
+arrives to a full queue the oldest waiting one is dropped and counted. A worker
+thread woken by the callback does the work, so the executor never blocks on
+MediaPipe, a one-frame hiccup loses nothing, and under overload latency stays bounded
+(at most ``queue_size`` processing times) instead of growing. Bad
 images (unsupported encoding, empty, size mismatch, corrupt JPEG) are logged once per
 kind and dropped; the node runs on. See docs/landmarks.md.
 """
@@ -58,6 +60,9 @@ PARAMS = [
           "continues a tracked one, [0, 1]", 0.0, 1.0),
     Param("track_max_centroid_distance", 0.5, "box centre distance, in face sizes, up to which a face "
           "continues a tracked one without overlapping it", 0.0, 10.0),
+    Param("queue_size", 2, "images kept waiting for the worker, [1, 10]; a newer image arriving to a full "
+          "queue drops the oldest (counted in /diagnostics dropped_total). 1 = only the newest image",
+          1, 10),
     Param("warn_processing_ms", 50.0, "/diagnostics turns WARN when the 95th percentile processing time "
           "exceeds this, ms", 1.0, 10_000.0, read_only=True),
 ]
@@ -98,7 +103,7 @@ class LandmarkNode(Node):
         self._bad = collections.Counter()
         self._faces_last = 0
         self._cond = threading.Condition()
-        self._latest = None
+        self._queue: collections.deque = collections.deque()
         self._pending_options: LandmarkerOptions | None = None
         self._stop = False
         self._destroyed = False
@@ -123,16 +128,20 @@ class LandmarkNode(Node):
     # ------------------------------------------------------------ callbacks
 
     def _on_image(self, msg) -> None:
-        """Keep only the newest image and wake the worker."""
+        """Queue the image (dropping the oldest waiting one if full) and wake the worker."""
         with self._cond:
-            if self._latest is not None:
+            self._queue.append(msg)
+            while len(self._queue) > self._params["queue_size"]:
+                self._queue.popleft()
                 self._diag.dropped()
-            self._latest = msg
             self._cond.notify()
 
     def _on_params(self, updates: dict) -> None:
         with self._cond:
             self._params.update(updates)
+            if set(updates) <= {"queue_size"}:
+                self.get_logger().info(f"parameters changed: {updates}")
+                return
             self._pending_options = landmarker_options(self._params)
         self.get_logger().info(f"parameters changed: {updates}; the landmarker restarts with them")
 
@@ -146,11 +155,11 @@ class LandmarkNode(Node):
     def _work(self) -> None:
         while True:
             with self._cond:
-                while self._latest is None and not self._stop:
+                while not self._queue and not self._stop:
                     self._cond.wait()
                 if self._stop:
                     return
-                msg, self._latest = self._latest, None
+                msg = self._queue.popleft()
                 options, self._pending_options = self._pending_options, None
             try:
                 if options is not None:
