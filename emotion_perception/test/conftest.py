@@ -18,6 +18,22 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(200 + os.getpid() % 30))
 DATA = pathlib.Path(os.environ.get("EMOTION_PERCEPTION_DATA", REPO.parent / "shared" / "data"))
 
 
+def own_ros_domain_fixture(base: int, span: int = 40):
+    """An autouse, module-scoped fixture giving the module a DDS domain of its own
+    (``base + pid % span``): other tests on the same host publish on the same topic
+    names, and their stamps would mix into ours. Use: ``own_ros_domain =
+    own_ros_domain_fixture(160)`` at module level, with a base no other module uses."""
+
+    @pytest.fixture(autouse=True, scope="module")
+    def own_ros_domain():
+        mp = pytest.MonkeyPatch()
+        mp.setenv("ROS_DOMAIN_ID", str(base + os.getpid() % span))
+        yield
+        mp.undo()
+
+    return own_ros_domain
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> pathlib.Path:
     assert DATA.is_dir(), f"shared data not found at {DATA}; set EMOTION_PERCEPTION_DATA"

@@ -42,7 +42,7 @@ from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
 from emotion_perception.runner import Pipeline
 from emotion_perception_msgs.msg import FaceMeshArray
 
-from conftest import DATA, read_rgb
+from conftest import DATA, own_ros_domain_fixture, read_rgb
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GOOD_PHOTO = DATA / "muxspace" / "images" / "Colin_Powell_0145.jpg"
@@ -205,14 +205,7 @@ class Probe:
             return int(self.diag.get(key, "0"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def own_ros_domain():
-    """A DDS domain of this test module alone: other tests on the same host publish on
-    the same topic names, and their stamps would mix into ours."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ROS_DOMAIN_ID", str(160 + os.getpid() % 40))
-    yield
-    mp.undo()
+own_ros_domain = own_ros_domain_fixture(160)
 
 
 @pytest.fixture(scope="module")

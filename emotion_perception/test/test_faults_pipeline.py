@@ -28,7 +28,7 @@ from emotion_perception.nodes.common import RESULT_QOS
 from emotion_perception.runner import Pipeline
 from emotion_perception_msgs.msg import FaceMeshArray
 
-from conftest import DATA, read_rgb
+from conftest import DATA, own_ros_domain_fixture, read_rgb
 from pipeline_probe import DOWNSTREAM, NODE_OUTPUT, Probe, constructible_nodes, image_msg, stamp_of
 
 #: The robot-facing promise: back to normal within this long after a fault, s.
@@ -36,14 +36,7 @@ RECOVERY_S = 1.0
 FACE_PHOTO = DATA / "muxspace" / "images" / "Colin_Powell_0145.jpg"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def own_ros_domain():
-    """A DDS domain of this test module alone: other tests on the same host publish on
-    the same topic names, and their stamps would mix into ours."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ROS_DOMAIN_ID", str(120 + os.getpid() % 40))
-    yield
-    mp.undo()
+own_ros_domain = own_ros_domain_fixture(120)
 
 
 @pytest.fixture(scope="module")
