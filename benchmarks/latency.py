@@ -4,8 +4,9 @@ topic), p50/p95/p99, at 30 Hz; frames lost; CPU and resident memory per node. Ba
 MediaPipe's latency on the same frames at the same rate is the reference.
 
 Nodes run as ``python -m emotion_perception.nodes.<module>`` with the shipped
-``config/params.yaml`` (landmark ``max_faces:=1``) and
-``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA``; this process is the camera (640x480 rgb8,
+``config/params.yaml`` (landmark ``max_faces:=1``) and the package's Fast DDS
+profile (``config/fastdds_shm.xml``, as every process of the package loads it); this
+process is the camera (640x480 rgb8,
 one real face) and the listener.
 
     .venv/bin/python benchmarks/latency.py [--seconds 60] [--rate 30] [--quick]

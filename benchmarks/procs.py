@@ -40,11 +40,16 @@ class NodeProcesses:
     reported in ``unavailable`` with the last line they printed.
     """
 
-    def __init__(self, names=tuple(NODES), landmark_params: dict | None = None, transport: str = "LARGE_DATA"):
+    def __init__(self, names=tuple(NODES), landmark_params: dict | None = None, transport: str | None = None):
+        """``transport``: a FASTDDS_BUILTIN_TRANSPORTS value; None = the package default
+        (each node loads ``config/fastdds_shm.xml``, as this process's camera does)."""
         self.names = list(names)
         self.landmark_params = landmark_params or {}
-        self.env = dict(os.environ, FASTDDS_BUILTIN_TRANSPORTS=transport, PYTHONUNBUFFERED="1")
-        self.env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if transport:
+            self.env["FASTDDS_BUILTIN_TRANSPORTS"] = transport
+            for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+                self.env.pop(k, None)
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, object] = {}
         self.unavailable: dict[str, str] = {}
@@ -258,6 +263,12 @@ class Camera:
         with self.lock:
             got = self.got[topic]
             return [(got[s] - s) / 1e6 for s in sent if s in got]
+
+    def lost_at_s(self, topic: str, sent: list[int], rate_hz: float) -> list[float]:
+        """Seconds into the stream of every frame ``topic`` never answered."""
+        with self.lock:
+            got = self.got[topic]
+            return [k / rate_hz for k, s in enumerate(sent) if s not in got]
 
     def close(self) -> None:
         import rclpy

@@ -22,6 +22,7 @@ PY = sys.executable
 #: name -> (default arguments, --quick arguments); in running order.
 BENCHMARKS = {
     "transport": (["--seconds", "10"], ["--quick"]),
+    "startup": (["--starts", "10"], ["--quick"]),
     "landmark_node": (["--frames", "80"], ["--quick"]),
     "classifiers": (["--frames", "300"], ["--quick"]),
     "latency": (["--seconds", "60"], ["--quick"]),

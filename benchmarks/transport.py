@@ -21,14 +21,16 @@ import time
 
 from common import PKG, VENV_PY, Table, bare_max_fps, compose_frames, isolate_domain, ratio, summary
 
-PROFILE = PKG / "config" / "fastdds_large_data.xml"
+PROFILE = PKG / "config" / "fastdds_shm.xml"
+LARGE_DATA_PROFILE = PKG / "config" / "fastdds_large_data.xml"
 #: name -> (environment changes, compressed?)
 CONFIGS = {
     "default transports (unset)": ({}, False),
     "UDPv4": ({"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}, False),
     "SHM": ({"FASTDDS_BUILTIN_TRANSPORTS": "SHM"}, False),
-    "LARGE_DATA (package default)": ({"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}, False),
-    "XML profile config/fastdds_large_data.xml": ({"FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)}, False),
+    "LARGE_DATA": ({"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}, False),
+    "XML profile config/fastdds_large_data.xml": ({"FASTDDS_DEFAULT_PROFILES_FILE": str(LARGE_DATA_PROFILE)}, False),
+    "XML profile config/fastdds_shm.xml (package default)": ({"FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)}, False),
     "CompressedImage (JPEG q90), default transports": ({}, True),
 }
 TRANSPORT_VARS = ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")

@@ -42,6 +42,20 @@ def models_dir() -> pathlib.Path:
         return here
 
 
+def config_path(name: str) -> pathlib.Path:
+    """A file of the package's ``config/``: the source tree's (editable installs,
+    tests), else the installed share directory's."""
+    here = pathlib.Path(__file__).resolve().parent.parent / "config" / name
+    if here.is_file():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return pathlib.Path(get_package_share_directory("emotion_perception")) / "config" / name
+    except Exception:  # noqa: BLE001 - ament_index missing or package not installed
+        return here
+
+
 def sha256_of(path: pathlib.Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -33,7 +33,8 @@ CLASSIFIER_ARGS = {
 }
 #: Nodes that subscribe to the camera image (``image`` or ``image/compressed``) and
 #: their boolean parameter that selects ``image/compressed``.
-COMPRESSED_PARAMETERS = {"landmark": "use_compressed", "image_emotion": "compressed"}
+#: The nodes that read camera images, each with its parameter for compressed input.
+COMPRESSED_PARAMETERS = {"landmark": "use_compressed", "image_emotion": "use_compressed"}
 IMAGE_NODES = tuple(COMPRESSED_PARAMETERS)
 #: Topic names the nodes use before remapping (relative, so a namespace applies).
 IMAGE_TOPIC = "image"
@@ -123,12 +124,9 @@ def parse_bool(value) -> bool:
 
 def default_params_file() -> str:
     """``config/params.yaml`` of the source tree, else of the installed share dir."""
-    here = pathlib.Path(__file__).resolve().parent.parent / "config" / "params.yaml"
-    if here.is_file():
-        return str(here)
-    from ament_index_python.packages import get_package_share_directory
+    from .assets import config_path
 
-    return str(pathlib.Path(get_package_share_directory("emotion_perception")) / "config" / "params.yaml")
+    return str(config_path("params.yaml"))
 
 
 def describe(image_topic: str = IMAGE_TOPIC, compressed: bool = False, namespace: str = "",

@@ -1,14 +1,18 @@
 """Fast DDS transport settings that carry camera-sized images between processes.
 
-With Fast DDS's default builtin transports, 640x480 images at 30 Hz between two
-processes arrive about 9 times in 300 on this kind of machine; with the LARGE_DATA
-builtin transports (TCP + shared memory for data, UDP for discovery) nearly all do
-(see ../shared/ros2-pip-env.md and benchmarks/transport.py). Every process of the
-package therefore sets ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` before its first
-participant is created, unless the user chose something else (the variable already
-set, or a Fast DDS XML profile through ``FASTRTPS_DEFAULT_PROFILES_FILE`` /
-``FASTDDS_DEFAULT_PROFILES_FILE``). The camera driver's process needs the same
-setting (or publish ``image/compressed``).
+Fast DDS's default builtin transports lose most 640x480 images sent between two
+processes (about 9 of 300 arrive at 30 Hz on this kind of machine; see
+../shared/ros2-pip-env.md and benchmarks/transport.py): its shared-memory segments
+(512 KiB) cannot hold one, so they go as UDP fragments. Every process of the package
+therefore loads ``config/fastdds_shm.xml`` (shared memory with 32 MiB segments,
+UDPv4 for discovery) before its first participant is created, unless the user chose
+a transport (``FASTDDS_BUILTIN_TRANSPORTS``, or a Fast DDS XML profile through
+``FASTDDS_DEFAULT_PROFILES_FILE`` / ``FASTRTPS_DEFAULT_PROFILES_FILE``).
+
+The profile replaced ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` (TCP + shared memory),
+which carried the images as well but, measured over 10 starts of the 7-process
+pipeline, left one topic unmatched for 30 s in 2 of them (0 of 10 with the profile;
+docs/transport.md). The camera driver's process should load the same profile.
 """
 
 from __future__ import annotations
@@ -16,18 +20,30 @@ from __future__ import annotations
 import os
 
 TRANSPORT_ENV = "FASTDDS_BUILTIN_TRANSPORTS"
-DEFAULT_TRANSPORT = "LARGE_DATA"
-PROFILE_ENVS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+PROFILE_ENVS = (PROFILE_ENV, "FASTRTPS_DEFAULT_PROFILES_FILE")
+#: The package's default profile, a file of ``config/``.
+DEFAULT_PROFILE = "fastdds_shm.xml"
 
 
-def configure_process(env: dict | None = None) -> str | None:
-    """Set the LARGE_DATA transport for this process unless the user set one.
+def default_profile_path() -> str:
+    """Absolute path of the package's Fast DDS profile (source tree or installed)."""
+    from .assets import config_path
 
-    Must run before ``rclpy.init``. Returns the transport in force (None when an XML
-    profile decides).
+    return str(config_path(DEFAULT_PROFILE))
+
+
+def configure_process(env: dict | None = None) -> str:
+    """Load the package's Fast DDS profile in this process unless the user chose one.
+
+    Must run before ``rclpy.init``. Returns what decides the transport: the value of
+    ``FASTDDS_BUILTIN_TRANSPORTS`` or the path of the profile file in force.
     """
     env = os.environ if env is None else env
-    if any(env.get(k) for k in PROFILE_ENVS):
-        return None
-    env.setdefault(TRANSPORT_ENV, DEFAULT_TRANSPORT)
-    return env[TRANSPORT_ENV]
+    if env.get(TRANSPORT_ENV):
+        return env[TRANSPORT_ENV]
+    for k in PROFILE_ENVS:
+        if env.get(k):
+            return env[k]
+    env[PROFILE_ENV] = default_profile_path()
+    return env[PROFILE_ENV]

@@ -172,12 +172,26 @@ def test_stamp_sync_pairs_and_bounds_memory():
 
 
 def test_transport_default_respects_user_choice():
+    import xml.etree.ElementTree as ET
+
     env = {}
-    assert transport.configure_process(env) == "LARGE_DATA" and env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+    profile = transport.configure_process(env)
+    assert env == {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
+    # the shipped profile: builtin transports off, shared memory with room for a 1080p frame, UDP
+    ns = {"d": "http://www.eprosima.com"}
+    root = ET.parse(profile).getroot()
+    kinds = {d.findtext("d:transport_id", namespaces=ns): d for d in root.iterfind(".//d:transport_descriptor", ns)}
+    assert sorted(d.findtext("d:type", namespaces=ns) for d in kinds.values()) == ["SHM", "UDPv4"]
+    shm = next(d for d in kinds.values() if d.findtext("d:type", namespaces=ns) == "SHM")
+    assert int(shm.findtext("d:segment_size", namespaces=ns)) >= 2 * 1920 * 1080 * 3
+    used = [t.text for t in root.iterfind(".//d:participant//d:userTransports/d:transport_id", ns)]
+    assert sorted(used) == sorted(kinds)
+    assert root.findtext(".//d:participant//d:useBuiltinTransports", namespaces=ns) == "false"
+    # a choice of the user's own is left alone
     env = {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}
-    assert transport.configure_process(env) == "UDPv4"
+    assert transport.configure_process(env) == "UDPv4" and env == {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}
     env = {"FASTRTPS_DEFAULT_PROFILES_FILE": "/x.xml"}
-    assert transport.configure_process(env) is None and "FASTDDS_BUILTIN_TRANSPORTS" not in env
+    assert transport.configure_process(env) == "/x.xml" and env == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/x.xml"}
 
 
 def test_node_parameters_validated_at_start_and_at_runtime():

@@ -127,7 +127,7 @@ def test_real_photos_through_landmark_frame_image_and_fusion_nodes(muxspace_imag
 
 
 def test_image_node_reads_compressed_images_and_frame_node_runs_blendshape_svm(muxspace_images):
-    overrides = {"image_emotion": {"compressed": True}, "frame": {"model": "svm-blendshapes"},
+    overrides = {"image_emotion": {"use_compressed": True}, "frame": {"model": "svm-blendshapes"},
                  "landmark": {"use_compressed": True}}
     with Pipeline(["landmark", "frame", "image_emotion"], parameter_overrides=overrides) as p:
         probe = Probe(p, compressed=True)

@@ -26,7 +26,7 @@ def test_default_description_starts_every_node_from_the_package_params():
                                          "image_emotion_node", "emotion_fusion_node", "attention_node"]
     assert pathlib.Path(d.params_file) == PKG / "config" / "params.yaml"
     assert d.remap_args() == []  # the nodes' own `image` topic
-    assert d.environment == {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
+    assert d.environment == {"FASTDDS_DEFAULT_PROFILES_FILE": str(PKG / "config" / "fastdds_shm.xml")}
     # every executable is a console script of setup.py
     setup_py = (PKG / "setup.py").read_text()
     for n in d.nodes:
@@ -40,7 +40,7 @@ def test_raw_camera_topic_is_remapped_and_nodes_read_raw():
     assert d.namespace == "robot"
     by = {n.short: n for n in d.nodes}
     assert by["landmark"].overrides == {"use_compressed": False}
-    assert by["image_emotion"].overrides == {"compressed": False}
+    assert by["image_emotion"].overrides == {"use_compressed": False}
     assert by["attention"].overrides == {}
 
 
@@ -48,7 +48,7 @@ def test_compressed_reads_the_image_transport_sibling_topic():
     d = describe(image_topic="/camera/image_raw", compressed=True, env={})
     assert d.remap_args() == ["image/compressed:=/camera/image_raw/compressed"]
     assert d.parameter_overrides() == {"landmark": {"use_compressed": True},
-                                       "image_emotion": {"compressed": True}}
+                                       "image_emotion": {"use_compressed": True}}
 
 
 def test_classifier_switches_and_outputs():

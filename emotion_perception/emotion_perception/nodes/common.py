@@ -296,8 +296,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
 
     A node whose constructor raises (bad parameter, missing or tampered model) logs
     one line naming the problem and exits with status 1. Before the first participant
-    exists it sets the package's Fast DDS transport default (LARGE_DATA, unless the
-    user chose a transport or an XML profile; see ``transport.py``), so camera-sized
+    exists it loads the package's Fast DDS profile (``config/fastdds_shm.xml``, unless
+    the user chose a transport or an XML profile; see ``transport.py``), so camera-sized
     images reach a node started alone (``ros2 run``) as they reach the pipeline.
     """
     from .. import transport

@@ -28,7 +28,8 @@ from .common import (RESULT_QOS, SENSOR_QOS, Diagnostics, OnceLog, Param, StampS
 WARN_PROCESSING_MS = 30.0
 
 PARAMS = [
-    Param("compressed", False, "subscribe image/compressed (JPEG/PNG) instead of image", read_only=True),
+    Param("use_compressed", False, "subscribe image/compressed (JPEG/PNG) instead of image (the landmark "
+          "node's parameter of the same name)", read_only=True),
     Param("crop_margin", DEFAULT_MARGIN, "widening of the square face box on each side, fraction of its side",
           0.0, 1.0),
     Param("max_pending", 10, "image stamps waiting for their faces/mesh before the oldest is dropped", 1, 100,
@@ -46,7 +47,7 @@ class ImageEmotionNode(Node):
         self.diagnostics = Diagnostics(self, WARN_PROCESSING_MS,
                                        extra=lambda: {"unmatched_images": self.sync.unmatched})
         self.pub = self.create_publisher(EmotionArray, "emotion/image", RESULT_QOS)
-        if self.params["compressed"]:
+        if self.params["use_compressed"]:
             self.image_topic = "image/compressed"
             self.sub_image = self.create_subscription(CompressedImage, self.image_topic, lambda m: self._on(0, m),
                                                       SENSOR_QOS)
@@ -66,7 +67,7 @@ class ImageEmotionNode(Node):
         estimates = []
         if meshes.faces:
             try:
-                rgb = (conversions.compressed_msg_to_rgb(image) if self.params["compressed"]
+                rgb = (conversions.compressed_msg_to_rgb(image) if self.params["use_compressed"]
                        else conversions.image_msg_to_rgb(image))
             except ValueError as e:  # ImageError
                 self.diagnostics.error()
