@@ -4,7 +4,7 @@ Fast DDS's default builtin transports lose most 640x480 images sent between two
 processes (about 9 of 300 arrive at 30 Hz on this kind of machine; see
 ../shared/ros2-pip-env.md and benchmarks/transport.py): its shared-memory segments
 (512 KiB) cannot hold one, so they go as UDP fragments. Every process of the package
-therefore loads ``config/fastdds_shm.xml`` (shared memory with 32 MiB segments,
+therefore loads ``config/fastdds_shm.xml`` (shared memory with 16 MiB segments,
 UDPv4 for discovery) before its first participant is created, unless the user chose
 a transport (``FASTDDS_BUILTIN_TRANSPORTS``, or a Fast DDS XML profile through
 ``FASTDDS_DEFAULT_PROFILES_FILE`` / ``FASTRTPS_DEFAULT_PROFILES_FILE``).
