@@ -82,6 +82,27 @@ def time_limit(keras, seconds: float):
     return TimeLimit()
 
 
+def fit_best(keras, model, optimizer, dataset, validation_data: tuple, epochs: int, patience: int,
+             max_train_s: float):
+    """Compile with categorical cross-entropy, fit with a best-val-loss checkpoint,
+    early stopping, learning rate halved on a 2-epoch plateau and a wall-time limit,
+    then restore the best weights. Returns the Keras history."""
+    import tempfile
+
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = pathlib.Path(tmp) / "best.weights.h5"
+        callbacks = [keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True,
+                                                     save_weights_only=True),
+                     keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
+                     keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2),
+                     time_limit(keras, max_train_s)]
+        hist = model.fit(dataset, validation_data=validation_data, epochs=epochs, callbacks=callbacks,
+                         verbose=verbose())
+        model.load_weights(str(ckpt))
+    return hist
+
+
 def verbose() -> int:
     """Keras progress bar on a terminal, one line per epoch otherwise."""
     import sys

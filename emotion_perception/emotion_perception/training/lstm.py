@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import tempfile
 import time
 
 import numpy as np
@@ -95,8 +94,8 @@ def build(keras, window: int, n_features: int, n_classes: int, units=UNITS, batc
 
 def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool = False, seed: int = 0) -> dict:
     """Train and export ``lstm`` or ``lstm-3class``; returns the measured metrics."""
-    from .keras_seq import (class_weights, time_limit, export_tflite, make_dataset, one_frame_metrics, record_sha256,
-                            setup_tf, verbose)
+    from .keras_seq import (class_weights, export_tflite, fit_best, make_dataset, one_frame_metrics, record_sha256,
+                            setup_tf)
 
     tf, keras = setup_tf(seed)
     out_dir = pathlib.Path(out_dir)
@@ -147,19 +146,9 @@ def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool
 
     x_val, y_val = steady(x[val]), keras.utils.to_categorical(y_all[val], n_cls)
     model = build(keras, window, len(kept), n_cls, units)
-    model.compile(optimizer=keras.optimizers.AdamW(LEARNING_RATE, weight_decay=WEIGHT_DECAY, amsgrad=True,
-                                                   clipnorm=CLIPNORM),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = pathlib.Path(tmp) / "best.weights.h5"
-        callbacks = [keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True,
-                                                     save_weights_only=True),
-                     keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE),
-                     keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2),
-                     time_limit(keras, MAX_TRAIN_S)]
-        hist = model.fit(make_dataset(keras, make_batch, len(xt), batch, seed), validation_data=(x_val, y_val),
-                         epochs=epochs, callbacks=callbacks, verbose=verbose())
-        model.load_weights(str(ckpt))
+    optimizer = keras.optimizers.AdamW(LEARNING_RATE, weight_decay=WEIGHT_DECAY, amsgrad=True, clipnorm=CLIPNORM)
+    hist = fit_best(keras, model, optimizer, make_dataset(keras, make_batch, len(xt), batch, seed), (x_val, y_val),
+                    epochs, PATIENCE, MAX_TRAIN_S)
     # copy the weights into a batch-1 model for export
     export = build(keras, window, len(kept), n_cls, units, batch_size=1)
     export.set_weights(model.get_weights())

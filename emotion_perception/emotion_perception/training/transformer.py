@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import tempfile
 import time
 
 import numpy as np
@@ -98,8 +97,8 @@ def features_of(d: dict) -> np.ndarray:
 def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool = False, seed: int = 0) -> dict:
     """Train and export ``transformer``; returns the measured metrics."""
     from .augment import mesh_mirror_map
-    from .keras_seq import (class_weights, export_tflite, make_dataset, one_frame_metrics, record_sha256,
-                            setup_tf, time_limit, verbose)
+    from .keras_seq import (class_weights, export_tflite, fit_best, make_dataset, one_frame_metrics, record_sha256,
+                            setup_tf)
 
     tf, keras = setup_tf(seed)
     out_dir = pathlib.Path(out_dir)
@@ -143,19 +142,9 @@ def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool
         return np.repeat(((v - mean) / std)[:, None, :], window, axis=1).astype(np.float32)
 
     model = build(keras, window, x.shape[1], n_cls, d_model, HEADS if not quick else 2, ff, blocks)
-    model.compile(optimizer=keras.optimizers.AdamW(LEARNING_RATE, weight_decay=WEIGHT_DECAY, clipnorm=1.0),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = pathlib.Path(tmp) / "best.weights.h5"
-        callbacks = [keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True,
-                                                     save_weights_only=True),
-                     keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE),
-                     keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2),
-                     time_limit(keras, MAX_TRAIN_S)]
-        hist = model.fit(make_dataset(keras, make_batch, len(xt), BATCH, seed),
-                         validation_data=(steady(x[val]), keras.utils.to_categorical(y[val], n_cls)),
-                         epochs=epochs, callbacks=callbacks, verbose=verbose())
-        model.load_weights(str(ckpt))
+    optimizer = keras.optimizers.AdamW(LEARNING_RATE, weight_decay=WEIGHT_DECAY, clipnorm=1.0)
+    hist = fit_best(keras, model, optimizer, make_dataset(keras, make_batch, len(xt), BATCH, seed),
+                    (steady(x[val]), keras.utils.to_categorical(y[val], n_cls)), epochs, PATIENCE, MAX_TRAIN_S)
     export = build(keras, window, x.shape[1], n_cls, d_model, HEADS if not quick else 2, ff, blocks, batch_size=1)
     export.set_weights(model.get_weights())
     tfl = out_dir / "transformer.tflite"
