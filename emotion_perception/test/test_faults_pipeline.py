@@ -13,23 +13,16 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 
-from emotion_perception.nodes.common import RESULT_QOS
 from emotion_perception.runner import Pipeline
-from emotion_perception_msgs.msg import FaceMeshArray
 
 from conftest import DATA, own_ros_domain_fixture, read_rgb
-from pipeline_probe import DOWNSTREAM, NODE_OUTPUT, Probe, constructible_nodes, image_msg, stamp_of
+from pipeline_probe import DOWNSTREAM, NODE_OUTPUT, Probe, constructible_nodes, image_msg
 
 #: The robot-facing promise: back to normal within this long after a fault, s.
 RECOVERY_S = 1.0
@@ -221,30 +214,52 @@ def test_camera_publisher_restarts():
             assert len(served) >= 5, f"publisher run {k + 1}: only {len(served)} frames served after the match"
 
 
+SLOW_CONSUMER = textwrap.dedent("""
+    import sys, time, rclpy
+    from rclpy.node import Node
+    from emotion_perception import transport
+    from emotion_perception.nodes.common import RESULT_QOS
+    from emotion_perception_msgs.msg import FaceMeshArray
+    transport.configure_process()
+    rclpy.init()
+    node = Node("slow_consumer")
+    got = []
+    node.create_subscription(FaceMeshArray, "faces/mesh", lambda m: (got.append(1), time.sleep(0.3)), RESULT_QOS)
+    end = time.monotonic() + float(sys.argv[1])
+    try:
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except BaseException:  # SIGINT from the test: report and leave
+        pass
+    print(len(got), flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+""")
+
+
 def test_slow_consumer_does_not_slow_the_pipeline(face_rgb):
-    """A subscriber that takes 300 ms per message in its own process context: the
-    landmark node keeps its pace for everyone else, and recovers once it is gone."""
+    """A subscriber node in its own process (a behaviour tree, a recorder on a slow
+    disk) that takes 300 ms per message, with the same reliable QoS: the landmark node
+    keeps its pace for everyone else (median), every frame is served within a second
+    while it is attached, and frames are served at once when it is gone.
+
+    Seen while writing this (10 runs each): between processes, median 10 ms and p95
+    13-18 ms, but one run had a stall of 0.58 s (p95 60 ms); with the slow subscriber in
+    the *same* process as the landmark node (another rclpy context) 2 runs in 16 had
+    frames stall for 0.5-1.7 s. Cause not found: the stall persists with asynchronous
+    publication and with a 5 ms writer max_blocking_time."""
     with Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 1}}) as p:
         probe = Probe(p, ["faces/mesh"])
-        ctx = Context()
-        rclpy.init(context=ctx)
-        slow = Node("slow_consumer", context=ctx)
-        slow_got = []
-        slow.create_subscription(FaceMeshArray, "faces/mesh",
-                                 lambda m: (slow_got.append(stamp_of(m)), time.sleep(0.3)), RESULT_QOS)
-        ex = SingleThreadedExecutor(context=ctx)
-        ex.add_node(slow)
-        running = threading.Event()
-        running.set()
-
-        def spin():
-            while running.is_set() and ctx.ok():
-                ex.spin_once(timeout_sec=0.1)
-
-        th = threading.Thread(target=spin, daemon=True)
-        th.start()
+        mesh_pub = p.nodes["landmark"]._mesh_pub
+        subscribers = mesh_pub.get_subscription_count()
+        slow = subprocess.Popen([sys.executable, "-c", SLOW_CONSUMER, "30"], env=dict(os.environ),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            time.sleep(1.0)  # discovery
+            deadline = time.monotonic() + 20.0
+            while mesh_pub.get_subscription_count() <= subscribers and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert mesh_pub.get_subscription_count() > subscribers, "the slow consumer never matched (test broken)"
+            time.sleep(0.5)
             lat = []
             stamp = 1_000_000_000
             for _ in range(45):  # 3 s at 15 Hz
@@ -254,19 +269,16 @@ def test_slow_consumer_does_not_slow_the_pipeline(face_rgb):
                 if r is not None:
                     lat.append(r[1] - t)
                 time.sleep(max(0.0, 1 / 15 - (time.monotonic() - t)))
-            assert len(lat) >= 40, f"only {len(lat)} of 45 frames served with a slow consumer attached"
-            assert slow_got, "the slow consumer received nothing (test broken)"
-            # The median: about 1 run in 6 here shows a few frames stalled 0.6 s with the
-            # slow reliable reader attached (p95 0.6 s; cause not yet found, see the
-            # issue notes), while the pace for everyone else stays at ~15-20 ms.
-            assert np.median(lat) < 0.1, (f"median latency {np.median(lat):.2f} s (p95 "
-                                          f"{np.percentile(lat, 95):.2f} s) with a slow consumer")
         finally:
-            running.clear()
-            th.join(5.0)
-            ex.shutdown(timeout_sec=2.0)
-            slow.destroy_node()
-            rclpy.try_shutdown(context=ctx)
+            slow.send_signal(2)
+            out, err = slow.communicate(timeout=30)
+        assert len(lat) >= 43, f"only {len(lat)} of 45 frames served with a slow consumer attached"
+        slow_got = int(out.split()[-1]) if out.split() else 0
+        assert 0 < slow_got < 45, f"the slow consumer took {slow_got} messages (test broken): {err[-500:]}"
+        print(f"with a slow consumer: median {np.median(lat) * 1e3:.1f} ms, p95 {np.percentile(lat, 95) * 1e3:.1f} ms, "
+              f"max {max(lat) * 1e3:.1f} ms; it took {slow_got} messages")
+        assert np.median(lat) < 0.05, f"median latency {np.median(lat):.3f} s with a slow consumer attached"
+        assert max(lat) < RECOVERY_S, f"a frame took {max(lat):.2f} s with a slow consumer attached"
         stamp += 66_000_000
         t = probe.publish(face_rgb, stamp)
         r = probe.send_until_served(face_rgb, stamp, timeout=RECOVERY_S)
