@@ -10,9 +10,9 @@ a transport (``FASTDDS_BUILTIN_TRANSPORTS``, or a Fast DDS XML profile through
 ``FASTDDS_DEFAULT_PROFILES_FILE`` / ``FASTRTPS_DEFAULT_PROFILES_FILE``).
 
 The profile replaced ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` (TCP + shared memory),
-which carried the images as well but, measured over 10 starts of the 7-process
-pipeline, left one topic unmatched for 30 s in 2 of them (0 of 10 with the profile;
-docs/transport.md). The camera driver's process should load the same profile.
+which carried the images as well but left topics of the 7-process pipeline
+unmatched for 30 s in 1 to 5 of every 10 starts (the profile: 0 of 10, four times;
+benchmarks/startup.py, docs/transport.md). The camera driver's process should load the same profile.
 """
 
 from __future__ import annotations
