@@ -16,6 +16,11 @@ import numpy as np
 
 from common import PKG, VENV_PY, proc_cpu_s, proc_fds, proc_rss_mb, proc_threads
 
+from emotion_perception.transport import PROFILE_ENVS, TRANSPORT_ENV
+
+#: Every environment variable that chooses a Fast DDS transport or profile.
+TRANSPORT_VARS = (TRANSPORT_ENV, *PROFILE_ENVS)
+
 #: short name -> (module, output topic, message class)
 NODES = {
     "landmark": ("landmark_node", "faces/mesh", "FaceMeshArray"),
@@ -47,9 +52,9 @@ class NodeProcesses:
         self.landmark_params = landmark_params or {}
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
         if transport:
-            self.env["FASTDDS_BUILTIN_TRANSPORTS"] = transport
-            for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+            for k in TRANSPORT_VARS:
                 self.env.pop(k, None)
+            self.env[TRANSPORT_ENV] = transport
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, object] = {}
         self.unavailable: dict[str, str] = {}

@@ -3,9 +3,9 @@ transport configuration: in how many of N starts every output topic reached a
 listener (the camera process) within 30 s of the camera's first frame, and how long
 that took.
 
-A start counts as failed when one topic stays silent although the node behind it runs
-(the fusion node receiving that node's output shows it runs): an endpoint pair that
-discovery never matched. Bare MediaPipe's first result (graph start and first frame)
+A start counts as failed when a topic stays silent for 30 s although the process of the
+node behind it runs: an endpoint pair that discovery never matched (in most failures
+seen, the fusion node still published, so the silent node's output did reach it). Bare MediaPipe's first result (graph start and first frame)
 is the reference time.
 
     .venv/bin/python benchmarks/startup.py [--starts 10] [--only shm]
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 
 from common import BareMediaPipe, Table, compose_frames, isolate_domain, summary
-from procs import NODES, Camera, NodeProcesses
+from procs import NODES, TRANSPORT_VARS, Camera, NodeProcesses
 
 #: name -> environment of every process (camera and nodes); {} = the package default.
 CONFIGS = {
@@ -28,14 +30,11 @@ CONFIGS = {
     "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA": {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"},
 }
 TIMEOUT_S = 30.0
-TRANSPORT_VARS = ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 def one_start(env: dict, frames) -> None:
     """One start in this process: prints its result as a JSON line as soon as it is
-    known (before shutting down, which can hang: see ``main``)."""
-    import os
-
+    known (before shutting down, which can hang: see ``run_start``)."""
     for k in TRANSPORT_VARS:
         os.environ.pop(k, None)
     os.environ.update(env)  # the camera (this process) uses what the nodes use
@@ -59,9 +58,6 @@ def run_start(name: str) -> dict:
     """One start in a fresh process and session (Fast DDS reads transport settings
     once per process). A start whose shutdown hangs (seen with LARGE_DATA: the
     camera's executor never returns) is killed with its nodes and counted."""
-    import os
-    import signal
-
     p = subprocess.Popen([sys.executable, __file__, "--child", name], stdout=subprocess.PIPE, text=True,
                          start_new_session=True)
     try:

@@ -20,6 +20,7 @@ import sys
 import time
 
 from common import PKG, VENV_PY, Table, bare_max_fps, compose_frames, isolate_domain, ratio, summary
+from procs import TRANSPORT_VARS
 
 PROFILE = PKG / "config" / "fastdds_shm.xml"
 LARGE_DATA_PROFILE = PKG / "config" / "fastdds_large_data.xml"
@@ -33,7 +34,6 @@ CONFIGS = {
     "XML profile config/fastdds_shm.xml (package default)": ({"FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)}, False),
     "CompressedImage (JPEG q90), default transports": ({}, True),
 }
-TRANSPORT_VARS = ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 def run_pair(env_changes: dict, compressed: bool, seconds: float, rate: float = 30.0) -> dict:

@@ -21,6 +21,21 @@ class ModelFileError(RuntimeError):
     """A model file is missing, unreadable or does not match its recorded sha256."""
 
 
+#: The package's source tree (the directory holding the Python package, ``models/``
+#: and ``config/``), used by editable installs and tests.
+SOURCE_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _installed(sub: str) -> pathlib.Path | None:
+    """``share/emotion_perception/<sub>`` of an installed package, None if not installed."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return pathlib.Path(get_package_share_directory("emotion_perception")) / sub
+    except Exception:  # noqa: BLE001 - ament_index missing or package not installed
+        return None
+
+
 def models_dir() -> pathlib.Path:
     """The directory holding the shipped models.
 
@@ -31,29 +46,20 @@ def models_dir() -> pathlib.Path:
     env = os.environ.get(MODELS_ENV)
     if env:
         return pathlib.Path(env)
-    here = pathlib.Path(__file__).resolve().parent.parent / "models"
+    here = SOURCE_ROOT / "models"
     if (here / SUMS_NAME).is_file():
         return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return pathlib.Path(get_package_share_directory("emotion_perception")) / "models"
-    except Exception:  # noqa: BLE001 - ament_index missing or package not installed
-        return here
+    return _installed("models") or here
 
 
 def config_path(name: str) -> pathlib.Path:
     """A file of the package's ``config/``: the source tree's (editable installs,
     tests), else the installed share directory's."""
-    here = pathlib.Path(__file__).resolve().parent.parent / "config" / name
+    here = SOURCE_ROOT / "config" / name
     if here.is_file():
         return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return pathlib.Path(get_package_share_directory("emotion_perception")) / "config" / name
-    except Exception:  # noqa: BLE001 - ament_index missing or package not installed
-        return here
+    installed = _installed("config")
+    return installed / name if installed else here
 
 
 def sha256_of(path: pathlib.Path) -> str:

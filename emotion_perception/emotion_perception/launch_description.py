@@ -33,7 +33,6 @@ CLASSIFIER_ARGS = {
 }
 #: Nodes that subscribe to the camera image (``image`` or ``image/compressed``) and
 #: their boolean parameter that selects ``image/compressed``.
-#: The nodes that read camera images, each with its parameter for compressed input.
 COMPRESSED_PARAMETERS = {"landmark": "use_compressed", "image_emotion": "use_compressed"}
 IMAGE_NODES = tuple(COMPRESSED_PARAMETERS)
 #: Topic names the nodes use before remapping (relative, so a namespace applies).

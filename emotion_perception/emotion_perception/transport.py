@@ -12,7 +12,8 @@ a transport (``FASTDDS_BUILTIN_TRANSPORTS``, or a Fast DDS XML profile through
 The profile replaced ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` (TCP + shared memory),
 which carried the images as well but left topics of the 7-process pipeline
 unmatched for 30 s in 1 to 5 of every 10 starts (the profile: none of 32 starts;
-benchmarks/startup.py, docs/transport.md). The camera driver's process should load the same profile.
+benchmarks/startup.py, docs/transport.md). The camera driver's process should load
+the same profile.
 """
 
 from __future__ import annotations
