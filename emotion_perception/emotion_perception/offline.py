@@ -33,6 +33,11 @@ FRAME_TIMEOUT_S = 3.0
 #: After a frame's outputs are all in, wait this long for a repeated output of the
 #: same stamp (a fusion node may publish again as slower models report), s.
 SETTLE_S = 0.0
+#: A frame none of whose outputs came within this long is published again, once: the
+#: camera topic is best effort (the nodes' sensor-data QoS), so an image can be lost
+#: between processes; a second copy with the same stamp costs nothing when the first
+#: arrived (each output is recorded once per stamp), s.
+RESEND_AFTER_S = 1.0
 #: Publish an image stamp of 0 is "unknown" in ROS: derived stamps start here, ns.
 STAMP_BASE_NS = 1_700_000_000 * 1_000_000_000
 
@@ -176,6 +181,8 @@ class OfflinePipeline:
         self._last_stamp = None
         self._frames_sent = 0
         self.late_outputs = 0
+        #: Frames published a second time because none of their outputs came (see RESEND_AFTER_S).
+        self.resent = 0
         self.extra_nodes: list = []
         self.on_message = None  # optional callback(topic, msg) for extra consumers (a BT)
 
@@ -416,7 +423,13 @@ class OfflinePipeline:
         if not wait:
             return None
         timeout = self.first_frame_timeout_s if self._frames_sent == 1 else self.frame_timeout_s
-        p.done.wait(timeout)
+        if not p.done.wait(min(RESEND_AFTER_S, timeout)):
+            with self._lock:
+                nothing_yet = not p.result.received
+            if nothing_yet:  # the image itself was most likely lost on the way
+                self.resent += 1
+                self.pub.publish(msg)
+            p.done.wait(max(0.0, timeout - RESEND_AFTER_S))
         if SETTLE_S:
             time.sleep(SETTLE_S)
         with self._lock:

@@ -76,6 +76,30 @@ def test_compressed_frames_give_the_same_faces(video, single_face_run):
         assert np.allclose(face["mesh"]["bbox"], ref["faces"][0]["bbox"], atol=8)  # JPEG q90 vs raw
 
 
+def test_an_image_lost_on_the_way_is_sent_again(video):
+    """The camera topic is best effort: an image that never reaches the landmark node
+    is published again once (same stamp), so an offline run loses no frame."""
+    desc = describe(available_only=True, enabled={s: False for s in ("transformer", "lstm", "frame", "emotion_fusion",
+                                                                       "attention", "image_emotion")})
+    with OfflinePipeline(desc) as op:
+        frames = list(open_source(video("single_face.mp4"), max_frames=3))
+        first = op.feed(frames[0])
+        publish, calls = op.pub.publish, []
+
+        def lose_first_copy(msg):
+            calls.append(msg.header.stamp)
+            if len(calls) > 1:
+                publish(msg)
+
+        op.pub.publish = lose_first_copy
+        lost_once = op.feed(frames[1])
+        op.pub.publish = publish
+        after = op.feed(frames[2])
+    assert not first.missing and not after.missing
+    assert len(calls) == 2 and calls[0] == calls[1], "the lost image was not sent again with its stamp"
+    assert op.resent == 1 and not lost_once.missing and lost_once.face_count == 1
+
+
 def test_no_face_clip_reports_no_face(video, tmp_path):
     assert main(["run", str(video("no_face.mp4")), "-o", str(tmp_path), "--quiet", "--max-frames", "10",
                  "--no-video"]) == 0
