@@ -184,6 +184,49 @@ def test_fusion_node_missing_and_stale_inputs_and_vanished_faces():
         assert [e.face_id for e in fused.emotions] == ["face_3"]
 
 
+def test_fusion_node_publishes_every_image_in_order_when_arrays_interleave():
+    """At high rates one model delivers image k+1 before another delivers image k:
+    both images are still fused and published, once each and in image order."""
+    overrides = {"emotion_fusion": {"stale_after_s": 0.5, "max_wait_s": 1.0, "smoothing_tau_s": 0.0,
+                                    "warmup_s": 0.0}}
+    with Pipeline(["emotion_fusion"], parameter_overrides=overrides) as p:
+        probe = Probe(p)
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while not all(pub.get_subscription_count() for pub in probe.emotion_pubs.values()):
+            assert time.monotonic() < deadline, "the fusion node did not subscribe"
+            time.sleep(0.05)
+        h0 = next_header()
+        for topic, model in (("emotion/lstm", "lstm"), ("emotion/image", "image-cnn"),
+                             ("emotion/transformer", "transformer")):
+            probe.emotion_pubs[topic].publish(conversions.estimates_to_emotion_array(
+                [_est("face_1", model, "sad", EMOTIONS_6 if model == "transformer" else EMOTIONS_7)], h0))
+        probe.send_emotions("emotion/frame", [_est("face_1", "svm-landmarks", "sad")], h0)
+        # then only the transformer and the frame model run: 0.3 s later they deliver an
+        # image, 0.7 s later (lstm/image now stale) two images whose arrays interleave
+        hb, h1, h2 = (Header(frame_id="camera_optical") for _ in range(3))
+        for h, dt in ((hb, 300_000_000), (h1, 700_000_000), (h2, 700_000_000 + FRAME_NS)):
+            h.stamp.sec, h.stamp.nanosec = divmod(stamp_ns(h0) + dt, 10**9)
+        probe.emotion_pubs["emotion/transformer"].publish(conversions.estimates_to_emotion_array(
+            [_est("face_1", "transformer", "sad", EMOTIONS_6)], hb))
+        probe.send_emotions("emotion/frame", [_est("face_1", "svm-landmarks", "sad")], hb)
+        sent = time.monotonic()
+        for topic, model, label, h in (("emotion/transformer", "transformer", "happy", h1),
+                                       ("emotion/transformer", "transformer", "happy", h2),
+                                       ("emotion/frame", "svm-landmarks", "happy", h1),
+                                       ("emotion/frame", "svm-landmarks", "happy", h2)):
+            classes = EMOTIONS_6 if model == "transformer" else EMOTIONS_7
+            probe.emotion_pubs[topic].publish(conversions.estimates_to_emotion_array(
+                [_est("face_1", model, label, classes)], h))
+        keys = [stamp_ns(h1), stamp_ns(h2)]
+        with probe.cond:
+            assert probe.cond.wait_for(lambda: all(k in probe.got["emotion"] for k in keys), timeout=ANSWER_TIMEOUT_S), \
+                f"fused arrays: {[k in probe.got['emotion'] for k in keys]}"
+            order = [stamp_ns(m.header) for m in probe.all_fused if stamp_ns(m.header) in keys]
+        assert order == keys, f"published {order}, expected each image once in order"
+        assert time.monotonic() - sent < 1.0, "waited for max_wait_s although both running models had delivered"
+        assert probe.got["emotion"][keys[1]].emotions[0].label == "happy"
+
+
 def test_bad_parameters_refused():
     with pytest.raises(ParameterError):
         Pipeline(["frame"], parameter_overrides={"frame": {"model": "transformer"}}).start()

@@ -10,12 +10,14 @@ smoothing with hysteresis, ``confident`` flag, valence/arousal).
   that face) are dropped: a model that stops publishing stops counting.
 - A face id is forgotten when none of the input arrays of the newest image stamp
   names it, or when no input named it for ``forget_after_s``.
-- One fused array per image, published as soon as every running model has
-  delivered its array for the newest image stamp (event-driven: no timer delay),
-  with that image's header. A model that is late by more than ``max_wait_s`` is
-  not waited for (a timer publishes without it); one that stopped (older than
-  ``stale_after_s``) no longer counts as running. An input array with no face
-  yields an empty ``emotion`` array ("no face").
+- One fused array per image, in image order, published as soon as every running
+  model has delivered its array for that image (event-driven: no timer delay), with
+  that image's header. Arrays are fused in image order too, whatever order they
+  arrive in (models finish an image at different times; at high rates their arrays
+  of consecutive images interleave). A model that is late by more than
+  ``max_wait_s`` is not waited for (a timer publishes without it); one that
+  stopped (older than ``stale_after_s``) no longer counts as running. An input
+  array with no face yields an empty ``emotion`` array ("no face").
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from emotion_perception_msgs.msg import EmotionArray
 from rclpy.node import Node
 
 from .. import conversions
-from ..fusion import EmotionFusion, load_params
+from ..fusion import EmotionFusion, load_params, to_7
 from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, run_node, stamp_ns
 
 INPUT_TOPICS = ("emotion/transformer", "emotion/lstm", "emotion/frame", "emotion/image")
+#: Images waiting for their arrays beyond this many are published without them.
+MAX_PENDING_IMAGES = 100
 #: p95 processing time above which /diagnostics warns, milliseconds.
 WARN_PROCESSING_MS = 10.0
 
@@ -55,9 +59,9 @@ class EmotionFusionNode(Node):
         self.fusion = EmotionFusion(pooling, **self._fusion_kwargs())
         self.once = OnceLog(self)
         self._lock = threading.Lock()
-        self._latest: dict[str, tuple[int, set[str]]] = {}  # topic -> (stamp, face ids)
-        self._dirty_header = None
-        self._dirty_since = 0.0  # monotonic time the newest unpublished stamp arrived
+        self._latest: dict[str, tuple[int, set[str]]] = {}  # topic -> (newest stamp, its face ids)
+        self._pending: dict[int, _Pending] = {}  # image stamp -> arrays so far
+        self._silent: set[str] = set()  # topics given up on once (max_wait_s): not waited for until they speak
         self._published = -1  # stamp of the last published array, ns
         self.diagnostics = Diagnostics(self, WARN_PROCESSING_MS, extra=lambda: {
             "faces": len(self.fusion.face_ids), "inputs": ",".join(sorted(self._latest)) or "none"})
@@ -82,86 +86,114 @@ class EmotionFusionNode(Node):
 
     def on_input(self, topic: str, msg: EmotionArray) -> None:
         stamp = stamp_ns(msg.header)
-        ids = set()
+        estimates = []
+        for e in msg.emotions:
+            try:
+                est = conversions.emotion_msg_to_estimate(e)
+                to_7(est.class_names, est.probabilities)  # classes the fusion cannot map: refused here
+                estimates.append(est)
+            except ValueError as err:  # ConversionError, unknown class
+                self.diagnostics.error()
+                self.once.warn(f"bad:{topic}", f"dropped an estimate on {topic}: {err}")
         with self._lock:
-            for e in msg.emotions:
-                try:
-                    est = conversions.emotion_msg_to_estimate(e)
+            if self._published >= 0 and stamp < self._published - self.params["stale_after_s"] * 1e9:
+                # time jumped back (a looping bag): the old timeline's images are void
+                self._published = -1
+                self._pending.clear()
+                self._latest.clear()
+                self._silent.clear()
+            self._latest[topic] = (stamp, {e.face_id for e in estimates})
+            self._silent.discard(topic)
+            if stamp <= self._published:
+                # a late array of an image already published: it updates the state and
+                # shows in the next image's array (each image is published once)
+                for est in estimates:
                     self.fusion.add(est, stamp)
-                    ids.add(est.face_id)
-                except ValueError as err:  # ConversionError, unknown class
-                    self.diagnostics.error()
-                    self.once.warn(f"bad:{topic}", f"dropped an estimate on {topic}: {err}")
-            self._latest[topic] = (stamp, ids)
-            if stamp < self._published - self.params["stale_after_s"] * 1e9:
-                self._published = -1  # time jumped back (looping bag): start over
-            # A late array of an image already published updates the state and shows
-            # in the next image's array; each image is published once.
-            if stamp > self._published:
-                if self._dirty_header is None or stamp > stamp_ns(self._dirty_header):
-                    self._dirty_since = time.monotonic()
-                if self._dirty_header is None or stamp >= stamp_ns(self._dirty_header):
-                    self._dirty_header = msg.header
-            complete = self._dirty_header is not None and self._all_reported(stamp_ns(self._dirty_header))
-        if complete:
-            self.publish()
+            else:
+                entry = self._pending.get(stamp)
+                if entry is None:
+                    entry = self._pending[stamp] = _Pending(msg.header, time.monotonic())
+                entry.arrays[topic] = estimates
+            ready = self._take_ready()
+        self._publish_all(ready)
 
-    def _all_reported(self, newest: int) -> bool:
-        """True when every running model has delivered its array for ``newest``.
+    def _expected(self, topic: str, sub, stamp: int) -> bool:
+        """True while the model on ``topic`` may still deliver its array for ``stamp``.
 
         Running: its topic has a publisher and, once it has reported, reported within
-        stale_after_s of ``newest`` (abs(): after time jumps back, a model still at
-        the old stamps is not waited for). A publisher that has not reported yet (a
-        model starting up) is waited for, up to max_wait_s.
+        stale_after_s of ``stamp``. Models publish in image order, so one that has
+        moved past ``stamp`` skipped it. A publisher that has not reported yet (a model
+        starting up) is waited for, up to max_wait_s; a model once given up on that way
+        is not waited for again until it delivers an array.
         """
-        stale_ns = self.params["stale_after_s"] * 1e9
-        for topic, sub in zip(INPUT_TOPICS, self.subs):
-            if topic in self._latest:
-                stamp = self._latest[topic][0]
-                if abs(newest - stamp) <= stale_ns and stamp != newest:
-                    return False
-            elif self.count_publishers(sub.topic_name) > 0:
-                return False
-        return True
+        if topic in self._silent:
+            return False
+        if topic in self._latest:
+            last = self._latest[topic][0]
+            return last < stamp and stamp - last <= self.params["stale_after_s"] * 1e9
+        return self.count_publishers(sub.topic_name) > 0
+
+    def _take_ready(self, overdue_after_s: float | None = None) -> list:
+        """Pop the pending images that can be published, oldest first, and fuse them.
+
+        An image is ready when every running model has delivered its array for it
+        (or moved past it), or when it waited ``overdue_after_s``; a newer image is
+        never published before an older one. Call with the lock held.
+        """
+        out = []
+        now = time.monotonic()
+        while self._pending:
+            stamp = min(self._pending)
+            entry = self._pending[stamp]
+            complete = all(t in entry.arrays or not self._expected(t, sub, stamp)
+                           for t, sub in zip(INPUT_TOPICS, self.subs))
+            overdue = overdue_after_s is not None and now - entry.since >= overdue_after_s
+            if not (complete or overdue or len(self._pending) > MAX_PENDING_IMAGES):
+                break
+            if not complete:
+                self._silent |= {t for t, sub in zip(INPUT_TOPICS, self.subs)
+                                 if t not in entry.arrays and self._expected(t, sub, stamp)}
+            del self._pending[stamp]
+            out.append((entry.header, self._fuse(stamp, entry)))
+        return out
 
     def _publish_overdue(self) -> None:
         with self._lock:
-            overdue = self._dirty_header is not None and \
-                time.monotonic() - self._dirty_since >= self.params["max_wait_s"]
-        if overdue:
-            self.publish()
+            ready = self._take_ready(overdue_after_s=self.params["max_wait_s"])
+        self._publish_all(ready)
 
-    def _present_faces(self, newest: int) -> set[str]:
-        """Faces named at the newest stamp by the topics that have reported it (every
-        model sees the same faces of one image, so a face none of them names has left;
-        a topic still at an older stamp does not vouch for its older faces)."""
-        stale_ns = self.params["stale_after_s"] * 1e9
-        present = set()
-        for topic, (stamp, ids) in list(self._latest.items()):
-            if newest - stamp > stale_ns:
-                del self._latest[topic]  # that model stopped
-            elif stamp == newest:
-                present |= ids
-        return present
-
-    def publish(self) -> None:
-        with self._lock:
-            header = self._dirty_header
-            if header is None:
-                return
-            self._dirty_header = None
-            t0 = time.perf_counter()
-            newest = stamp_ns(header)
-            self._published = newest
-            present = self._present_faces(newest)
-            for f in self.fusion.face_ids:
-                if f not in present:
-                    self.fusion.forget(f)
-            self.fusion.forget_stale_faces(newest, self.params["forget_after_s"])
-            estimates = [e for e in (self.fusion.fuse(f, newest) for f in sorted(self.fusion.face_ids))
-                         if e is not None]
-        self.pub.publish(conversions.estimates_to_emotion_array(estimates, header))
+    def _fuse(self, stamp: int, entry: "_Pending") -> list:
+        """Add one image's arrays to the fusion and fuse its faces (lock held)."""
+        t0 = time.perf_counter()
+        for estimates in entry.arrays.values():
+            for est in estimates:
+                self.fusion.add(est, stamp)
+        self._published = stamp
+        # Every model sees the same faces of one image: a face none of this image's
+        # arrays names has left.
+        present = {e.face_id for estimates in entry.arrays.values() for e in estimates}
+        for f in self.fusion.face_ids:
+            if f not in present:
+                self.fusion.forget(f)
+        self.fusion.forget_stale_faces(stamp, self.params["forget_after_s"])
+        estimates = [e for e in (self.fusion.fuse(f, stamp) for f in sorted(self.fusion.face_ids)) if e is not None]
         self.diagnostics.tick((time.perf_counter() - t0) * 1000.0)
+        return estimates
+
+    def _publish_all(self, ready: list) -> None:
+        for header, estimates in ready:
+            self.pub.publish(conversions.estimates_to_emotion_array(estimates, header))
+
+
+class _Pending:
+    """The arrays that came so far for one image, by input topic."""
+
+    __slots__ = ("header", "since", "arrays")
+
+    def __init__(self, header, since: float):
+        self.header = header
+        self.since = since  # monotonic time its first array arrived
+        self.arrays: dict[str, list] = {}
 
 
 def main(args=None) -> int:
