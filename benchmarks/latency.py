@@ -28,11 +28,12 @@ def main(argv=None) -> tuple[Table, Table]:
     ap.add_argument("--rate", type=float, default=30.0, help="camera rate, Hz")
     ap.add_argument("--quick", action="store_true", help="15 s")
     ap.add_argument("--data", help="shared data directory")
+    ap.add_argument("--workers", type=int, default=1, help="landmark_node's workers parameter (MediaPipe landmarkers)")
     a = ap.parse_args(argv)
     seconds = 15.0 if a.quick else a.seconds
     isolate_domain()
     frames = compose_frames(640, 480, 1, 90, a.data)
-    with NodeProcesses(landmark_params={"max_faces": 1}) as procs:
+    with NodeProcesses(landmark_params={"max_faces": 1, "workers": a.workers}) as procs:
         running = procs.running()
         topics = [NODES[n][1] for n in running]
         cam = Camera(topics)
@@ -88,6 +89,7 @@ def main(argv=None) -> tuple[Table, Table]:
                        f"(/diagnostics dropped_total): {landmark_dropped:g}; the rest never reached it.")
     for n, why in procs.unavailable.items():
         t.notes.append(f"{n} node not running ({why[:120]}).")
+    t.notes.append(f"landmark_node workers: {a.workers}.")
     t.done()
 
     r = Table("resources", f"CPU and resident memory per node process at {a.rate:g} Hz, 640x480, one face",

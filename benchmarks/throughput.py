@@ -7,6 +7,7 @@ counts as held when the last stage (fused ``emotion`` and ``attention`` where th
 run, otherwise the deepest running output) received it.
 
     .venv/bin/python benchmarks/throughput.py [--seconds-per-rate 10] [--quick]
+        [--nodes landmark,attention] [--rates 60,90,120] [--workers 2]
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def main(argv=None) -> Table:
     ap.add_argument("--seconds-per-rate", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true", help="4 s per rate")
     ap.add_argument("--data", help="shared data directory")
+    ap.add_argument("--nodes", default=",".join(NODES),
+                    help="comma-separated nodes to run (default: all); e.g. 'landmark' for the front alone")
+    ap.add_argument("--workers", type=int, default=1, help="landmark_node's workers parameter (MediaPipe landmarkers)")
+    ap.add_argument("--rates", default=",".join(str(r) for r in RATES_HZ), help="comma-separated camera rates, Hz")
     a = ap.parse_args(argv)
     per_rate = 4.0 if a.quick else a.seconds_per_rate
     isolate_domain()
@@ -33,7 +38,7 @@ def main(argv=None) -> Table:
     rows = []
     best = 0.0
     best_by_topic: dict[str, float] = {}
-    with NodeProcesses(landmark_params={"max_faces": 1}) as procs:
+    with NodeProcesses(names=a.nodes.split(","), landmark_params={"max_faces": 1, "workers": a.workers}) as procs:
         running = procs.running()
         topics = [NODES[n][1] for n in running]
         cam = Camera(topics)
@@ -44,7 +49,7 @@ def main(argv=None) -> Table:
             finals = [t for t in FINAL_TOPICS if t in topics] or topics[-1:]
             time.sleep(2.0)
             index = 1000
-            for rate in RATES_HZ:
+            for rate in [float(r) for r in a.rates.split(",")]:
                 cam.stream(rate, 1.0, start_index=index)  # settle at the new rate, not counted
                 index += int(rate)
                 time.sleep(1.1)  # a fresh /diagnostics message
@@ -92,6 +97,7 @@ def main(argv=None) -> Table:
                    f"{fps:.1f} frames/s; ratio {r:.2f} (target >= 0.8: {'met' if r >= 0.8 else 'NOT met'}).")
     t.notes.append("Highest rate with no loss per topic: " + ", ".join(
         f"{tp} {best_by_topic.get(tp, 0):g} Hz" for tp in topics) + ".")
+    t.notes.append(f"landmark_node workers: {a.workers}.")
     t.notes.append(f"Nodes running: {', '.join(running)}" + (
         f"; not running: {', '.join(f'{n} ({w})' for n, w in procs.unavailable.items())}" if procs.unavailable
         else "") + ".")

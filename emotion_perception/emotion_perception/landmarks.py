@@ -124,6 +124,25 @@ def _bbox_and_score(landmarks: np.ndarray, width: int, height: int) -> tuple[Bou
     return BoundingBox(x0, y0, x1 - x0, y1 - y0), float(inside.mean())
 
 
+@dataclasses.dataclass
+class Detections:
+    """One frame's faces as MediaPipe found them, before they get ids."""
+
+    stamp_ns: int
+    image_wh: tuple[int, int]
+    landmarks: list = dataclasses.field(default_factory=list)
+    boxes: list = dataclasses.field(default_factory=list)
+    scores: list = dataclasses.field(default_factory=list)
+    blendshapes: list = dataclasses.field(default_factory=list)
+    transforms: list = dataclasses.field(default_factory=list)
+
+    def faces(self, ids: list[str]) -> list[Face]:
+        """The detections as :class:`Face` objects with the tracker's ``ids``."""
+        return [Face(face_id=ids[i], landmarks=self.landmarks[i], blendshapes=self.blendshapes[i],
+                     transform=self.transforms[i], bbox=self.boxes[i], score=self.scores[i],
+                     image_wh=self.image_wh) for i in range(len(ids))]
+
+
 class FaceLandmarker:
     """MediaPipe Face Landmarker (VIDEO mode) with image-stamp timing and face ids.
 
@@ -222,8 +241,14 @@ class FaceLandmarker:
         self._last_mp_ms = ts
         return ts
 
-    def process(self, rgb: np.ndarray, stamp_ns: int) -> list[Face]:
-        """Find, measure and identify the faces of one frame.
+    def detect(self, rgb: np.ndarray, stamp_ns: int) -> "Detections":
+        """The faces of one frame without ids: :meth:`process` less the tracker.
+
+        Several landmarkers can detect the frames of one stream concurrently (one
+        thread each, frames in order per landmarker) when one :class:`FaceTracker`
+        then identifies their detections in stream order (``landmark_node`` with
+        ``workers`` > 1); that tracker must also end its tracks when the stamps go
+        back or the image size changes, as :meth:`process` does.
 
         Args:
             rgb: (height, width, 3) uint8 RGB image.
@@ -233,8 +258,8 @@ class FaceLandmarker:
                 A frame of another size than the previous one also recreates it.
 
         Returns:
-            One :class:`~emotion_perception.types.Face` per face found (at most
-            ``max_faces``), ``[]`` when there is none.
+            :class:`Detections` of at most ``max_faces`` faces (none when there is
+            no face).
 
         Raises:
             ValueError: ``rgb`` is not a non-empty (h, w, 3) uint8 array.
@@ -252,21 +277,31 @@ class FaceLandmarker:
         self._last_wh = (width, height)
         ts = self._timestamp_ms(stamp_ns)
         result = self._mp.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ts)
-        faces_lm, boxes, scores, shapes, transforms = [], [], [], [], []
+        det = Detections(stamp_ns=int(stamp_ns), image_wh=(width, height))
         for i, lms in enumerate(result.face_landmarks):
             landmarks = np.array([(p.x, p.y, p.z) for p in lms], dtype=np.float32)
             if landmarks.shape != (NUM_LANDMARKS, 3):
                 raise RuntimeError(f"MediaPipe returned {landmarks.shape[0]} landmarks, expected "
                                    f"{NUM_LANDMARKS}: is {self.model_path.name} the v1 face model?")
             box, score = _bbox_and_score(landmarks, width, height)
-            faces_lm.append(landmarks)
-            boxes.append(box)
-            scores.append(score)
-            shapes.append(self._blendshapes(result.face_blendshapes[i]))
-            transforms.append(np.asarray(result.facial_transformation_matrixes[i], dtype=np.float32).reshape(4, 4))
-        ids = self.tracker.update(boxes, int(stamp_ns))
-        return [Face(face_id=ids[i], landmarks=faces_lm[i], blendshapes=shapes[i], transform=transforms[i],
-                     bbox=boxes[i], score=scores[i], image_wh=(width, height)) for i in range(len(ids))]
+            det.landmarks.append(landmarks)
+            det.boxes.append(box)
+            det.scores.append(score)
+            det.blendshapes.append(self._blendshapes(result.face_blendshapes[i]))
+            det.transforms.append(
+                np.asarray(result.facial_transformation_matrixes[i], dtype=np.float32).reshape(4, 4))
+        return det
+
+    def process(self, rgb: np.ndarray, stamp_ns: int) -> list[Face]:
+        """Find, measure and identify the faces of one frame (arguments and errors as
+        :meth:`detect`).
+
+        Returns:
+            One :class:`~emotion_perception.types.Face` per face found (at most
+            ``max_faces``), ``[]`` when there is none.
+        """
+        det = self.detect(rgb, stamp_ns)
+        return det.faces(self.tracker.update(det.boxes, det.stamp_ns))
 
     def _blendshapes(self, categories) -> np.ndarray:
         scores = np.zeros(NUM_BLENDSHAPES, dtype=np.float32)

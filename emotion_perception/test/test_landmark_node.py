@@ -107,7 +107,7 @@ class Probe:
         node = self.pipeline.nodes["landmark"]
         raise AssertionError(f"no answer to the image stamped {key} ns within {ANSWER_TIMEOUT_S} s; "
                              f"mesh {key in self.meshes}, blendshapes {key in self.shapes}, "
-                             f"worker alive {node._worker.is_alive()}, node {node._diag.snapshot()}")
+                             f"workers alive {[w.is_alive() for w in node._workers]}, node {node._diag.snapshot()}")
 
     def send_bad(self, make_msg, counted, times: int = 3) -> None:
         """Publish a bad input until the node has seen it ``times`` times."""
@@ -235,12 +235,12 @@ class TestImage:
         pipeline, probe = raw_pipeline
         node = pipeline.nodes["landmark"]
         first, _ = probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h))
-        restarts = node._landmarker.recreated
+        restarts = node.restarts
         early = Header(frame_id="camera_optical")
         early.stamp.sec = 1  # before every stamp so far
         meshes, shapes = probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h), early)
         check_face_answer(early, meshes, shapes, 512, 512)
-        assert node._landmarker.recreated == restarts + 1
+        assert node.restarts == restarts + 1
         assert meshes.faces[0].face_id != first.faces[0].face_id
 
     def test_a_full_queue_drops_the_oldest_images(self, raw_pipeline, astronaut_rgb):
@@ -370,10 +370,67 @@ def test_tampered_model_and_bad_parameters_stop_the_start(tmp_path):
         Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 0}}).start()
 
 
-def test_destroy_stops_the_worker_thread():
-    with Pipeline(["landmark"]) as p:
-        node = p.nodes["landmark"]
-        worker = node._worker
-        assert worker.is_alive()
-    assert not worker.is_alive()
-    assert worker not in threading.enumerate()
+@pytest.mark.parametrize("n", [1, 2])
+def test_destroy_stops_the_worker_threads(n):
+    with Pipeline(["landmark"], parameter_overrides={"landmark": {"workers": n}}) as p:
+        workers = list(p.nodes["landmark"]._workers)
+        assert len(workers) == n and all(w.is_alive() for w in workers)
+    assert not any(w.is_alive() for w in workers)
+    assert not set(workers) & set(threading.enumerate())
+
+
+@pytest.fixture(scope="class")
+def two_workers():
+    with Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 2, "workers": 2,
+                                                                  "queue_size": 10}}) as p:
+        probe = Probe(p)
+        yield p, probe
+        probe.destroy()
+
+
+class TestTwoWorkers:
+    """``workers: 2``: two MediaPipe landmarkers take consecutive images at once."""
+
+    @staticmethod
+    def two_faces(muxspace_images) -> np.ndarray:
+        by_name = {p.name: p for p, _ in muxspace_images}
+        return np.concatenate([read_rgb(by_name["Jules_Asner_0001.jpg"]),
+                               read_rgb(by_name["Colin_Powell_0145.jpg"])], axis=1)
+
+    def test_a_burst_is_published_in_image_order_with_one_set_of_ids(self, two_workers, muxspace_images):
+        pipeline, probe = two_workers
+        node = pipeline.nodes["landmark"]
+        both = self.two_faces(muxspace_images)
+        probe.ask(lambda h: rgb_to_image_msg(both, h, "bgr8"))  # warm up both engines' first frame
+        headers = [next_header() for _ in range(8)]  # within queue_size: none dropped
+        with node._cond:  # queue them all at once: both workers get busy
+            for h in headers:
+                node._on_image(rgb_to_image_msg(both, h, "bgr8"))
+        keys = [stamp_ns(h) for h in headers]
+        with probe.cond:
+            assert probe.cond.wait_for(lambda: all(k in probe.meshes and k in probe.shapes for k in keys),
+                                       timeout=ANSWER_TIMEOUT_S), "not every queued image was answered"
+            arrival = [k for k in probe.meshes if k in keys]
+            meshes = [probe.meshes[k] for k in keys]
+        assert arrival == keys, "results were published out of image order"
+        sides = [{("left" if m.bounding_box.x_offset < 350 else "right"): m.face_id for m in ms.faces}
+                 for ms in meshes]
+        assert all(s == sides[0] for s in sides) and len(set(sides[0].values())) == 2, sides
+        assert all(e._last_stamp_ms is not None for e in node._engines), "one engine did all the work"
+
+    def test_time_going_back_ends_the_track_once(self, two_workers, astronaut_rgb):
+        """Both landmarkers restart on their first earlier stamp, but the one tracker
+        ends the track once: every image after the jump has the same new id."""
+        pipeline, probe = two_workers
+        node = pipeline.nodes["landmark"]
+        before = [probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h))[0].faces[0].face_id for _ in range(4)]
+        assert len(set(before)) == 1
+        restarts = node.restarts
+        after = []
+        for k in range(4):
+            early = Header(frame_id="camera_optical")
+            early.stamp.sec, early.stamp.nanosec = 2 + k // 25, (k % 25) * FRAME_NS  # before every stamp so far
+            meshes, _ = probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h), early)
+            after.append(meshes.faces[0].face_id)
+        assert len(set(after)) == 1 and after[0] != before[0], (before, after)
+        assert restarts + 1 <= node.restarts <= restarts + 2

@@ -14,7 +14,10 @@ most ``queue_size`` images (default 2: one in work, one waiting); when a newer i
 arrives to a full queue the oldest waiting one is dropped and counted. A worker
 thread woken by the callback does the work, so the executor never blocks on
 MediaPipe, a one-frame hiccup loses nothing, and under overload latency stays bounded
-(at most ``queue_size`` processing times) instead of growing. Bad
+(at most ``queue_size`` processing times) instead of growing. With ``workers`` > 1
+that many MediaPipe landmarkers take consecutive images at once (where cores are
+free the node holds a higher rate); one tracker gives the ids and the results are
+published in image order. Bad
 images (unsupported encoding, empty, size mismatch, corrupt JPEG) are logged once per
 kind and dropped; the node runs on. See docs/landmarks.md.
 """
@@ -33,7 +36,7 @@ from std_msgs.msg import String
 from ..conversions import compressed_msg_to_rgb, faces_to_msgs, image_msg_to_rgb
 from ..imaging import ImageError
 from ..landmarks import DEFAULT_MODEL, MAX_FACES_LIMIT, FaceLandmarker, LandmarkerOptions
-from ..tracking import TrackerOptions
+from ..tracking import FaceTracker, TrackerOptions
 from ..types import BLENDSHAPE_NAMES
 from .common import (LATCHED_QOS, RESULT_QOS, SENSOR_QOS, Diagnostics, OnceLog, Param, declare_parameters,
                      run_node, stamp_ns)
@@ -63,6 +66,10 @@ PARAMS = [
     Param("queue_size", 2, "images kept waiting for the worker, [1, 10]; a newer image arriving to a full "
           "queue drops the oldest (counted in /diagnostics dropped_total). 1 = only the newest image",
           1, 10),
+    Param("workers", 2, "MediaPipe landmarkers working on consecutive images at once, [1, 4]; results are "
+          "still published in image order with one set of face ids. Each one more raises the rate the node "
+          "holds where a core is free (alone on 2 cores: 130 Hz with 1, over 170 Hz with 2) for about "
+          "30 MB; it does not lower the latency of one image", 1, 4, read_only=True),
     Param("warn_processing_ms", 50.0, "/diagnostics turns WARN when the 95th percentile processing time "
           "exceeds this, ms", 1.0, 10_000.0, read_only=True),
 ]
@@ -95,16 +102,28 @@ class LandmarkNode(Node):
         super().__init__("landmark_node", **kwargs)
         try:
             self._params = declare_parameters(self, PARAMS, on_change=self._on_params)
-            self._landmarker = FaceLandmarker(landmarker_options(self._params))
+            options = landmarker_options(self._params)
+            self._engines: list[FaceLandmarker] = []
+            for _ in range(self._params["workers"]):
+                self._engines.append(FaceLandmarker(options))
         except BaseException:
+            for engine in getattr(self, "_engines", []):
+                engine.close()
             super().destroy_node()
             raise
+        # One tracker for every engine: ids are assigned in image order (see _commit).
+        self._tracker = FaceTracker(options.tracker)
+        self._last_committed: tuple[int, tuple[int, int]] | None = None  # (stamp ms, image size)
         self._once = OnceLog(self)
         self._bad = collections.Counter()
         self._faces_last = 0
         self._cond = threading.Condition()
         self._queue: collections.deque = collections.deque()
-        self._pending_options: LandmarkerOptions | None = None
+        self._pending_options: list[LandmarkerOptions | None] = [None] * len(self._engines)
+        self._pending_tracker: TrackerOptions | None = None  # new options: tracks end
+        self._next_seq = 0  # sequence number of the next image a worker takes
+        self._order = threading.Condition()
+        self._committed = 0  # images before this sequence number are published or given up
         self._stop = False
         self._destroyed = False
 
@@ -119,11 +138,19 @@ class LandmarkNode(Node):
             self._sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, SENSOR_QOS)
         else:
             self._sub = self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
-        self._worker = threading.Thread(target=self._work, name="landmark_node-worker", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, args=(i,), name=f"landmark_node-worker-{i}",
+                                          daemon=True) for i in range(len(self._engines))]
+        for w in self._workers:
+            w.start()
         self.get_logger().info(
             f"listening on {self._sub.topic_name} ({'CompressedImage' if self._compressed else 'Image'}), "
-            f"model {self._landmarker.model_path.name}, max_faces {self._params['max_faces']}")
+            f"model {self._engines[0].model_path.name}, max_faces {self._params['max_faces']}, "
+            f"{len(self._engines)} worker(s)")
+
+    @property
+    def restarts(self) -> int:
+        """How often a MediaPipe landmarker was recreated (time went back, size or options changed)."""
+        return sum(e.recreated for e in self._engines)
 
     # ------------------------------------------------------------ callbacks
 
@@ -142,17 +169,20 @@ class LandmarkNode(Node):
             if set(updates) <= {"queue_size"}:
                 self.get_logger().info(f"parameters changed: {updates}")
                 return
-            self._pending_options = landmarker_options(self._params)
+            options = landmarker_options(self._params)
+            self._pending_options = [options] * len(self._engines)
+            self._pending_tracker = options.tracker
         self.get_logger().info(f"parameters changed: {updates}; the landmarker restarts with them")
 
     def _extra(self) -> dict:
         return {"input_topic": self._sub.topic_name, "faces_last_image": self._faces_last,
-                "landmarker_restarts": self._landmarker.recreated,
+                "landmarker_restarts": self.restarts, "workers": len(self._engines),
                 **{f"bad_input_{k}": v for k, v in sorted(self._bad.items())}}
 
     # ------------------------------------------------------------ worker
 
-    def _work(self) -> None:
+    def _work(self, index: int) -> None:
+        engine = self._engines[index]
         while True:
             with self._cond:
                 while not self._queue and not self._stop:
@@ -160,25 +190,62 @@ class LandmarkNode(Node):
                 if self._stop:
                     return
                 msg = self._queue.popleft()
-                options, self._pending_options = self._pending_options, None
+                seq, self._next_seq = self._next_seq, self._next_seq + 1
+                options, self._pending_options[index] = self._pending_options[index], None
+            t0 = time.perf_counter()
+            detections = None
             try:
                 if options is not None:
-                    self._landmarker.update_options(options)
-                self._process(msg)
+                    engine.update_options(options)
+                detections = self._detect(engine, msg)
             except Exception as e:  # noqa: BLE001 - the worker must outlive any one frame
                 self._diag.error()
                 self._once.error(f"failed:{type(e).__name__}", f"processing an image failed: {type(e).__name__}: {e}")
+            finally:
+                self._commit(seq, msg, detections, t0)
 
-    def _process(self, msg) -> None:
-        t0 = time.perf_counter()
+    def _detect(self, engine: FaceLandmarker, msg):
+        """MediaPipe on one image message; None for a bad image (logged once per kind)."""
         try:
             rgb = compressed_msg_to_rgb(msg) if self._compressed else image_msg_to_rgb(msg)
         except ImageError as e:
             self._bad[e.reason] += 1
             self._diag.error()
             self._once.error(f"bad_image:{e.reason}", f"dropping an image from {self._sub.topic_name}: {e}")
-            return
-        faces = self._landmarker.process(rgb, stamp_ns(msg.header))
+            return None
+        return engine.detect(rgb, stamp_ns(msg.header))
+
+    def _commit(self, seq: int, msg, detections, t0: float) -> None:
+        """Give ids and publish, in the order the images were taken from the queue.
+
+        Waits until every earlier image is committed (only with workers > 1 can a
+        later image finish first). The tracker ends its tracks where a single
+        landmarker would: stamps going back, the image size changing, new options.
+        """
+        with self._order:
+            while self._committed != seq and not self._stop:
+                self._order.wait(0.5)
+            try:
+                if detections is not None and not self._stop:
+                    self._publish(msg, detections, t0)
+            except Exception as e:  # noqa: BLE001 - a publish failure must not stall the order
+                self._diag.error()
+                self._once.error(f"publish:{type(e).__name__}", f"publishing faces failed: {type(e).__name__}: {e}")
+            finally:
+                self._committed = seq + 1
+                self._order.notify_all()
+
+    def _publish(self, msg, detections, t0: float) -> None:
+        key = (detections.stamp_ns // 1_000_000, detections.image_wh)
+        with self._cond:
+            tracker_options, self._pending_tracker = self._pending_tracker, None
+        if tracker_options is not None:
+            self._tracker.options = tracker_options
+        last = self._last_committed
+        if tracker_options is not None or (last is not None and (key[0] < last[0] or key[1] != last[1])):
+            self._tracker.reset()
+        self._last_committed = key
+        faces = detections.faces(self._tracker.update(detections.boxes, detections.stamp_ns))
         meshes, shapes = faces_to_msgs(faces, msg.header)
         self._mesh_pub.publish(meshes)
         self._shapes_pub.publish(shapes)
@@ -188,17 +255,22 @@ class LandmarkNode(Node):
     # ------------------------------------------------------------ shutdown
 
     def destroy_node(self):
-        """Stop the worker (after the image in progress), release MediaPipe, destroy."""
+        """Stop the workers (after the images in progress), release MediaPipe, destroy."""
         if not getattr(self, "_destroyed", True):
             self._destroyed = True
             with self._cond:
                 self._stop = True
                 self._cond.notify_all()
-            self._worker.join(timeout=WORKER_JOIN_TIMEOUT_S)
-            if self._worker.is_alive():
+            with self._order:
+                self._order.notify_all()
+            deadline = time.monotonic() + WORKER_JOIN_TIMEOUT_S
+            for w in self._workers:
+                w.join(timeout=max(0.0, deadline - time.monotonic()))
+            if any(w.is_alive() for w in self._workers):
                 self.get_logger().warning("landmark worker did not stop in time")
             else:
-                self._landmarker.close()
+                for engine in self._engines:
+                    engine.close()
         return super().destroy_node()
 
 
