@@ -248,3 +248,32 @@ def check_rgb(rgb: np.ndarray) -> np.ndarray:
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ImageError(f"RGB image has zero size {a.shape}", "empty")
     return np.ascontiguousarray(a)
+
+
+def drawn_face(width: int = 640, height: int = 480) -> np.ndarray:
+    """A cartoon face drawn with OpenCV (skin ellipse, hair, eyes, brows, nose, mouth)
+    on grey, as (height, width, 3) uint8 RGB; MediaPipe's face detector finds it.
+
+    For warming MediaPipe up without shipping a photo of a person
+    (:meth:`emotion_perception.landmarks.FaceLandmarker.warm_up`).
+    """
+    _check_size(width, height, "drawn face")
+    img = np.full((height, width, 3), 200, np.uint8)
+    s = min(width / 640, height / 480)
+    cx, cy = width // 2, height // 2
+
+    def p(dx, dy):
+        return cx + int(round(dx * s)), cy + int(round(dy * s))
+
+    def r(a, b):
+        return max(1, int(round(a * s))), max(1, int(round(b * s)))
+
+    cv2.ellipse(img, p(0, 0), r(90, 120), 0, 0, 360, (224, 172, 140), -1)  # skin (RGB)
+    cv2.ellipse(img, p(0, -125), r(95, 45), 0, 180, 360, (60, 40, 30), -1)  # hair
+    for dx in (-38, 38):
+        cv2.ellipse(img, p(dx, -25), r(18, 9), 0, 0, 360, (255, 255, 255), -1)  # eye white
+        cv2.circle(img, p(dx, -25), r(7, 7)[0], (60, 40, 30), -1)  # iris
+        cv2.line(img, p(dx - 20, -48), p(dx + 20, -50), (70, 50, 40), r(5, 5)[0])  # brow
+    cv2.line(img, p(0, -15), p(-8, 25), (180, 120, 100), r(4, 4)[0])  # nose
+    cv2.ellipse(img, p(0, 55), r(35, 12), 0, 0, 180, (150, 60, 60), -1)  # mouth
+    return cv2.GaussianBlur(img, (5, 5), 0)

@@ -212,6 +212,25 @@ class FaceLandmarker:
         self._last_mp_ms = None
         self.recreated += 1
 
+    def warm_up(self, frames: int = 3) -> None:
+        """Run MediaPipe on a drawn face a few times, then start clean.
+
+        MediaPipe initialises part of its tracking path on the first tracked frame of
+        the process: that one call took 0.21-0.24 s here (every later one ~7 ms, in
+        any landmarker of the process). Done on a live stream, it stalls the first
+        camera frames: 4 of 1800 at 30 Hz were dropped by the landmark node's queue in
+        one benchmark run. The landmarker is recreated afterwards (not counted in
+        :attr:`recreated`), so no track, timestamp or id comes from the drawing.
+        """
+        from .imaging import drawn_face
+
+        img = drawn_face()
+        for i in range(frames):
+            self.detect(img, (i + 1) * _NS_PER_MS)
+        self._close_mp()
+        self._mp = self._create()
+        self._last_stamp_ms = self._last_mp_ms = self._last_wh = None
+
     def update_options(self, options: LandmarkerOptions) -> None:
         """Apply new options (same model): recreates the landmarker, tracks end."""
         if options.model_path != self.options.model_path:

@@ -331,6 +331,20 @@ def test_a_stream_without_stamps_is_processed(astronaut_rgb):
         assert ids == ["face_1"] * 5 and lm.recreated == 0
 
 
+def test_warm_up_runs_the_tracking_path_and_leaves_no_trace(astronaut_rgb):
+    from emotion_perception.imaging import drawn_face
+
+    with FaceLandmarker(LandmarkerOptions(max_faces=1)) as lm:
+        lm.warm_up()
+        # stamp 0, before the warm-up's stamps: no restart, so no timestamp was kept;
+        # the first id is face_1, so the drawing took no id
+        faces = lm.process(astronaut_rgb, 0)
+        assert [f.face_id for f in faces] == ["face_1"] and lm.recreated == 0
+    with FaceLandmarker(LandmarkerOptions(max_faces=1)) as lm:
+        # the drawing is a face to MediaPipe, so warming up reaches the tracked-frame path
+        assert [len(lm.detect(drawn_face(), k * 1_000_000).boxes) for k in (1, 2)] == [1, 1]
+
+
 def test_bad_arrays_and_options_are_refused(landmarker):
     with pytest.raises(ValueError, match="uint8"):
         landmarker.process(np.zeros((10, 10), np.uint8), 0)
