@@ -19,7 +19,8 @@ import sys
 import time
 
 from common import Table, compose_frames, isolate_domain, ratio, summary
-from procs import FINAL_TOPICS, NODES, Camera, NodeProcesses, Sampler, bare_latency_ms, node_table_rows
+from procs import (FINAL_TOPICS, NODES, Camera, NodeProcesses, Sampler, bare_latency_ms, landmark_workers,
+                   node_table_rows)
 
 
 def main(argv=None) -> tuple[Table, Table]:
@@ -28,12 +29,13 @@ def main(argv=None) -> tuple[Table, Table]:
     ap.add_argument("--rate", type=float, default=30.0, help="camera rate, Hz")
     ap.add_argument("--quick", action="store_true", help="15 s")
     ap.add_argument("--data", help="shared data directory")
-    ap.add_argument("--workers", type=int, default=1, help="landmark_node's workers parameter (MediaPipe landmarkers)")
+    ap.add_argument("--workers", type=int, help="landmark_node's workers parameter (MediaPipe landmarkers); "
+                    "default: config/params.yaml's")
     a = ap.parse_args(argv)
     seconds = 15.0 if a.quick else a.seconds
     isolate_domain()
     frames = compose_frames(640, 480, 1, 90, a.data)
-    with NodeProcesses(landmark_params={"max_faces": 1, "workers": a.workers}) as procs:
+    with NodeProcesses(landmark_params={"max_faces": 1, **({"workers": a.workers} if a.workers else {})}) as procs:
         running = procs.running()
         topics = [NODES[n][1] for n in running]
         cam = Camera(topics)
@@ -89,7 +91,8 @@ def main(argv=None) -> tuple[Table, Table]:
                        f"(/diagnostics dropped_total): {landmark_dropped:g}; the rest never reached it.")
     for n, why in procs.unavailable.items():
         t.notes.append(f"{n} node not running ({why[:120]}).")
-    t.notes.append(f"landmark_node workers: {a.workers}.")
+    t.notes.append(f"landmark_node workers: {a.workers or landmark_workers()}"
+                   f"{'' if a.workers else ' (config/params.yaml)'}.")
     t.done()
 
     r = Table("resources", f"CPU and resident memory per node process at {a.rate:g} Hz, 640x480, one face",

@@ -34,6 +34,14 @@ NODES = {
 FINAL_TOPICS = ("emotion", "attention")
 
 
+def landmark_workers() -> int:
+    """landmark_node's ``workers`` in the package's config/params.yaml (what the nodes use)."""
+    import yaml
+
+    params = yaml.safe_load((PKG / "config" / "params.yaml").read_text())
+    return int(params["landmark_node"]["ros__parameters"]["workers"])
+
+
 def stamp_of(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 

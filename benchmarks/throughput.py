@@ -17,9 +17,9 @@ import sys
 import time
 
 from common import Table, bare_max_fps, compose_frames, isolate_domain, ratio
-from procs import FINAL_TOPICS, NODES, Camera, NodeProcesses, Sampler
+from procs import FINAL_TOPICS, NODES, Camera, NodeProcesses, Sampler, landmark_workers
 
-RATES_HZ = (10, 15, 20, 25, 30, 40, 50, 60, 75, 90)
+RATES_HZ = (10, 15, 20, 25, 30, 40, 50, 60, 75, 90, 105, 120, 135)
 
 
 def main(argv=None) -> Table:
@@ -29,7 +29,8 @@ def main(argv=None) -> Table:
     ap.add_argument("--data", help="shared data directory")
     ap.add_argument("--nodes", default=",".join(NODES),
                     help="comma-separated nodes to run (default: all); e.g. 'landmark' for the front alone")
-    ap.add_argument("--workers", type=int, default=1, help="landmark_node's workers parameter (MediaPipe landmarkers)")
+    ap.add_argument("--workers", type=int, help="landmark_node's workers parameter (MediaPipe landmarkers); "
+                    "default: config/params.yaml's")
     ap.add_argument("--rates", default=",".join(str(r) for r in RATES_HZ), help="comma-separated camera rates, Hz")
     a = ap.parse_args(argv)
     per_rate = 4.0 if a.quick else a.seconds_per_rate
@@ -38,7 +39,7 @@ def main(argv=None) -> Table:
     rows = []
     best = 0.0
     best_by_topic: dict[str, float] = {}
-    with NodeProcesses(names=a.nodes.split(","), landmark_params={"max_faces": 1, "workers": a.workers}) as procs:
+    with NodeProcesses(names=a.nodes.split(","), landmark_params={"max_faces": 1, **({"workers": a.workers} if a.workers else {})}) as procs:
         running = procs.running()
         topics = [NODES[n][1] for n in running]
         cam = Camera(topics)
@@ -97,7 +98,8 @@ def main(argv=None) -> Table:
                    f"{fps:.1f} frames/s; ratio {r:.2f} (target >= 0.8: {'met' if r >= 0.8 else 'NOT met'}).")
     t.notes.append("Highest rate with no loss per topic: " + ", ".join(
         f"{tp} {best_by_topic.get(tp, 0):g} Hz" for tp in topics) + ".")
-    t.notes.append(f"landmark_node workers: {a.workers}.")
+    t.notes.append(f"landmark_node workers: {a.workers or landmark_workers()}"
+                   f"{'' if a.workers else ' (config/params.yaml)'}.")
     t.notes.append(f"Nodes running: {', '.join(running)}" + (
         f"; not running: {', '.join(f'{n} ({w})' for n, w in procs.unavailable.items())}" if procs.unavailable
         else "") + ".")
