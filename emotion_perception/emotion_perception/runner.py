@@ -88,9 +88,11 @@ class Pipeline:
         self._thread: threading.Thread | None = None
 
     def start(self) -> "Pipeline":
-        transport.configure_process()
+        cleaned = transport.prepare_process()
         self.context = Context()
         rclpy.init(args=self.args, context=self.context)
+        if cleaned:
+            rclpy.logging.get_logger("emotion_perception").info(cleaned)
         try:
             from rclpy.parameter import Parameter
 

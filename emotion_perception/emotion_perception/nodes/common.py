@@ -298,12 +298,15 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     one line naming the problem and exits with status 1. Before the first participant
     exists it loads the package's Fast DDS profile (``config/fastdds_shm.xml``, unless
     the user chose a transport or an XML profile; see ``transport.py``), so camera-sized
-    images reach a node started alone (``ros2 run``) as they reach the pipeline.
+    images reach a node started alone (``ros2 run``) as they reach the pipeline, and
+    removes shared-memory segments that crashed processes left in /dev/shm.
     """
     from .. import transport
 
-    transport.configure_process()
+    cleaned = transport.prepare_process()
     rclpy.init(args=args)
+    if cleaned:
+        rclpy.logging.get_logger("emotion_perception").info(cleaned)
     node = None
     try:
         node = factory()
