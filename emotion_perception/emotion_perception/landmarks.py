@@ -143,6 +143,33 @@ class Detections:
                      image_wh=self.image_wh) for i in range(len(ids))]
 
 
+class FaceIdentifier:
+    """Face ids for detections given in stream order: a :class:`FaceTracker` whose
+    tracks end where a landmarker restarts (stamps going back, image size changing).
+
+    :meth:`FaceLandmarker.process` uses one; so does ``landmark_node``, whose
+    landmarkers (``workers``) detect consecutive images concurrently and hand their
+    :class:`Detections` over in image order.
+    """
+
+    def __init__(self, options: TrackerOptions | None = None):
+        self.tracker = FaceTracker(options)
+        self._last: tuple[int, tuple[int, int]] | None = None  # (stamp ms, image size) of the previous frame
+
+    def reset(self) -> None:
+        """End every track (ids keep counting)."""
+        self.tracker.reset()
+        self._last = None
+
+    def faces(self, det: Detections) -> list[Face]:
+        """``det`` as :class:`Face` objects with ids."""
+        key = (det.stamp_ns // _NS_PER_MS, det.image_wh)
+        if self._last is not None and (key[0] < self._last[0] or key[1] != self._last[1]):
+            self.tracker.reset()
+        self._last = key
+        return det.faces(self.tracker.update(det.boxes, det.stamp_ns))
+
+
 class FaceLandmarker:
     """MediaPipe Face Landmarker (VIDEO mode) with image-stamp timing and face ids.
 
@@ -162,7 +189,7 @@ class FaceLandmarker:
     def __init__(self, options: LandmarkerOptions | None = None):
         self.options = options or LandmarkerOptions()
         self.model_path = verified_path(self.options.model_path)
-        self.tracker = FaceTracker(self.options.tracker)
+        self.ids = FaceIdentifier(self.options.tracker)
         #: How often the MediaPipe landmarker was recreated (time went backwards).
         self.recreated = 0
         self._last_stamp_ms: int | None = None
@@ -205,12 +232,15 @@ class FaceLandmarker:
         previous frame's faces and, when the scene changes completely while
         ``max_faces`` faces were tracked, misses the new faces for one frame.
         """
+        self._restart()
+        self.ids.reset()
+        self.recreated += 1
+
+    def _restart(self) -> None:
+        """A new MediaPipe landmarker, no timestamps remembered."""
         self._close_mp()
         self._mp = self._create()
-        self.tracker.reset()
-        self._last_stamp_ms = None
-        self._last_mp_ms = None
-        self.recreated += 1
+        self._last_stamp_ms = self._last_mp_ms = None
 
     def warm_up(self, frames: int = 3) -> None:
         """Run MediaPipe on a drawn face a few times, then start clean.
@@ -227,16 +257,15 @@ class FaceLandmarker:
         img = drawn_face()
         for i in range(frames):
             self.detect(img, (i + 1) * _NS_PER_MS)
-        self._close_mp()
-        self._mp = self._create()
-        self._last_stamp_ms = self._last_mp_ms = self._last_wh = None
+        self._restart()
+        self._last_wh = None
 
     def update_options(self, options: LandmarkerOptions) -> None:
         """Apply new options (same model): recreates the landmarker, tracks end."""
         if options.model_path != self.options.model_path:
             raise ValueError("model_path cannot change on a running landmarker")
         self.options = options
-        self.tracker.options = options.tracker
+        self.ids.tracker.options = options.tracker
         self.reset()
 
     def close(self) -> None:
@@ -264,10 +293,9 @@ class FaceLandmarker:
         """The faces of one frame without ids: :meth:`process` less the tracker.
 
         Several landmarkers can detect the frames of one stream concurrently (one
-        thread each, frames in order per landmarker) when one :class:`FaceTracker`
-        then identifies their detections in stream order (``landmark_node`` with
-        ``workers`` > 1); that tracker must also end its tracks when the stamps go
-        back or the image size changes, as :meth:`process` does.
+        thread each, frames in order per landmarker) when one :class:`FaceIdentifier`
+        then gives ids to their detections in stream order (``landmark_node`` with
+        ``workers`` > 1).
 
         Args:
             rgb: (height, width, 3) uint8 RGB image.
@@ -319,8 +347,7 @@ class FaceLandmarker:
             One :class:`~emotion_perception.types.Face` per face found (at most
             ``max_faces``), ``[]`` when there is none.
         """
-        det = self.detect(rgb, stamp_ns)
-        return det.faces(self.tracker.update(det.boxes, det.stamp_ns))
+        return self.ids.faces(self.detect(rgb, stamp_ns))
 
     def _blendshapes(self, categories) -> np.ndarray:
         scores = np.zeros(NUM_BLENDSHAPES, dtype=np.float32)

@@ -35,8 +35,8 @@ from std_msgs.msg import String
 
 from ..conversions import compressed_msg_to_rgb, faces_to_msgs, image_msg_to_rgb
 from ..imaging import ImageError
-from ..landmarks import DEFAULT_MODEL, MAX_FACES_LIMIT, FaceLandmarker, LandmarkerOptions
-from ..tracking import FaceTracker, TrackerOptions
+from ..landmarks import DEFAULT_MODEL, MAX_FACES_LIMIT, FaceIdentifier, FaceLandmarker, LandmarkerOptions
+from ..tracking import TrackerOptions
 from ..types import BLENDSHAPE_NAMES
 from .common import (LATCHED_QOS, RESULT_QOS, SENSOR_QOS, Diagnostics, OnceLog, Param, declare_parameters,
                      run_node, stamp_ns)
@@ -112,9 +112,8 @@ class LandmarkNode(Node):
                 engine.close()
             super().destroy_node()
             raise
-        # One tracker for every engine: ids are assigned in image order (see _commit).
-        self._tracker = FaceTracker(options.tracker)
-        self._last_committed: tuple[int, tuple[int, int]] | None = None  # (stamp ms, image size)
+        # One set of ids for every engine, given in image order (see _commit).
+        self._ids = FaceIdentifier(options.tracker)
         self._once = OnceLog(self)
         self._bad = collections.Counter()
         self._faces_last = 0
@@ -220,8 +219,9 @@ class LandmarkNode(Node):
         """Give ids and publish, in the order the images were taken from the queue.
 
         Waits until every earlier image is committed (only with workers > 1 can a
-        later image finish first). The tracker ends its tracks where a single
-        landmarker would: stamps going back, the image size changing, new options.
+        later image finish first). Tracks end where a single landmarker's would:
+        stamps going back, the image size changing (:class:`FaceIdentifier`), new
+        options.
         """
         with self._order:
             while self._committed != seq and not self._stop:
@@ -237,16 +237,12 @@ class LandmarkNode(Node):
                 self._order.notify_all()
 
     def _publish(self, msg, detections, t0: float) -> None:
-        key = (detections.stamp_ns // 1_000_000, detections.image_wh)
         with self._cond:
             tracker_options, self._pending_tracker = self._pending_tracker, None
         if tracker_options is not None:
-            self._tracker.options = tracker_options
-        last = self._last_committed
-        if tracker_options is not None or (last is not None and (key[0] < last[0] or key[1] != last[1])):
-            self._tracker.reset()
-        self._last_committed = key
-        faces = detections.faces(self._tracker.update(detections.boxes, detections.stamp_ns))
+            self._ids.tracker.options = tracker_options
+            self._ids.reset()
+        faces = self._ids.faces(detections)
         meshes, shapes = faces_to_msgs(faces, msg.header)
         self._mesh_pub.publish(meshes)
         self._shapes_pub.publish(shapes)
