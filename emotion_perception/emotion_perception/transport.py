@@ -96,9 +96,11 @@ def clean_stale_segments(shm_dir: str = SHM_DIR, min_age_s: float = STALE_MIN_AG
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     continue  # held: its owner is alive
-                size = os.stat(segment).st_size if os.path.exists(segment) else 0
-                if os.path.exists(segment):
+                try:
+                    size = os.stat(segment).st_size
                     os.remove(segment)
+                except FileNotFoundError:
+                    size = 0
                 os.remove(lock)
         except OSError:
             continue  # vanished meanwhile, or not ours to remove

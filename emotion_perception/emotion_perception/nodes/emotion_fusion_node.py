@@ -8,7 +8,7 @@ smoothing with hysteresis, ``confident`` flag, valence/arousal).
 
 - Inputs older than ``stale_after_s`` (by header stamp, against the newest stamp of
   that face) are dropped: a model that stops publishing stops counting.
-- A face id is forgotten when none of the input arrays of the newest image stamp
+- A face id is forgotten when none of the input arrays of the image being fused
   names it, or when no input named it for ``forget_after_s``.
 - One fused array per image, in image order, published as soon as every running
   model has delivered its array for that image (event-driven: no timer delay), with
