@@ -125,6 +125,22 @@ class Probe:
         self.node.destroy_node()
 
 
+def wait_idle(node, quiet_s: float = 0.5) -> None:
+    """Until the landmark node has nothing queued or in work and took no image for ``quiet_s``."""
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    last_seq, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        with node._cond:
+            seq, queued = node._next_seq, len(node._queue)
+        busy = queued or node._committed != seq
+        if seq != last_seq or busy:
+            last_seq, since = seq, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the landmark node never went idle")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def private_ros_domain():
     """A DDS domain of this test process alone: other test runs on the machine (other
@@ -252,6 +268,7 @@ class TestImage:
         for queue_size, sent, kept in ((2, 4, 2), (1, 3, 1)):
             assert node.set_parameters([Parameter("queue_size", value=queue_size)])[0].successful
             headers = [next_header() for _ in range(sent)]
+            wait_idle(node)  # a late copy an earlier ask() re-published must not share the queue
             dropped_before = node._diag.snapshot()["dropped_total"]
             with node._cond:  # the worker cannot take an image while we hold its lock
                 for h in headers:
