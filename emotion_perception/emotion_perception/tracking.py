@@ -20,6 +20,10 @@ from typing import Sequence
 
 import numpy as np
 
+# At import, not at the first match: importing scipy.optimize takes ~0.25 s, which in
+# a landmark node process stalled the first frame whose face met a live track.
+from scipy.optimize import linear_sum_assignment
+
 from .types import BoundingBox
 
 #: Cost given to a pair that may not be matched (any value above every real cost).
@@ -142,8 +146,6 @@ class FaceTracker:
                     if overlap >= opts.min_iou or dist <= opts.max_centroid_distance:
                         # Overlap dominates; distance breaks ties between overlapping boxes.
                         cost[i, j] = (1.0 - overlap) + 0.1 * dist
-            from scipy.optimize import linear_sum_assignment
-
             rows, cols = linear_sum_assignment(cost)
             for i, j in zip(rows, cols):
                 if cost[i, j] >= _FORBIDDEN:

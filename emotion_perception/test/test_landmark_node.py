@@ -13,12 +13,15 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import read_rgb
+from conftest import DATA, read_rgb
 from diagnostic_msgs.msg import DiagnosticArray
 from emotion_perception.assets import ModelFileError, models_dir, recorded_sums
 from emotion_perception.conversions import rgb_to_compressed_msg, rgb_to_image_msg
@@ -451,3 +454,63 @@ class TestTwoWorkers:
             after.append(meshes.faces[0].face_id)
         assert len(set(after)) == 1 and after[0] != before[0], (before, after)
         assert restarts + 1 <= node.restarts <= restarts + 2
+
+
+NO_IMPORT_SCRIPT = textwrap.dedent("""
+    import sys, threading, time
+    import cv2
+    import numpy as np
+    import rclpy
+    from rclpy.node import Node
+    from emotion_perception.conversions import rgb_to_image_msg
+    from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
+    from emotion_perception.runner import Pipeline
+    from emotion_perception_msgs.msg import FaceMeshArray
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    photo = cv2.cvtColor(cv2.imread(sys.argv[1]), cv2.COLOR_BGR2RGB)
+    imported, watching = [], [False]
+    sys.addaudithook(lambda ev, args: imported.append(args[0]) if watching[0] and ev == "import" else None)
+    with Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 1}}) as p:
+        probe = Node("probe", context=p.context)
+        pub = probe.create_publisher(Image, "image", SENSOR_QOS)
+        served, cond = set(), threading.Condition()
+        def on_mesh(m):
+            with cond:
+                served.add((m.header.stamp.sec, len(m.faces)))
+                cond.notify_all()
+        probe.create_subscription(FaceMeshArray, "faces/mesh", on_mesh, RESULT_QOS)
+        p.add_node(probe)
+        watching[0] = True
+        for k in range(8):  # the face moves 4 px per frame: every frame after the first meets a track
+            frame = np.full((480, 640, 3), 90, np.uint8)
+            h, w = photo.shape[:2]
+            frame[40:40 + h, 40 + 4 * k:40 + 4 * k + w] = photo
+            msg = rgb_to_image_msg(frame, Header(stamp=Time(sec=k + 1)))
+            end = time.monotonic() + 15.0
+            with cond:
+                while not any(s == k + 1 for s, _ in served) and time.monotonic() < end:
+                    pub.publish(msg)
+                    cond.wait(0.5)
+        watching[0] = False
+    print("SERVED", sorted(served))
+    print("IMPORTED", sorted(set(imported)))
+""")
+
+
+def test_serving_frames_imports_nothing(tmp_path):
+    """In a process of its own (as under ``ros2 launch``), the landmark node imports no
+    module while it serves frames: everything is loaded before it subscribes. A module
+    imported on the first frame that met a live track (scipy.optimize, ~0.25 s)
+    stalled that frame for every new node process."""
+    photo = DATA / "muxspace" / "images" / "Colin_Powell_0145.jpg"
+    r = subprocess.run([sys.executable, "-c", NO_IMPORT_SCRIPT, str(photo)], env=dict(os.environ),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in r.stdout.splitlines() if line.startswith(("SERVED", "IMPORTED")))
+    served = eval(lines["SERVED"])  # noqa: S307 - our own script's printed list of tuples
+    assert [s for s, _ in served] == list(range(1, 9)), f"not every frame was served: {served}"
+    assert all(n == 1 for _, n in served), f"the face was not found in every frame: {served}"
+    assert lines["IMPORTED"] == "[]", f"modules imported while serving frames: {lines['IMPORTED']}"
