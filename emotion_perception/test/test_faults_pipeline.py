@@ -237,21 +237,39 @@ SLOW_CONSUMER = textwrap.dedent("""
 """)
 
 
+def _serve_at_15hz(probe, rgb, stamp: int, n: int) -> tuple[list[float], int]:
+    """Publish ``n`` frames at 15 Hz, each once; latency (s) of those served within 2 s, and the last stamp."""
+    lat = []
+    for _ in range(n):
+        stamp += 66_000_000
+        t = probe.publish(rgb, stamp)
+        r = probe.wait("faces/mesh", stamp, 2.0)
+        if r is not None:
+            lat.append(r[1] - t)
+        time.sleep(max(0.0, 1 / 15 - (time.monotonic() - t)))
+    return lat, stamp
+
+
+def _ms(lat) -> str:
+    return f"median {np.median(lat) * 1e3:.1f} ms, p95 {np.percentile(lat, 95) * 1e3:.1f} ms, max {max(lat) * 1e3:.1f} ms"
+
+
 def test_slow_consumer_does_not_slow_the_pipeline(face_rgb):
     """A subscriber node in its own process (a behaviour tree, a recorder on a slow
     disk) that takes 300 ms per message, with the same reliable QoS: the landmark node
-    keeps its pace for everyone else (median), every frame is served within a second
-    while it is attached, and frames are served at once when it is gone.
+    keeps its pace for everyone else, every frame is served within a second while it
+    is attached, and frames are served at once when it is gone.
 
-    Seen while writing this (10 runs each): between processes, median 10 ms and p95
-    13-18 ms, but one run had a stall of 0.58 s (p95 60 ms); with the slow subscriber in
-    the *same* process as the landmark node (another rclpy context) 2 runs in 16 had
-    frames stall for 0.5-1.7 s. Cause not found: the stall persists with asynchronous
-    publication and with a 5 ms writer max_blocking_time."""
+    "Its pace" is measured in the same run, just before the slow consumer attaches, so
+    a slower or busier machine moves both: being held to the consumer's pace would put
+    the median near 300 ms. (A CI run once failed the earlier fixed bound of 50 ms with
+    a 150 ms median; with no baseline it could not tell load from coupling.)"""
     with Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 1}}) as p:
         probe = Probe(p, ["faces/mesh"])
         mesh_pub = p.nodes["landmark"]._mesh_pub
         subscribers = mesh_pub.get_subscription_count()
+        base, stamp = _serve_at_15hz(probe, face_rgb, 1_000_000_000, 30)
+        assert len(base) >= 29, f"only {len(base)} of 30 frames served before the slow consumer came"
         slow = subprocess.Popen([sys.executable, "-c", SLOW_CONSUMER, "30"], env=dict(os.environ),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -260,25 +278,18 @@ def test_slow_consumer_does_not_slow_the_pipeline(face_rgb):
                 time.sleep(0.1)
             assert mesh_pub.get_subscription_count() > subscribers, "the slow consumer never matched (test broken)"
             time.sleep(0.5)
-            lat = []
-            stamp = 1_000_000_000
-            for _ in range(45):  # 3 s at 15 Hz
-                stamp += 66_000_000
-                t = probe.publish(face_rgb, stamp)
-                r = probe.wait("faces/mesh", stamp, 2.0)
-                if r is not None:
-                    lat.append(r[1] - t)
-                time.sleep(max(0.0, 1 / 15 - (time.monotonic() - t)))
+            lat, stamp = _serve_at_15hz(probe, face_rgb, stamp, 45)  # 3 s
         finally:
             slow.send_signal(2)
             out, err = slow.communicate(timeout=30)
         assert len(lat) >= 43, f"only {len(lat)} of 45 frames served with a slow consumer attached"
         slow_got = int(out.split()[-1]) if out.split() else 0
         assert 0 < slow_got < 45, f"the slow consumer took {slow_got} messages (test broken): {err[-500:]}"
-        print(f"with a slow consumer: median {np.median(lat) * 1e3:.1f} ms, p95 {np.percentile(lat, 95) * 1e3:.1f} ms, "
-              f"max {max(lat) * 1e3:.1f} ms; it took {slow_got} messages")
-        assert np.median(lat) < 0.05, f"median latency {np.median(lat):.3f} s with a slow consumer attached"
-        assert max(lat) < RECOVERY_S, f"a frame took {max(lat):.2f} s with a slow consumer attached"
+        report = (f"before it: {_ms(base)}; with a slow consumer: {_ms(lat)}; it took {slow_got} messages; "
+                  f"load average {os.getloadavg()[0]:.1f}; latencies (ms) {[round(x * 1e3) for x in lat]}")
+        print(report)
+        assert np.median(lat) < 2 * np.median(base) + 0.02, f"the slow consumer slowed the node: {report}"
+        assert max(lat) < RECOVERY_S, f"a frame took {max(lat):.2f} s with a slow consumer attached: {report}"
         stamp += 66_000_000
         t = probe.publish(face_rgb, stamp)
         r = probe.send_until_served(face_rgb, stamp, timeout=RECOVERY_S)
