@@ -245,12 +245,12 @@ class FaceLandmarker:
     def warm_up(self, frames: int = 3) -> None:
         """Run MediaPipe on a drawn face a few times, then start clean.
 
-        MediaPipe initialises part of its tracking path on the first tracked frame of
-        the process: that one call took 0.21-0.24 s here (every later one ~7 ms, in
-        any landmarker of the process). Done on a live stream, it stalls the first
-        camera frames: 4 of 1800 at 30 Hz were dropped by the landmark node's queue in
-        one benchmark run. The landmarker is recreated afterwards (not counted in
-        :attr:`recreated`), so no track, timestamp or id comes from the drawing.
+        A new landmarker's first call costs more than the later ones (18-21 ms against
+        7-9 ms here, 640x480); warming up pays that before the camera's first frame.
+        The landmarker is recreated afterwards (not counted in :attr:`recreated`), so
+        no track, timestamp or id comes from the drawing. (A 0.25 s stall on the first
+        frame that met a live track, once blamed on MediaPipe here, was the tracker's
+        lazy import of scipy.optimize, now imported with :mod:`.tracking`.)
         """
         from .imaging import drawn_face
 

@@ -1,7 +1,7 @@
 """``image_emotion_node``: emotion from the face's pixels (``image-cnn``).
 
 Subscribes the camera ``image`` (sensor_msgs/Image, or ``image/compressed``
-sensor_msgs/CompressedImage when parameter ``compressed`` is true) and ``faces/mesh``
+sensor_msgs/CompressedImage when parameter ``use_compressed`` is true) and ``faces/mesh``
 (FaceMeshArray), pairs them by header stamp, crops each face at its MediaPipe box
 (square, widened by ``crop_margin``) and publishes ``emotion/image`` (EmotionArray, 7
 classes), empty when the image holds no face. The heavy work runs on the executor

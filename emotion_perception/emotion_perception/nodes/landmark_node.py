@@ -106,7 +106,7 @@ class LandmarkNode(Node):
             self._engines: list[FaceLandmarker] = []
             for _ in range(self._params["workers"]):
                 self._engines.append(FaceLandmarker(options))
-                self._engines[-1].warm_up()  # MediaPipe's one-time ~0.2 s, before the camera's frames
+                self._engines[-1].warm_up()  # a first call's extra ~10 ms, before the camera's frames
         except BaseException:
             for engine in getattr(self, "_engines", []):
                 engine.close()
