@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pathlib
 import threading
+import time
 
 import rclpy
 from rclpy.context import Context
@@ -50,6 +51,28 @@ def ros_args(params_file: str | os.PathLike | None = None, remaps: list[str] | t
     return args
 
 
+class DrainingExecutor(MultiThreadedExecutor):
+    """A MultiThreadedExecutor that can wait for the callbacks it has handed out.
+
+    rclpy's ``shutdown`` destroys the executor's guard condition while callbacks
+    already handed to the thread pool may still trigger it; each such callback ends in
+    ``InvalidHandle`` ("cannot use Destroyable because destruction was requested"),
+    printed as "The following exception was never retrieved" when it is collected
+    (ros2/rclpy#1724 and #1142 describe the same race). Stop spinning, :meth:`drain`,
+    then ``shutdown``.
+    """
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until every callback handed to the pool has finished; False on timeout."""
+        end = time.monotonic() + timeout_s
+        for task in list(getattr(self, "_futures", ())):
+            while not task.done():
+                if time.monotonic() >= end:
+                    return False
+                time.sleep(0.002)
+        return True
+
+
 class Pipeline:
     """A set of the package's nodes spinning in a background thread.
 
@@ -84,8 +107,9 @@ class Pipeline:
         self.threads = threads
         self.context: Context | None = None
         self.nodes: dict = {}
-        self.executor: MultiThreadedExecutor | None = None
+        self.executor: DrainingExecutor | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def start(self) -> "Pipeline":
         cleaned = transport.prepare_process()
@@ -99,19 +123,21 @@ class Pipeline:
             for name in self.node_names:
                 overrides = [Parameter(k, value=v) for k, v in self.overrides.get(name, {}).items()]
                 self.nodes[name] = node_class(name)(context=self.context, parameter_overrides=overrides)
-            self.executor = MultiThreadedExecutor(num_threads=self.threads, context=self.context)
+            self.executor = DrainingExecutor(num_threads=self.threads, context=self.context)
             for node in self.nodes.values():
                 self.executor.add_node(node)
         except BaseException:
             self.stop()
             raise
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._spin, name="pipeline-executor", daemon=True)
         self._thread.start()
         return self
 
     def _spin(self) -> None:
         try:
-            self.executor.spin()
+            while not self._stopping.is_set() and self.context.ok():
+                self.executor.spin_once(timeout_sec=0.5)
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
 
@@ -120,16 +146,23 @@ class Pipeline:
         self.executor.add_node(node)
 
     def stop(self) -> None:
-        """Stop spinning, then destroy the nodes and the context.
+        """Stop spinning, let the callbacks in flight finish, then destroy the nodes and
+        the context.
 
-        The executor thread is joined before any node is destroyed: destroying a node
-        while the executor still waits on its handles races (InvalidHandle).
+        The executor thread is joined before any node is destroyed (destroying a node
+        while the executor still waits on its handles races: InvalidHandle), and the
+        callbacks it handed out are waited for before the executor shuts down
+        (:class:`DrainingExecutor`).
         """
-        if self.executor is not None:
-            self.executor.shutdown(timeout_sec=2.0)
+        self._stopping.set()
         if self._thread is not None:
+            if self.executor is not None:
+                self.executor.wake()
             self._thread.join(timeout=5.0)
             self._thread = None
+        if self.executor is not None:
+            self.executor.drain(timeout_s=2.0)
+            self.executor.shutdown(timeout_sec=2.0)
         for node in self.nodes.values():
             node.destroy_node()
         self.nodes = {}
