@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import DATA, read_rgb
+from conftest import DATA, own_ros_domain_fixture, read_rgb
 from diagnostic_msgs.msg import DiagnosticArray
 from emotion_perception.assets import ModelFileError, models_dir, recorded_sums
 from emotion_perception.conversions import rgb_to_compressed_msg, rgb_to_image_msg
@@ -46,8 +46,6 @@ LOG_SETTLE_S = 1.0
 #: Stamp step between inputs, ns (25 fps).
 FRAME_NS = 40_000_000
 
-#: This module's DDS domains (ROS_DOMAIN_ID): 40 + pid % 40.
-PRIVATE_DOMAIN_BASE, PRIVATE_DOMAINS = 40, 40
 
 _stamps = itertools.count(1)
 
@@ -144,13 +142,9 @@ def wait_idle(node, quiet_s: float = 0.5) -> None:
     raise AssertionError("the landmark node never went idle")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_ros_domain():
-    """A DDS domain of this test process alone: other test runs on the machine (other
-    engineers, CI jobs) publish /image, /rosout and /diagnostics too."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ROS_DOMAIN_ID", str(PRIVATE_DOMAIN_BASE + os.getpid() % PRIVATE_DOMAINS))
-        yield
+#: This module's DDS domain: 40 + pid % 40 (other test runs on the machine publish
+#: /image, /rosout and /diagnostics too).
+own_ros_domain = own_ros_domain_fixture(40, 40)
 
 
 # Class-scoped: one pipeline at a time, so two landmark nodes never answer one probe.

@@ -9,13 +9,12 @@ publishes with an input missing or stale and forgets a face id that disappears.
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import read_rgb
+from conftest import own_ros_domain_fixture, read_rgb
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -30,17 +29,13 @@ from emotion_perception_msgs.msg import EmotionArray
 ANSWER_TIMEOUT_S = 20.0
 REPEAT_S = 0.3
 FRAME_NS = 40_000_000
-#: This module's DDS domains (ROS_DOMAIN_ID): 80 + pid % 20.
-PRIVATE_DOMAIN_BASE, PRIVATE_DOMAINS = 80, 20
 OUTPUTS = ("emotion/frame", "emotion/image", "emotion")
 _stamps = itertools.count(1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_ros_domain():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ROS_DOMAIN_ID", str(PRIVATE_DOMAIN_BASE + os.getpid() % PRIVATE_DOMAINS))
-        yield
+#: This module's DDS domain: 80 + pid % 20 (other test runs on the machine publish
+#: /image, /rosout and /diagnostics too).
+own_ros_domain = own_ros_domain_fixture(80, 20)
 
 
 def next_header() -> Header:
