@@ -10,6 +10,7 @@ within a second without a restart.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -286,7 +287,8 @@ def test_slow_consumer_does_not_slow_the_pipeline(face_rgb):
         slow_got = int(out.split()[-1]) if out.split() else 0
         assert 0 < slow_got < 45, f"the slow consumer took {slow_got} messages (test broken): {err[-500:]}"
         report = (f"before it: {_ms(base)}; with a slow consumer: {_ms(lat)}; it took {slow_got} messages; "
-                  f"load average {os.getloadavg()[0]:.1f}; latencies (ms) {[round(x * 1e3) for x in lat]}")
+                  f"load average {os.getloadavg()[0]:.1f}; /dev/shm free {shutil.disk_usage('/dev/shm').free / 2**20:.0f} MB; "
+                  f"latencies (ms) {[round(x * 1e3) for x in lat]}")
         print(report)
         assert np.median(lat) < 2 * np.median(base) + 0.02, f"the slow consumer slowed the node: {report}"
         assert max(lat) < RECOVERY_S, f"a frame took {max(lat):.2f} s with a slow consumer attached: {report}"
