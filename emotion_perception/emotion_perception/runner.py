@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import pathlib
 import threading
-import time
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 from . import transport
 from .nodes import NODES, node_class
@@ -51,28 +50,6 @@ def ros_args(params_file: str | os.PathLike | None = None, remaps: list[str] | t
     return args
 
 
-class DrainingExecutor(MultiThreadedExecutor):
-    """A MultiThreadedExecutor that can wait for the callbacks it has handed out.
-
-    rclpy's ``shutdown`` destroys the executor's guard condition while callbacks
-    already handed to the thread pool may still trigger it; each such callback ends in
-    ``InvalidHandle`` ("cannot use Destroyable because destruction was requested"),
-    printed as "The following exception was never retrieved" when it is collected
-    (ros2/rclpy#1724 and #1142 describe the same race). Stop spinning, :meth:`drain`,
-    then ``shutdown``.
-    """
-
-    def drain(self, timeout_s: float) -> bool:
-        """Wait until every callback handed to the pool has finished; False on timeout."""
-        end = time.monotonic() + timeout_s
-        for task in list(getattr(self, "_futures", ())):
-            while not task.done():
-                if time.monotonic() >= end:
-                    return False
-                time.sleep(0.002)
-        return True
-
-
 class Pipeline:
     """A set of the package's nodes spinning in a background thread.
 
@@ -81,13 +58,19 @@ class Pipeline:
         with Pipeline(["landmark"], params_file=..., remaps=["image:=/camera/image_raw"]) as p:
             ...  # p.context is the rclpy context; create test nodes in it
 
+    One thread runs every callback (rclpy's SingleThreadedExecutor, as ``rclpy.spin``
+    in a node's own process). rclpy's MultiThreadedExecutor, used here before, woke
+    about 20 times per camera-sized message with nothing to do while a pool thread
+    took it, and at times spun a whole core that way, stalling every thread of the
+    process for 0.1-1.4 s (the slow-consumer fault test). The heavy work does not need
+    the pool: MediaPipe runs in the landmark node's worker threads.
+
     Args:
         nodes: short names from :data:`emotion_perception.nodes.NODES`.
         params_file: YAML keyed by node name (``config/params.yaml`` by default).
         remaps: ``from:=to`` topic remappings applied to every node.
         namespace: namespace of every node.
         parameter_overrides: short name -> {parameter: value}, applied over the file.
-        threads: executor threads.
 
     Raises:
         ValueError: an unknown node name or a malformed remapping.
@@ -96,7 +79,7 @@ class Pipeline:
     """
 
     def __init__(self, nodes=DEFAULT_NODES, params_file=None, remaps=(), namespace: str | None = None,
-                 parameter_overrides: dict | None = None, threads: int = 4, log_level: str | None = None):
+                 parameter_overrides: dict | None = None, log_level: str | None = None):
         for n in nodes:
             if n not in NODES:
                 raise ValueError(f"unknown node {n!r}; choose from {', '.join(NODES)}")
@@ -104,10 +87,9 @@ class Pipeline:
         self.params_file = params_file if params_file is not None else default_params_file()
         self.args = ros_args(self.params_file, remaps, namespace, log_level)
         self.overrides = parameter_overrides or {}
-        self.threads = threads
         self.context: Context | None = None
         self.nodes: dict = {}
-        self.executor: DrainingExecutor | None = None
+        self.executor: SingleThreadedExecutor | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -123,7 +105,7 @@ class Pipeline:
             for name in self.node_names:
                 overrides = [Parameter(k, value=v) for k, v in self.overrides.get(name, {}).items()]
                 self.nodes[name] = node_class(name)(context=self.context, parameter_overrides=overrides)
-            self.executor = DrainingExecutor(num_threads=self.threads, context=self.context)
+            self.executor = SingleThreadedExecutor(context=self.context)
             for node in self.nodes.values():
                 self.executor.add_node(node)
         except BaseException:
@@ -137,7 +119,7 @@ class Pipeline:
     def _spin(self) -> None:
         try:
             while not self._stopping.is_set() and self.context.ok():
-                self.executor.spin_once(timeout_sec=0.5)
+                self.executor.spin_once()  # stop() wakes it
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
 
@@ -146,13 +128,13 @@ class Pipeline:
         self.executor.add_node(node)
 
     def stop(self) -> None:
-        """Stop spinning, let the callbacks in flight finish, then destroy the nodes and
-        the context.
+        """Stop spinning, then destroy the nodes and the context.
 
-        The executor thread is joined before any node is destroyed (destroying a node
-        while the executor still waits on its handles races: InvalidHandle), and the
-        callbacks it handed out are waited for before the executor shuts down
-        (:class:`DrainingExecutor`).
+        The executor thread is joined before any node is destroyed or the executor
+        shuts down: callbacks run on that thread, so none is in flight afterwards
+        (destroying a node, or the executor's guard condition, under a running callback
+        raises InvalidHandle: "cannot use Destroyable because destruction was
+        requested", ros2/rclpy#1724).
         """
         self._stopping.set()
         if self._thread is not None:
@@ -161,7 +143,6 @@ class Pipeline:
             self._thread.join(timeout=5.0)
             self._thread = None
         if self.executor is not None:
-            self.executor.drain(timeout_s=2.0)
             self.executor.shutdown(timeout_sec=2.0)
         for node in self.nodes.values():
             node.destroy_node()

@@ -263,8 +263,10 @@ def test_slow_consumer_does_not_slow_the_pipeline(face_rgb):
 
     "Its pace" is measured in the same run, just before the slow consumer attaches, so
     a slower or busier machine moves both: being held to the consumer's pace would put
-    the median near 300 ms. (A CI run once failed the earlier fixed bound of 50 ms with
-    a 150 ms median; with no baseline it could not tell load from coupling.)"""
+    the median near 300 ms. A CI run once failed with a 150 ms median: in about one run
+    in five the in-process runner's MultiThreadedExecutor then spun a whole core on
+    empty wake-ups, stalling every thread of the process for 0.1-1.4 s; the runner now
+    uses one executor thread (no stall in 10 runs of this test since, max 12 ms)."""
     with Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 1}}) as p:
         probe = Probe(p, ["faces/mesh"])
         mesh_pub = p.nodes["landmark"]._mesh_pub

@@ -275,7 +275,8 @@ def test_stopping_a_busy_pipeline_is_quiet():
     """Stopping the in-process runner while callbacks are in flight (what every
     ``emotion-perception run`` and test does) neither raises nor prints rclpy's
     "exception was never retrieved: cannot use Destroyable" (an rclpy shutdown race:
-    9 such lines in 6 stops before the runner waited for its callbacks)."""
+    9 such lines in 6 stops while the runner shut a MultiThreadedExecutor down under
+    running callbacks)."""
     import subprocess
     import sys
 
