@@ -284,3 +284,37 @@ def test_stopping_a_busy_pipeline_is_quiet():
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split().count("stopped") == 4, r.stdout
     assert "never retrieved" not in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
+
+
+DEDICATED_SCRIPT = """
+import sys
+from threadpoolctl import threadpool_info
+from emotion_perception import runner
+if sys.argv[1] == "dedicated":
+    runner.dedicate_process()
+with runner.Pipeline(["frame"]):
+    pools = [(i["internal_api"], i["num_threads"]) for i in threadpool_info()]
+print("POOLS", pools)
+"""
+
+
+@pytest.mark.parametrize("mode", ["dedicated", "library"])
+def test_a_dedicated_process_caps_native_thread_pools(mode):
+    """The command-line tools that run the nodes (dedicate_process) cap BLAS/OpenMP at one
+    thread once the nodes are built, as a node's own process does: with OpenBLAS's
+    default pools the in-process pipeline used 125% of a core at 30 Hz instead of 46%.
+    A library caller's process (a test run, a notebook) keeps its pools."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    r = subprocess.run([sys.executable, "-c", DEDICATED_SCRIPT, mode], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    pools = eval(r.stdout.split("POOLS", 1)[1])  # noqa: S307 - our own script's printed list
+    assert pools, "no BLAS/OpenMP pool loaded with the frame node (test broken)"
+    if mode == "dedicated":
+        assert all(n == 1 for _, n in pools), pools
+    else:  # the libraries' own default: a thread per core
+        assert max(n for _, n in pools) == len(os.sched_getaffinity(0)), pools

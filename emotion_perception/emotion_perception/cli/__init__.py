@@ -13,6 +13,8 @@ import sys
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("pipeline", "train", "predict", "evaluate", "run", "bag", "demo", "attention", "calibrate_gaze")
+#: Subcommands that run the nodes in this process (bag: ``bag evaluate``).
+RUN_NODES = ("pipeline", "run", "demo", "bag")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. From the command line (``argv`` None), a subcommand that runs
+    the nodes dedicates the process to them (:func:`emotion_perception.runner.dedicate_process`:
+    BLAS/OpenMP pools capped at one thread, as in a node's own process); called with an
+    ``argv`` list (a test, a script) it leaves the calling process's thread pools alone."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and args.command in RUN_NODES:
+        from ..runner import dedicate_process
+
+        dedicate_process()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
