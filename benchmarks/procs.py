@@ -1,6 +1,7 @@
-"""The whole pipeline with every node in its own process, as ``ros2 launch`` runs it,
+"""The whole pipeline with every node in its own process, as ``ros2 launch`` runs it
+(or, with ``in_process``, every node in one ``emotion-perception pipeline`` process),
 plus a camera/probe in this process: publish images, record every output by stamp,
-and watch each node's CPU and memory through /proc.
+and watch each process's CPU and memory through /proc.
 """
 
 from __future__ import annotations
@@ -46,16 +47,24 @@ def stamp_of(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
+#: Name of the one process of ``in_process`` runs, in ``pids()`` and the tables.
+ONE_PROCESS = "pipeline (all nodes)"
+
+
 class NodeProcesses:
-    """Start ``python -m emotion_perception.nodes.<module>`` for each node.
+    """Start ``python -m emotion_perception.nodes.<module>`` for each node, or with
+    ``in_process`` one ``python -m emotion_perception.cli pipeline`` running them all
+    (the in-process runner: one rclpy executor thread for every node).
 
     Nodes whose process exits during start-up (module or model not there yet) are
     reported in ``unavailable`` with the last line they printed.
     """
 
-    def __init__(self, names=tuple(NODES), landmark_params: dict | None = None, transport: str | None = None):
+    def __init__(self, names=tuple(NODES), landmark_params: dict | None = None, transport: str | None = None,
+                 in_process: bool = False):
         """``transport``: a FASTDDS_BUILTIN_TRANSPORTS value; None = the package default
         (each node loads ``config/fastdds_shm.xml``, as this process's camera does)."""
+        self.in_process = in_process
         self.names = list(names)
         self.landmark_params = landmark_params or {}
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -71,6 +80,8 @@ class NodeProcesses:
         import tempfile
 
         params = PKG / "config" / "params.yaml"
+        if self.in_process:
+            return self._start_one(params, settle_s)
         for name in self.names:
             module = NODES[name][0]
             cmd = [str(VENV_PY), "-m", f"emotion_perception.nodes.{module}", "--ros-args", "--params-file",
@@ -87,6 +98,33 @@ class NodeProcesses:
                 self.unavailable[name] = self.reason(name)
                 del self.procs[name]
         return self
+
+    def _start_one(self, params, settle_s: float) -> "NodeProcesses":
+        import tempfile
+
+        import yaml
+
+        from emotion_perception.launch_description import CLASSIFIER_ARGS
+
+        tree = yaml.safe_load(params.read_text())
+        tree["landmark_node"]["ros__parameters"].update(self.landmark_params)
+        self._params_file = tempfile.NamedTemporaryFile("w", suffix=".yaml")
+        yaml.safe_dump(tree, self._params_file)
+        self._params_file.flush()
+        cmd = [str(VENV_PY), "-m", "emotion_perception.cli", "pipeline", "--params-file", self._params_file.name]
+        cmd += [f"--no-{arg.replace('_', '-')}" for short, arg in CLASSIFIER_ARGS.items() if short not in self.names]
+        log = tempfile.TemporaryFile(mode="w+")
+        self.logs[ONE_PROCESS] = log
+        self.procs[ONE_PROCESS] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        time.sleep(settle_s)
+        if self.procs[ONE_PROCESS].poll() is not None:
+            self.unavailable[ONE_PROCESS] = self.reason(ONE_PROCESS)
+            del self.procs[ONE_PROCESS]
+        return self
+
+    def pids(self) -> dict[str, int]:
+        """Process name -> pid of the running processes (one name per node, or ONE_PROCESS)."""
+        return {n: p.pid for n, p in self.procs.items() if p.poll() is None}
 
     def tail(self, name: str, lines: int = 3) -> str:
         log = self.logs[name]
@@ -111,6 +149,9 @@ class NodeProcesses:
         return log.read().splitlines()
 
     def running(self) -> list[str]:
+        """The nodes running (all of ``names`` while the one process of ``in_process`` lives)."""
+        if self.in_process:
+            return list(self.names) if self.pids() else []
         return [n for n, p in self.procs.items() if p.poll() is None]
 
     def stop(self) -> None:

@@ -1,6 +1,6 @@
 """Run every benchmark (``make bench``): each in its own process, one after the other,
 each printing its table and writing it to ``benchmarks/results/<name>.md`` and
-``.json``. Defaults finish in about 12 minutes on a 2-core machine; ``--quick`` in
+``.json``. Defaults finish in about 15 minutes on a 2-core machine; ``--quick`` in
 about 5. The long soak (10 minutes) is run separately:
 ``.venv/bin/python benchmarks/soak.py --minutes 10``.
 
@@ -27,9 +27,12 @@ BENCHMARKS = {
     "classifiers": (["--frames", "300"], ["--quick"]),
     "latency": (["--seconds", "60"], ["--quick"]),
     "throughput": (["--seconds-per-rate", "8"], ["--quick"]),
+    "throughput_in_process": (["--in-process", "--seconds-per-rate", "8"], ["--in-process", "--quick"]),
     "overload": (["--seconds", "45"], ["--quick"]),
     "soak": (["--minutes", "2"], ["--minutes", "0.5"]),
 }
+#: Benchmarks run by another's script (name -> script), with their own arguments.
+SCRIPTS = {"throughput_in_process": "throughput"}
 #: Longest any one benchmark may take, s.
 TIMEOUT_S = 600
 
@@ -58,7 +61,8 @@ def main(argv=None) -> int:
         print(f"\n=== {name} {' '.join(args)} ===", flush=True)
         t0 = time.monotonic()
         try:
-            r = subprocess.run([PY, str(HERE / f"{name}.py"), *args], env=env, timeout=TIMEOUT_S)
+            script = HERE / f"{SCRIPTS.get(name, name)}.py"
+            r = subprocess.run([PY, str(script), *args], env=env, timeout=TIMEOUT_S)
             status[name] = ("ok" if r.returncode == 0 else f"failed (exit {r.returncode})", time.monotonic() - t0)
         except subprocess.TimeoutExpired:
             status[name] = (f"timed out after {TIMEOUT_S} s", time.monotonic() - t0)

@@ -1,13 +1,14 @@
 """Sustained throughput: the highest camera rate the whole pipeline (every node in its
-own process) holds with no frame dropped, next to bare MediaPipe's own maximum frame
-rate on the same frames; CPU and memory per node at each rate.
+own process, or with ``--in-process`` all in one ``emotion-perception pipeline``
+process) holds with no frame dropped, next to bare MediaPipe's own maximum frame rate
+on the same frames; CPU and memory per process at each rate.
 
 Rates are tried in increasing order, each for ``--seconds-per-rate``, and a frame
 counts as held when the last stage (fused ``emotion`` and ``attention`` where they
 run, otherwise the deepest running output) received it.
 
     .venv/bin/python benchmarks/throughput.py [--seconds-per-rate 10] [--quick]
-        [--nodes landmark,attention] [--rates 60,90,120] [--workers 2]
+        [--nodes landmark,attention] [--rates 60,90,120] [--workers 2] [--in-process]
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def main(argv=None) -> Table:
                     help="comma-separated nodes to run (default: all); e.g. 'landmark' for the front alone")
     ap.add_argument("--workers", type=int, help="landmark_node's workers parameter (MediaPipe landmarkers); "
                     "default: config/params.yaml's")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run the nodes in one emotion-perception pipeline process instead of one process each")
     ap.add_argument("--rates", default=",".join(str(r) for r in RATES_HZ), help="comma-separated camera rates, Hz")
     a = ap.parse_args(argv)
     per_rate = 4.0 if a.quick else a.seconds_per_rate
@@ -39,7 +42,8 @@ def main(argv=None) -> Table:
     rows = []
     best = 0.0
     best_by_topic: dict[str, float] = {}
-    with NodeProcesses(names=a.nodes.split(","), landmark_params={"max_faces": 1, **({"workers": a.workers} if a.workers else {})}) as procs:
+    with NodeProcesses(names=a.nodes.split(","), in_process=a.in_process,
+                       landmark_params={"max_faces": 1, **({"workers": a.workers} if a.workers else {})}) as procs:
         running = procs.running()
         topics = [NODES[n][1] for n in running]
         cam = Camera(topics)
@@ -55,7 +59,7 @@ def main(argv=None) -> Table:
                 index += int(rate)
                 time.sleep(1.1)  # a fresh /diagnostics message
                 drops0 = cam.diag_value("landmark_node", "dropped_total")
-                sampler = Sampler({n: procs.procs[n].pid for n in running}, period_s=0.5)
+                sampler = Sampler(procs.pids(), period_s=0.5)
                 sampler.start()
                 t0 = time.monotonic()
                 sent = cam.stream(rate, per_rate, start_index=index)
@@ -66,7 +70,7 @@ def main(argv=None) -> Table:
                 got = {t: len(cam.latencies_ms(t, sent)) for t in topics}
                 lost = max(len(sent) - got[t] for t in finals)
                 mesh_lost = len(sent) - got.get("faces/mesh", len(sent))
-                cpu = {n: sampler.stats(n, t0)["cpu_percent"] for n in running}
+                cpu = {n: sampler.stats(n, t0)["cpu_percent"] for n in procs.pids()}
                 rows.append((rate, len(sent), {t: got[t] for t in finals}, lost, mesh_lost, node_drops, cpu))
                 lost_idx = [k for k, s in enumerate(sent) if s not in cam.got.get("faces/mesh", {})]
                 print(f"  {rate} Hz: sent {len(sent)}, lost at the end {lost}, at faces/mesh {mesh_lost} "
@@ -81,10 +85,11 @@ def main(argv=None) -> Table:
         finally:
             cam.close()
     fps, _ = bare_max_fps(frames, repeats=3)
-    t = Table("throughput", f"Sustained throughput, every node in its own process, 640x480 one face, "
-                            f"{per_rate:g} s per rate",
+    layout = "every node in one process" if a.in_process else "every node in its own process"
+    t = Table("throughput_in_process" if a.in_process else "throughput",
+              f"Sustained throughput, {layout}, 640x480 one face, {per_rate:g} s per rate",
               ["rate Hz", "sent", "lost at the last stage (" + ", ".join(finals) + ")", "lost at faces/mesh",
-               "dropped by landmark node (/diagnostics)", "total CPU % of 2 cores", "busiest node"])
+               "dropped by landmark node (/diagnostics)", "total CPU % of 2 cores", "busiest process"])
     for rate, sent, got, lost, mesh_lost, node_drops, cpu in rows:
         busiest = max(cpu, key=lambda n: cpu[n]) if cpu else "-"
         t.add(rate, sent, lost, mesh_lost, node_drops, sum(cpu.values()) / 2.0,
