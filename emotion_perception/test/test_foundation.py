@@ -318,3 +318,31 @@ def test_a_dedicated_process_caps_native_thread_pools(mode):
         assert all(n == 1 for _, n in pools), pools
     else:  # the libraries' own default: a thread per core
         assert max(n for _, n in pools) == len(os.sched_getaffinity(0)), pools
+
+
+def test_documented_commands_parse():
+    """Every concrete ``emotion-perception ...`` command line in the README and docs/
+    (no placeholders such as FILE, [--option] or ...) is accepted by the command's
+    parser: the README once showed ``pipeline --nodes ... -r ...``, options it never had."""
+    import shlex
+
+    from emotion_perception.cli import build_parser
+
+    repo = PKG.parent
+    found = []
+    for doc in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
+        for line in doc.read_text().splitlines():
+            m = re.match(r"\s*(?:\.venv/bin/)?emotion-perception (.+)$", line)
+            if not m or m.group(1).rstrip().endswith("\\"):  # none, or continued on the next line
+                continue
+            words = shlex.split(m.group(1).split("  #")[0], posix=True)
+            if "--help" in words or any(re.search(r"[\[\]<>]|\.\.\.|^[A-Z]+$", w) for w in words):
+                continue
+            found.append((doc.name, words))
+    assert len(found) >= 5, found
+    parser = build_parser()
+    for name, words in found:
+        try:
+            parser.parse_args(words)
+        except SystemExit:
+            raise AssertionError(f"{name}: emotion-perception {' '.join(words)} does not parse") from None
