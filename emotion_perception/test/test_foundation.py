@@ -3,9 +3,14 @@ plumbing (parameters, logging once, stamp sync), transport defaults, packaging."
 
 from __future__ import annotations
 
+import json
+import os
 import pathlib
 import re
+import shlex
 import shutil
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 
@@ -277,9 +282,6 @@ def test_stopping_a_busy_pipeline_is_quiet():
     "exception was never retrieved: cannot use Destroyable" (an rclpy shutdown race:
     9 such lines in 6 stops while the runner shut a MultiThreadedExecutor down under
     running callbacks)."""
-    import subprocess
-    import sys
-
     r = subprocess.run([sys.executable, "-c", BUSY_STOP_SCRIPT], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split().count("stopped") == 4, r.stdout
@@ -287,14 +289,14 @@ def test_stopping_a_busy_pipeline_is_quiet():
 
 
 DEDICATED_SCRIPT = """
-import sys
+import json, sys
 from threadpoolctl import threadpool_info
 from emotion_perception import runner
 if sys.argv[1] == "dedicated":
     runner.dedicate_process()
 with runner.Pipeline(["frame"]):
     pools = [(i["internal_api"], i["num_threads"]) for i in threadpool_info()]
-print("POOLS", pools)
+print(json.dumps(pools))
 """
 
 
@@ -304,15 +306,11 @@ def test_a_dedicated_process_caps_native_thread_pools(mode):
     thread once the nodes are built, as a node's own process does: with OpenBLAS's
     default pools the in-process pipeline used 125% of a core at 30 Hz instead of 46%.
     A library caller's process (a test run, a notebook) keeps its pools."""
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     r = subprocess.run([sys.executable, "-c", DEDICATED_SCRIPT, mode], capture_output=True, text=True,
                        timeout=120, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
-    pools = eval(r.stdout.split("POOLS", 1)[1])  # noqa: S307 - our own script's printed list
+    pools = json.loads(r.stdout.strip().splitlines()[-1])
     assert pools, "no BLAS/OpenMP pool loaded with the frame node (test broken)"
     if mode == "dedicated":
         assert all(n == 1 for _, n in pools), pools
@@ -324,8 +322,6 @@ def test_documented_commands_parse():
     """Every concrete ``emotion-perception ...`` command line in the README and docs/
     (no placeholders such as FILE, [--option] or ...) is accepted by the command's
     parser: the README once showed ``pipeline --nodes ... -r ...``, options it never had."""
-    import shlex
-
     from emotion_perception.cli import build_parser
 
     repo = PKG.parent

@@ -11,6 +11,7 @@ of them still gives one log line.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -451,10 +452,9 @@ class TestTwoWorkers:
 
 
 NO_IMPORT_SCRIPT = textwrap.dedent("""
-    import sys, threading, time
+    import json, sys, threading, time
     import cv2
     import numpy as np
-    import rclpy
     from rclpy.node import Node
     from emotion_perception.conversions import rgb_to_image_msg
     from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
@@ -489,12 +489,11 @@ NO_IMPORT_SCRIPT = textwrap.dedent("""
                     pub.publish(msg)
                     cond.wait(0.5)
         watching[0] = False
-    print("SERVED", sorted(served))
-    print("IMPORTED", sorted(set(imported)))
+    print(json.dumps({"served": sorted(served), "imported": sorted(set(imported))}))
 """)
 
 
-def test_serving_frames_imports_nothing(tmp_path):
+def test_serving_frames_imports_nothing():
     """In a process of its own (as under ``ros2 launch``), the landmark node imports no
     module while it serves frames: everything is loaded before it subscribes. A module
     imported on the first frame that met a live track (scipy.optimize, ~0.25 s)
@@ -503,8 +502,8 @@ def test_serving_frames_imports_nothing(tmp_path):
     r = subprocess.run([sys.executable, "-c", NO_IMPORT_SCRIPT, str(photo)], env=dict(os.environ),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
-    lines = dict(line.split(" ", 1) for line in r.stdout.splitlines() if line.startswith(("SERVED", "IMPORTED")))
-    served = eval(lines["SERVED"])  # noqa: S307 - our own script's printed list of tuples
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    served = out["served"]
     assert [s for s, _ in served] == list(range(1, 9)), f"not every frame was served: {served}"
     assert all(n == 1 for _, n in served), f"the face was not found in every frame: {served}"
-    assert lines["IMPORTED"] == "[]", f"modules imported while serving frames: {lines['IMPORTED']}"
+    assert out["imported"] == [], f"modules imported while serving frames: {out['imported']}"
