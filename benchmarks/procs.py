@@ -10,6 +10,7 @@ import importlib
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -77,8 +78,6 @@ class NodeProcesses:
         self.unavailable: dict[str, str] = {}
 
     def start(self, settle_s: float = 4.0) -> "NodeProcesses":
-        import tempfile
-
         params = PKG / "config" / "params.yaml"
         if self.in_process:
             return self._start_one(params, settle_s)
@@ -100,8 +99,6 @@ class NodeProcesses:
         return self
 
     def _start_one(self, params, settle_s: float) -> "NodeProcesses":
-        import tempfile
-
         import yaml
 
         from emotion_perception.launch_description import CLASSIFIER_ARGS
