@@ -136,6 +136,9 @@ PARAMETER_CASES = {
     "tracking confidence below 0": Parameter("min_tracking_confidence", value=-0.1),
     "track_min_iou wrong type": Parameter("track_min_iou", value="x"),
     "track_max_gap_s negative": Parameter("track_max_gap_s", value=-1.0),
+    "detection confidence NaN": Parameter("min_face_detection_confidence", value=float("nan")),
+    "max_faces bool for int": Parameter("max_faces", value=True),
+    "queue_size array for int": Parameter("queue_size", value=[1, 2]),
     "use_compressed is read-only": Parameter("use_compressed", value=True),
     "model_path is read-only": Parameter("model_path", value="other.task"),
 }
@@ -282,12 +285,17 @@ def test_bad_parameters_rejected_by_callback(good_rgb, capfd):
         probe.good(lambda: _image(good_rgb))
         before = {n: node.get_parameter(n).value for n in ("max_faces", "min_face_detection_confidence",
                                                           "min_tracking_confidence", "track_min_iou",
-                                                          "track_max_gap_s", "use_compressed", "model_path")}
+                                                          "track_max_gap_s", "queue_size", "use_compressed",
+                                                          "model_path")}
         capfd.readouterr()
         for name, param in PARAMETER_CASES.items():
             (result,) = node.set_parameters([param])
             assert not result.successful, f"{name}: accepted"
             assert result.reason, f"{name}: refused without a reason"
+            if "read-only" not in name:
+                assert "expects" in result.reason and re.search(r"integer|floating-point", result.reason), \
+                    f"{name}: the refusal does not name the expected type: {result.reason}"
+                assert "[" in result.reason, f"{name}: the refusal does not name the range: {result.reason}"
             assert node.get_parameter(param.name).value == before[param.name], f"{name}: value changed"
             lines = LOG_LINE.findall(capfd.readouterr().err)
             assert len(lines) <= 1, f"{name}: {len(lines)} log lines"
@@ -296,6 +304,55 @@ def test_bad_parameters_rejected_by_callback(good_rgb, capfd):
         assert ok.successful, ok.reason
         reply = probe.good(lambda: _image(good_rgb))
         assert len(reply.faces) == 1
+
+
+def test_parameters_over_the_parameter_services():
+    """What ``ros2 param set`` does, through the nodes' real parameter services from
+    another node: a refused value reports failure (and is not stored), its reason names
+    the expected type in words and the range, integers are taken for floating-point
+    parameters, and later sets keep working (a refused cross-parameter value once
+    poisoned every later set on the attention node)."""
+    from rclpy.parameter import parameter_value_to_python
+    from rclpy.parameter_client import AsyncParameterClient
+
+    with Pipeline(["landmark", "attention"], parameter_overrides={"landmark": {"max_faces": 1}}) as p:
+        caller = Node("param_caller", context=p.context)
+        p.add_node(caller)
+
+        def call(node: str, name: str, value):
+            client = AsyncParameterClient(caller, node)
+            assert client.wait_for_services(10.0), f"no parameter services on {node}"
+            future = client.set_parameters([Parameter(name, value=value)])
+            end = time.monotonic() + 10.0
+            while not future.done() and time.monotonic() < end:
+                time.sleep(0.01)
+            (result,) = future.result().results
+            future = client.get_parameters([name])
+            while not future.done() and time.monotonic() < end:
+                time.sleep(0.01)
+            return result, parameter_value_to_python(future.result().values[0])
+
+        r, stored = call("attention_node", "looking_off", 0.9)
+        assert not r.successful, "looking_off above looking_on reported success"
+        assert "looking_on" in r.reason, r.reason
+        assert stored == 0.4, f"a refused looking_off was stored: {stored}"
+        r, stored = call("attention_node", "hfov_deg", 90)  # an integer for a double
+        assert r.successful, f"a valid hfov_deg after a refused value was refused: {r.reason}"
+        assert stored == 90.0 and isinstance(stored, float), stored
+        assert p.nodes["attention"]._estimator.hfov_deg == 90.0, "hfov_deg stored but not applied"
+        r, stored = call("attention_node", "hfov_deg", "wide")
+        assert not r.successful and stored == 90.0
+        assert "floating-point number" in r.reason and "range [10.0, 170.0]" in r.reason, r.reason
+        assert "'2'" not in r.reason and "'4'" not in r.reason, f"type codes in the refusal: {r.reason}"
+        r, stored = call("attention_node", "looking_off", 0.5)
+        assert r.successful and stored == 0.5, r.reason
+        r, stored = call("landmark_node", "min_face_detection_confidence", 1)
+        assert r.successful, f"an integer for a floating-point parameter was refused: {r.reason}"
+        assert stored == 1.0 and isinstance(stored, float), stored
+        r, stored = call("landmark_node", "max_faces", 2.0)
+        assert not r.successful and stored == 1, "a float for an integer parameter was accepted"
+        assert "integer in the range [1, 10]" in r.reason, r.reason
+        caller.destroy_node()
 
 
 # ------------------------------------------------------------------ model files

@@ -155,11 +155,14 @@ def test_param_checks():
 
     p = Param("max_faces", 2, "faces", low=1, high=8)
     assert p.check(4) is None
-    assert "outside" in p.check(9)
-    assert "integer" in p.check(2.5)
-    assert "number" in p.check("two")
+    assert p.check(9) == "max_faces expects an integer in the range [1, 8], got the integer 9"
+    assert "integer" in p.check(2.5) and "2.5" in p.check(2.5)
+    assert "integer" in p.check("two") and "string 'two'" in p.check("two")
+    r = Param("rate_hz", 10.0, "rate", low=0.1, high=100.0)
+    assert r.check(r.coerce(5)) is None, "an integer for a floating-point parameter"
+    assert "floating-point number in the range [0.1, 100.0]" in r.check(float("nan"))
     s = Param("model", "svm-blendshapes", "which", choices=("svm-blendshapes", "svm-landmarks"))
-    assert "not one of" in s.check("nope")
+    assert "one of: svm-blendshapes, svm-landmarks, got the string 'nope'" in s.check("nope")
     b = Param("use_compressed", False, "flag")
     assert "bool" in b.check(1)
 
@@ -217,13 +220,13 @@ def test_node_parameters_validated_at_start_and_at_runtime():
         values = declare_parameters(node, params)
         assert values == {"rate_hz": 10.0, "max_faces": 2, "model": "a"}
         result = node.set_parameters([Parameter("max_faces", value=50)])[0]
-        # rclpy's descriptor range check rejects it before our guard does.
         assert not result.successful and "max_faces" in result.reason and "50" in result.reason
+        assert "integer in the range [1, 8]" in result.reason, result.reason
         assert node.get_parameter("max_faces").value == 2
         assert node.set_parameters([Parameter("rate_hz", value=30.0)])[0].successful
         assert values["rate_hz"] == 30.0
         result = node.set_parameters([Parameter("model", value="c")])[0]
-        assert not result.successful and "model='c' is not one of a, b" == result.reason
+        assert not result.successful and "model expects a string, one of: a, b, got the string 'c'" == result.reason
         assert node.get_parameter("model").value == "a"
         node.destroy_node()
 

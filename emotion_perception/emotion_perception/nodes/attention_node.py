@@ -49,6 +49,14 @@ PARAMS = [
 ]
 
 
+def _check_looking(values: dict) -> str | None:
+    """The rule between parameters: the looking hysteresis turns off below where it turns on."""
+    if values["looking_off"] > values["looking_on"]:
+        return (f"looking_off ({values['looking_off']}) must not exceed looking_on ({values['looking_on']}) "
+                "(change the other one first, or both at once)")
+    return None
+
+
 #: A stamp older than the previous one by more than this is a time jump (the
 #: source looped or restarted), not one late image, ns.
 TIME_JUMP_BACK_NS = 1_000_000_000
@@ -67,7 +75,7 @@ class AttentionNode(Node):
     def __init__(self, **kwargs):
         super().__init__("attention_node", **kwargs)
         try:
-            self._params = declare_parameters(self, PARAMS, on_change=self._on_params)
+            self._params = declare_parameters(self, PARAMS, on_change=self._on_params, validate=_check_looking)
             self._model = AttentionParams.load()
             self._calibration = None
             if self._params["calibration_file"]:
@@ -94,19 +102,14 @@ class AttentionNode(Node):
             f"gaze {'calibrated from ' + self._params['calibration_file'] if self._calibration else 'geometric'}")
 
     def _make_estimator(self, p: dict) -> AttentionEstimator:
-        if p["looking_off"] > p["looking_on"]:
-            raise ParameterError(f"attention_node: looking_off ({p['looking_off']}) must not exceed looking_on "
-                                 f"({p['looking_on']})")
         return AttentionEstimator(self._model, self._calibration, perclos_window_s=p["perclos_window_s"],
                                   drowsiness_threshold=p["drowsiness_threshold"], looking_on=p["looking_on"],
                                   looking_off=p["looking_off"], hfov_deg=p["hfov_deg"], max_blink_s=p["max_blink_s"])
 
     def _on_params(self, updates: dict) -> None:
-        try:
-            self._estimator = self._make_estimator(self._params)
-            self.get_logger().info(f"parameters changed: {updates}; per-face state restarts")
-        except ParameterError as e:
-            self.get_logger().error(f"{e}; keeping the previous settings")
+        """A change that passed every check (:func:`_check_looking` included)."""
+        self._estimator = self._make_estimator(self._params)
+        self.get_logger().info(f"parameters changed: {updates}; per-face state restarts")
 
     def _extra(self) -> dict:
         return {"faces_last_image": self._faces_last, "tracked_faces": len(self._estimator.face_ids),
