@@ -164,8 +164,9 @@ def image_msg_to_rgb(msg) -> "np.ndarray":
     return raw_to_rgb(msg.encoding, msg.width, msg.height, msg.step, msg.data)
 
 
-def compressed_msg_to_rgb(msg) -> "np.ndarray":
-    """(h, w, 3) uint8 RGB pixels of a JPEG or PNG ``sensor_msgs/CompressedImage``.
+def compressed_msg_to_rgb(msg, on_warning=None) -> "np.ndarray":
+    """(h, w, 3) uint8 RGB pixels of a JPEG or PNG ``sensor_msgs/CompressedImage``;
+    ``on_warning`` gets the decoder's warnings (see :func:`.imaging.decode_compressed`).
 
     Raises:
         emotion_perception.imaging.ImageError: empty, truncated, corrupt or non-JPEG/PNG
@@ -173,7 +174,7 @@ def compressed_msg_to_rgb(msg) -> "np.ndarray":
     """
     from .imaging import decode_compressed
 
-    return decode_compressed(msg.data, msg.format)
+    return decode_compressed(msg.data, msg.format, on_warning)
 
 
 def rgb_to_image_msg(rgb, header: Header, encoding: str = "rgb8"):

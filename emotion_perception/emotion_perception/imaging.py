@@ -10,7 +10,11 @@ wraps these functions for ``sensor_msgs/Image`` and ``sensor_msgs/CompressedImag
 
 from __future__ import annotations
 
+import os
+import re
 import struct
+import threading
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -26,9 +30,10 @@ MAX_IMAGE_PIXELS = 40_000_000
 #: Compressed formats :func:`decode_compressed` reads, by their magic bytes.
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-#: A JPEG's end-of-image marker must lie within its last bytes (some cameras pad the
-#: buffer); byte stuffing guarantees FF D9 never occurs inside the entropy-coded data.
-_JPEG_TAIL_BYTES = 1024
+#: libjpeg's warnings that mean pixels are missing (filled with grey): such an image
+#: is refused. Other warnings (e.g. "N extraneous bytes before marker", common with
+#: USB webcams) leave a whole picture: it is decoded and the warning passed on.
+_JPEG_DATA_MISSING = re.compile(r"premature end", re.I)
 
 
 class ImageError(ValueError):
@@ -150,7 +155,7 @@ def compressed_size(data: bytes) -> tuple[str, int, int]:
                      f"(starts with {bytes(data[:4]).hex()})", "decode")
 
 
-def decode_compressed(data, fmt: str = "") -> np.ndarray:
+def decode_compressed(data, fmt: str = "", on_warning: Callable[[str], None] | None = None) -> np.ndarray:
     """Decode JPEG or PNG bytes (``sensor_msgs/CompressedImage``) to RGB.
 
     The kind is read from the magic bytes; ``fmt`` (the message's ``format`` field,
@@ -158,9 +163,15 @@ def decode_compressed(data, fmt: str = "") -> np.ndarray:
     images (``compressedDepth``). Colour PNG/JPEG become RGB, grey ones are
     replicated to three channels, an alpha channel is dropped.
 
+    A JPEG's end marker may be followed by padding. What the decoder would print
+    (libjpeg's warnings) is captured (:func:`native_stderr`): a warning that pixels
+    are missing refuses the image, any other is handed to ``on_warning`` and the
+    image is decoded.
+
     Args:
         data: the compressed bytes.
         fmt: the message's format string.
+        on_warning: called with the decoder's warning text, if any.
 
     Returns:
         (height, width, 3) uint8 C-contiguous RGB array.
@@ -168,7 +179,8 @@ def decode_compressed(data, fmt: str = "") -> np.ndarray:
     Raises:
         ImageError: empty data (``empty``); a depth format (``encoding``); more than
             :data:`MAX_IMAGE_PIXELS` by the header (``too_large``, checked before
-            decoding); not JPEG/PNG, truncated or corrupt data (``decode``).
+            decoding); not JPEG/PNG, truncated or corrupt data, a JPEG with missing
+            pixels (``decode``).
     """
     if "compresseddepth" in (fmt or "").replace(" ", "").lower():
         raise ImageError(f"compressed format {fmt!r} is a depth image; send colour JPEG or PNG",
@@ -176,16 +188,94 @@ def decode_compressed(data, fmt: str = "") -> np.ndarray:
     raw = bytes(data) if not isinstance(data, bytes) else data
     kind, w, h = compressed_size(raw)
     _check_size(w, h, f"{kind.upper()} image")
-    if kind == "jpeg" and b"\xff\xd9" not in raw[-_JPEG_TAIL_BYTES:]:
+    if kind == "jpeg" and raw.rfind(b"\xff\xd9") < _jpeg_scan_start(raw):
         # libjpeg fills a truncated image with grey and only warns: refuse it here.
-        raise ImageError(f"JPEG data of {len(raw)} bytes has no end marker (truncated)", "decode")
+        # The end marker may be followed by padding (some cameras send fixed-size
+        # buffers); byte stuffing keeps FF D9 out of the entropy-coded data after the
+        # scan header, and a thumbnail's own end marker lies before it.
+        raise ImageError(f"JPEG data of {len(raw)} bytes has no end marker after its scan (truncated)", "decode")
     if kind == "png" and b"IEND" not in raw[-16:]:
         raise ImageError(f"PNG data of {len(raw)} bytes has no IEND chunk (truncated)", "decode")
-    bgr = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
+    bgr, said = native_stderr(cv2.imdecode, np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
         raise ImageError(f"{kind.upper()} data of {len(raw)} bytes ({w}x{h} by its header) could not be "
-                         "decoded (corrupt)", "decode")
+                         f"decoded (corrupt){': ' + said if said else ''}", "decode")
+    if said and kind == "jpeg" and _JPEG_DATA_MISSING.search(said):
+        raise ImageError(f"JPEG data of {len(raw)} bytes is corrupt, part of the picture is missing "
+                         f"(libjpeg: {said})", "decode")
+    if said and on_warning is not None:
+        on_warning(f"{kind.upper()} decoder: {said}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _jpeg_scan_start(data: bytes) -> int:
+    """Offset of the first start-of-scan (SOS) marker, walking the header segments; 2
+    when none is found (then any end marker counts)."""
+    i, n = 2, len(data)
+    while i + 4 <= n and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker == 0xDA:
+            return i
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return 2
+
+
+_STDERR_LOCK = threading.Lock()
+_stderr_sink: int | None = None
+
+
+def native_stderr(fn: Callable, *args):
+    """``fn(*args)`` with what native code writes to stderr (fd 2) during the call
+    captured instead of printed.
+
+    libjpeg and libpng, inside OpenCV, print their warnings ("Corrupt JPEG data:
+    premature end of data segment") straight to fd 2, once per image: a camera that
+    sends such frames floods the node's log at its frame rate, and nothing tells the
+    node which image it was. Calls are serialised (fd 2 belongs to the process); a
+    line that another thread logged meanwhile (ROS log lines start with ``[``) is
+    written back to stderr.
+
+    Returns:
+        (``fn``'s result, the captured text stripped, "" when none).
+    """
+    global _stderr_sink
+    with _STDERR_LOCK:
+        if _stderr_sink is None:
+            _stderr_sink = (os.memfd_create("emotion_perception_stderr") if hasattr(os, "memfd_create")
+                            else _temp_fd())
+        saved = os.dup(2)
+        os.dup2(_stderr_sink, 2)
+        try:
+            result = fn(*args)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        size = os.fstat(_stderr_sink).st_size
+        if not size:
+            return result, ""
+        text = os.pread(_stderr_sink, size, 0).decode("utf-8", "replace")
+        os.ftruncate(_stderr_sink, 0)
+        os.lseek(_stderr_sink, 0, os.SEEK_SET)
+    ours, theirs = [], []
+    for line in text.splitlines():
+        (theirs if line.startswith("[") else ours).append(line)
+    if theirs:
+        os.write(2, ("\n".join(theirs) + "\n").encode())
+    return result, "; ".join(ln.strip() for ln in ours if ln.strip())
+
+
+def _temp_fd() -> int:
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="emotion_perception_stderr")
+    os.unlink(path)
+    return fd
 
 
 def rgb_to_raw(rgb: np.ndarray, encoding: str = "rgb8") -> tuple[int, int, int, bytes]:

@@ -53,6 +53,8 @@ REPLY_TIMEOUT_S = 10.0
 #: messages closer together may be replaced (counted as dropped) before it sees them.
 BAD_SPACING_S = 0.05
 LOG_LINE = re.compile(r"^\[(ERROR|WARN|FATAL)\] \[[0-9.]+\] \[landmark_node\]", re.M)
+#: What libjpeg and libpng print themselves, bypassing the node's log: never per frame.
+NATIVE_DECODER_LINE = re.compile(r"^(Corrupt JPEG data|Premature end of JPEG|libpng (warning|error)|Warning:)", re.M)
 
 
 # ------------------------------------------------------------------ corpus
@@ -118,6 +120,8 @@ COMPRESSED_CASES = {
     "jpeg without end marker": lambda g: _compressed(_jpeg(g)[:-2]),
     "jpeg header then garbage": lambda g: _compressed(_jpeg(g)[:600] + np.random.default_rng(1).integers(
         0, 255, 20_000, dtype=np.uint8).tobytes() + b"\xff\xd9"),
+    "jpeg with a corrupt middle, end marker intact": lambda g: _compressed(
+        _jpeg(g)[: len(_jpeg(g)) // 2] + _jpeg(g)[len(_jpeg(g)) // 2 + 50:]),
     "png truncated": lambda g: _compressed(_png(g)[: len(_png(g)) // 2], fmt="png"),
     "random bytes": lambda g: _compressed(np.random.default_rng(2).integers(0, 255, 5000, dtype=np.uint8).tobytes()),
     "empty data": lambda g: _compressed(b""),
@@ -240,6 +244,8 @@ def _run_corpus(compressed: bool, cases: dict, good_rgb, capfd) -> None:
             lines = LOG_LINE.findall(err)
             report.append((name, len(lines)))
             assert len(lines) <= 1, f"{name}: {len(lines)} log lines for one kind of bad input:\n{err}"
+            native = NATIVE_DECODER_LINE.findall(err)
+            assert not native, f"{name}: the decoder printed to stderr itself, once per frame:\n{err}"
         # the capture works and the node does speak: each kind of problem logged once
         logged = sum(n for _, n in report)
         assert logged >= 3, f"hardly any log lines captured: {report}"
@@ -258,6 +264,31 @@ def test_bad_raw_images_landmark_node(good_rgb, capfd):
 
 def test_bad_compressed_images_landmark_node(good_rgb, capfd):
     _run_corpus(True, COMPRESSED_CASES, good_rgb, capfd)
+
+
+def test_jpeg_padding_accepted_and_decoder_warnings_said_once(good_rgb, capfd):
+    """A valid JPEG followed by 4 KB of padding (cameras that send fixed-size buffers) is
+    processed; a JPEG the decoder warns about but decodes whole (bytes before the end
+    marker, as some USB webcams send) is processed with one warning for the stream, and
+    the decoder's own stderr line never appears (it did once per frame)."""
+    jpeg = _jpeg(good_rgb)
+    padded = lambda: _compressed(jpeg + bytes(4096))  # noqa: E731
+    extraneous = lambda: _compressed(jpeg[:-2] + bytes(10) + b"\xff\xd9")  # noqa: E731
+    with Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 1, "use_compressed": True}}) as p:
+        probe = Probe(p, True)
+        probe.good(lambda: _compressed(jpeg))
+        capfd.readouterr()
+        for _ in range(3):
+            assert len(probe.good(padded).faces) == 1, "a padded JPEG lost its face"
+        err = capfd.readouterr().err
+        assert not LOG_LINE.findall(err), f"a padded JPEG was complained about:\n{err}"
+        for _ in range(5):
+            assert len(probe.good(extraneous).faces) == 1, "a JPEG with a decoder warning lost its face"
+        err = capfd.readouterr().err
+        assert not NATIVE_DECODER_LINE.findall(err), f"libjpeg printed per frame:\n{err}"
+        lines = [ln for ln in err.splitlines() if LOG_LINE.match(ln)]
+        assert len(lines) == 1 and "extraneous bytes" in lines[0], f"not one warning for the stream:\n{err}"
+        assert probe.wait_diag("decode_warnings_total", 5) >= 5
 
 
 def test_out_of_order_duplicate_and_zero_stamps(good_rgb, capfd):

@@ -102,6 +102,11 @@ def test_compressed_round_trip(astronaut_rgb):
     assert out.shape == astronaut_rgb.shape
     assert np.abs(out.astype(int) - astronaut_rgb).mean() < 5  # lossy, but the same picture
     assert imaging.compressed_size(jpg) == ("jpeg", 512, 512)
+    padded = imaging.decode_compressed(jpg + bytes(4096))  # a camera's fixed-size buffer
+    np.testing.assert_array_equal(padded, out)
+    warnings = []
+    extra = imaging.decode_compressed(jpg[:-2] + bytes(10) + b"\xff\xd9", on_warning=warnings.append)
+    assert extra.shape == out.shape and len(warnings) == 1 and "extraneous bytes" in warnings[0], warnings
     grey = imaging.encode_compressed(np.repeat(astronaut_rgb[:, :, :1], 3, axis=2), "jpeg")
     assert imaging.decode_compressed(grey).shape == (512, 512, 3)
 
@@ -116,6 +121,7 @@ def test_bad_compressed_images_are_refused(astronaut_rgb):
         "truncated png": (png[: len(png) // 2], "decode"),
         "not an image": (b"GIF89a" + bytes(100), "decode"),
         "corrupt jpeg": (jpg[:600] + bytes(range(256)) * 4 + b"\xff\xd9", "decode"),
+        "jpeg cut short, end marker kept": (jpg[: len(jpg) // 2] + b"\xff\xd9", "decode"),
     }
     for name, (data, reason) in cases.items():
         with pytest.raises(ImageError) as e:

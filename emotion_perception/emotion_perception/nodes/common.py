@@ -211,7 +211,8 @@ class OnceLog:
 
     ``warn(key, text)`` logs ``text`` the first time ``key`` is seen and then at most
     every ``repeat_s`` seconds ("... (37 times so far)"), so a stream of bad frames
-    produces one actionable line, not a line per frame.
+    produces one actionable line, not a line per frame. ``repeat_s=math.inf``: once
+    per run.
     """
 
     def __init__(self, node: Node, repeat_s: float = 30.0):
@@ -223,9 +224,10 @@ class OnceLog:
     def _emit(self, level: str, key: str, text: str) -> None:
         now = time.monotonic()
         with self._lock:
-            last, count = self._seen.get(key, (-1e18, 0))
+            first = key not in self._seen
+            last, count = self._seen.get(key, (now, 0))
             count += 1
-            due = now - last >= self._repeat_s
+            due = first or now - last >= self._repeat_s
             self._seen[key] = (now if due else last, count)
         if due:
             suffix = f" ({count} times so far)" if count > 1 else ""

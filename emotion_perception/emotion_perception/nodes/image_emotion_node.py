@@ -11,6 +11,7 @@ bounded (``max_pending``) and dropped oldest first (counted in /diagnostics).
 
 from __future__ import annotations
 
+import math
 import time
 
 from emotion_perception_msgs.msg import EmotionArray, FaceMeshArray
@@ -43,6 +44,7 @@ class ImageEmotionNode(Node):
         self.params = declare_parameters(self, PARAMS)
         self.model = load_model("image-cnn")
         self.once = OnceLog(self)
+        self.once_per_run = OnceLog(self, repeat_s=math.inf)  # decoder warnings on images still decoded
         self.sync = StampSync(2, self.params["max_pending"])
         self.diagnostics = Diagnostics(self, WARN_PROCESSING_MS,
                                        extra=lambda: {"unmatched_images": self.sync.unmatched})
@@ -67,7 +69,9 @@ class ImageEmotionNode(Node):
         estimates = []
         if meshes.faces:
             try:
-                rgb = (conversions.compressed_msg_to_rgb(image) if self.params["use_compressed"]
+                rgb = (conversions.compressed_msg_to_rgb(image, lambda text: self.once_per_run.warn(
+                           "decode_warning", f"{self.image_topic}: {text} (the image is used; said once)"))
+                       if self.params["use_compressed"]
                        else conversions.image_msg_to_rgb(image))
             except ValueError as e:  # ImageError
                 self.diagnostics.error()

@@ -25,6 +25,7 @@ kind and dropped; the node runs on. See docs/landmarks.md.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 
@@ -115,6 +116,8 @@ class LandmarkNode(Node):
         # One set of ids for every engine, given in image order (see _commit).
         self._ids = FaceIdentifier(options.tracker)
         self._once = OnceLog(self)
+        self._once_per_run = OnceLog(self, repeat_s=math.inf)
+        self._decode_warnings = 0
         self._bad = collections.Counter()
         self._faces_last = 0
         self._cond = threading.Condition()
@@ -177,6 +180,7 @@ class LandmarkNode(Node):
     def _extra(self) -> dict:
         return {"input_topic": self._sub.topic_name, "faces_last_image": self._faces_last,
                 "landmarker_restarts": self.restarts, "workers": len(self._engines),
+                "decode_warnings_total": self._decode_warnings,
                 **{f"bad_input_{k}": v for k, v in sorted(self._bad.items())}}
 
     # ------------------------------------------------------------ worker
@@ -207,13 +211,20 @@ class LandmarkNode(Node):
     def _detect(self, engine: FaceLandmarker, msg):
         """MediaPipe on one image message; None for a bad image (logged once per kind)."""
         try:
-            rgb = compressed_msg_to_rgb(msg) if self._compressed else image_msg_to_rgb(msg)
+            rgb = (compressed_msg_to_rgb(msg, self._on_decode_warning) if self._compressed
+                   else image_msg_to_rgb(msg))
         except ImageError as e:
             self._bad[e.reason] += 1
             self._diag.error()
             self._once.error(f"bad_image:{e.reason}", f"dropping an image from {self._sub.topic_name}: {e}")
             return None
         return engine.detect(rgb, stamp_ns(msg.header))
+
+    def _on_decode_warning(self, text: str) -> None:
+        """A decoder warning on an image that was still decoded whole: said once per run."""
+        self._decode_warnings += 1
+        self._once_per_run.warn("decode_warning", f"{self._sub.topic_name}: {text} (the image is processed; "
+                                "later warnings are only counted: /diagnostics decode_warnings_total)")
 
     def _commit(self, seq: int, msg, detections, t0: float) -> None:
         """Give ids and publish, in the order the images were taken from the queue.
