@@ -1,0 +1,177 @@
+"""The aligned face crop: the one input the face-image model ever sees.
+
+Training (FER+ faces), the nodes (camera frames) and ``predict``/``evaluate`` on photo
+folders all call :func:`aligned_crop`, so the model meets at run time exactly the
+geometry it was trained on. No rclpy, no TensorFlow here.
+
+The geometry comes from MediaPipe's 478 landmarks (x, y normalised to the image):
+
+1. **Level eye line**: the image is rotated about the face so that the line through
+   the two eye centres (each the mean of its two eye corners) is horizontal.
+2. **Centre and scale**: the landmarks, rotated the same way, give a box; the crop is
+   the square of side ``max(box width, box height) * (1 + 2 * margin)`` centred on
+   that box. The box's height (forehead to chin) barely changes with head yaw, so
+   the scale stays steady when the face turns, where an eye-distance scale would
+   zoom in.
+3. **Resampling**: the rotated square is cut out of the grey image with bilinear
+   interpolation; a face much larger than the crop is first shrunk with area
+   averaging (no aliasing on close faces). Pixels outside the image repeat the
+   nearest border pixel.
+
+:data:`CROP_MARGIN` was chosen so that the crop frames a face as FER-2013's 48x48
+images do (see ``models/image-cnn.md``); training and run time share it through
+the model's JSON, never a second constant.
+
+Example::
+
+    crop = aligned_crop(rgb, face.landmarks, size=48)   # (48, 48) uint8 grey
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import cv2
+import numpy as np
+
+#: Eye corners (MediaPipe face mesh indices): the subject's right eye (image left
+#: in a camera image) and left eye.
+RIGHT_EYE = (33, 133)
+LEFT_EYE = (362, 263)
+#: Margin on each side of the rotated landmark box, fraction of its larger side.
+CROP_MARGIN = 0.05
+#: A face smaller than this many pixels (landmark box side) carries too little to classify.
+MIN_FACE_PX = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class CropGeometry:
+    """Where the aligned square lies in the source image (pixels).
+
+    Attributes:
+        centre: (x, y) of the square's centre.
+        side: side of the square before resampling.
+        angle: eye-line angle, radians (the image is rotated by ``-angle``).
+    """
+
+    centre: tuple[float, float]
+    side: float
+    angle: float
+
+
+def crop_geometry(landmarks: np.ndarray, image_wh, margin: float = CROP_MARGIN) -> CropGeometry:
+    """The aligned square of a face, from its (478, 2+) normalised landmarks.
+
+    Raises:
+        ValueError: landmarks of the wrong shape or not finite.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.ndim != 2 or lm.shape[0] <= max(LEFT_EYE + RIGHT_EYE) or lm.shape[1] < 2:
+        raise ValueError(f"aligned_crop needs (478, 2 or 3) landmarks, got {lm.shape}")
+    w, h = float(image_wh[0]), float(image_wh[1])
+    pts = lm[:, :2] * (w, h) - 0.5  # normalised [0, 1] -> pixel-centre coordinates (pixel i at i)
+    if not np.isfinite(pts).all():
+        raise ValueError("aligned_crop: landmarks are not finite")
+    right, left = pts[list(RIGHT_EYE)].mean(0), pts[list(LEFT_EYE)].mean(0)
+    angle = math.atan2(left[1] - right[1], left[0] - right[0])
+    c, s = math.cos(-angle), math.sin(-angle)
+    rot = pts @ np.array([[c, s], [-s, c]])  # rows rotated by -angle
+    lo, hi = rot.min(0), rot.max(0)
+    side = float(max(hi - lo)) * (1.0 + 2.0 * margin)
+    mid = (lo + hi) / 2.0
+    centre = np.array([[c, s], [-s, c]]) @ mid  # rotated back by +angle: image coordinates
+    return CropGeometry((float(centre[0]), float(centre[1])), side, angle)
+
+
+def to_crop(points_px: np.ndarray, geo: CropGeometry, size: int) -> np.ndarray:
+    """Source-image pixel coordinates (N, 2) -> the crop's pixel coordinates (N, 2)
+    (pixel centres at integers), the inverse of the resampling."""
+    c, s = math.cos(geo.angle), math.sin(geo.angle)
+    d = np.asarray(points_px, np.float64) - geo.centre
+    rot = d @ np.array([[c, -s], [s, c]])  # rows rotated by -angle
+    return rot * (size / geo.side) + (size / 2.0 - 0.5)
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    raise ValueError(f"aligned_crop needs an (H, W) grey or (H, W, 3) RGB image, got {image.shape}")
+
+
+def crop_with_geometry(image: np.ndarray, geo: CropGeometry, size: int, flip: bool = False) -> np.ndarray:
+    """Cut ``geo``'s square out of ``image`` as a (size, size) uint8 grey crop.
+
+    Only the region around the square is converted to grey and resampled, so the
+    cost does not grow with the camera's resolution.
+    """
+    if image.dtype != np.uint8 or image.size == 0:
+        raise ValueError(f"aligned_crop needs a non-empty uint8 image, got {image.dtype} {image.shape}")
+    h, w = image.shape[:2]
+    cx, cy = geo.centre
+    half = geo.side * math.sqrt(0.5) + 2.0  # half-diagonal of the rotated square, plus the filter's reach
+    x0, y0 = max(int(math.floor(cx - half)), 0), max(int(math.floor(cy - half)), 0)
+    x1, y1 = min(int(math.ceil(cx + half)) + 1, w), min(int(math.ceil(cy + half)) + 1, h)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError("aligned_crop: the face lies outside the image")
+    roi = _grey(image[y0:y1, x0:x1])
+    scale = size / geo.side  # output pixels per source pixel
+    fx = fy = 1.0
+    if scale < 0.5:  # shrink by area first: bilinear alone would alias a close face
+        tw, th = max(1, int(round((x1 - x0) * scale * 2))), max(1, int(round((y1 - y0) * scale * 2)))
+        fx, fy = tw / (x1 - x0), th / (y1 - y0)
+        roi = cv2.resize(roi, (tw, th), interpolation=cv2.INTER_AREA)
+    # Output pixel (u, v) -> source ROI pixel: p = R(angle) * ((u, v) - size/2) / scale + centre.
+    c, s = math.cos(geo.angle), math.sin(geo.angle)
+    k = 1.0 / scale
+    sign = -1.0 if flip else 1.0
+    a = np.array([[sign * c * k, -s * k], [sign * s * k, c * k]])
+    t = np.array([cx - x0, cy - y0]) - a @ np.array([size / 2.0 - 0.5, size / 2.0 - 0.5])
+    m = np.hstack([a, t[:, None]])
+    # The shrunk ROI's pixel centres: p' = (p + 0.5) * f - 0.5.
+    m = np.diag([fx, fy]) @ m
+    m[:, 2] += (fx - 1.0) * 0.5, (fy - 1.0) * 0.5
+    return cv2.warpAffine(roi, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def aligned_crop(image: np.ndarray, landmarks: np.ndarray, size: int = 48, margin: float = CROP_MARGIN,
+                 flip: bool = False) -> np.ndarray:
+    """The aligned (size, size) uint8 grey face crop of ``image`` (RGB or grey uint8).
+
+    Args:
+        image: the whole image the landmarks were found in.
+        landmarks: (478, 2 or 3) MediaPipe landmarks, x and y normalised to the image.
+        size: output side, pixels.
+        margin: margin around the landmark box, fraction of its larger side.
+        flip: mirror the crop left-right (test-time augmentation).
+
+    Raises:
+        ValueError: bad image or landmarks, a face smaller than :data:`MIN_FACE_PX`,
+            or a face entirely outside the image.
+    """
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"aligned_crop needs an (H, W) or (H, W, 3) image, got {image.shape}")
+    geo = crop_geometry(landmarks, (image.shape[1], image.shape[0]), margin)
+    if geo.side / (1.0 + 2.0 * margin) < MIN_FACE_PX:
+        raise ValueError(f"face of {geo.side:.0f} px is smaller than {MIN_FACE_PX} px")
+    return crop_with_geometry(image, geo, size, flip)
+
+
+def frame_geometry(image_wh) -> CropGeometry:
+    """The centred square of a whole image, upright."""
+    w, h = float(image_wh[0]), float(image_wh[1])
+    return CropGeometry(((w - 1.0) / 2.0, (h - 1.0) / 2.0), min(w, h), 0.0)
+
+
+def whole_image_crop(image: np.ndarray, size: int = 48) -> np.ndarray:
+    """The centred square of a photo that is already a face crop, as (size, size) grey
+    uint8: what the model gets where MediaPipe finds no face in a small, face-filling
+    photo such as FER-2013's (``predict`` on such photos, and training)."""
+    image = np.asarray(image)
+    return crop_with_geometry(image, frame_geometry((image.shape[1], image.shape[0])), size)
