@@ -23,16 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", choices=TARGETS + FRAME_IMAGE_TARGETS, help="which model")
     p.add_argument("--data", default=None,
-                   help="shared data directory (default: $EMOTION_PERCEPTION_DATA or ../shared/data from the repo)")
+                   help="shared data directory (default: $EMOTION_PERCEPTION_DATA or ../shared/data from the repo); for image-cnn the ferplus folder or the folder holding it")
     p.add_argument("--out", default=None, help="output directory (default: the package's models directory)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the shipped recipe's)")
     p.add_argument("--quick", action="store_true", help="tiny data and model, for smoke tests")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    g = p.add_argument_group("image-cnn (MobileNetV2 transfer learning on your face images)")
-    g.add_argument("--images", help="folder of face images (any size; faces are cropped with MediaPipe)")
-    g.add_argument("--labels", help="CSV with columns image,label (label one of the 7 classes)")
-    g.add_argument("--imagenet-weights", help="MobileNetV2 ImageNet weights file, no top, 224x224 "
-                   "(mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)")
+    g = p.add_argument_group("image-cnn (the face-image CNN, trained on FER+ aligned face crops)")
+    g.add_argument("--arch", default="vgg", choices=("vgg", "resnet", "mobilenetv2"),
+                   help="network (default vgg, the shipped one)")
+    g.add_argument("--checkpoint-dir", default=None,
+                   help="where each epoch's state is kept; an interrupted run given the same directory resumes "
+                        "(default: .cache/image-cnn-ARCH under the repository)")
+    g.add_argument("--quant", default="float16", choices=("float32", "float16", "int8"),
+                   help="weights of the exported .tflite (default float16)")
+    g.add_argument("--no-tta", action="store_true", help="export without averaging the mirrored crop")
     p.set_defaults(func=run)
 
 

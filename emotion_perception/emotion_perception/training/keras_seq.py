@@ -24,8 +24,11 @@ def setup_tf(seed: int):
     import keras
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(TF_THREADS)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(TF_THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised by an earlier call in this process
+        pass
     keras.utils.set_random_seed(seed)
     return tf, keras
 

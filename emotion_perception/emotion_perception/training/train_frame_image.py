@@ -18,14 +18,17 @@ def run_target(args, data, out) -> int:
 
         train_fusion(data, out)
     elif t == "image-cnn":
-        if not args.images or not args.labels:
-            raise SystemExit("train image-cnn needs --images DIR and --labels CSV (and --imagenet-weights FILE); "
-                             "see `emotion-perception train --help`")
-        if not args.imagenet_weights:
-            raise SystemExit("train image-cnn needs --imagenet-weights FILE (MobileNetV2 ImageNet weights, no top)")
-        from .image import train_image
+        import pathlib
 
-        train_image(args.images, args.labels, args.imagenet_weights, out, epochs=args.epochs, seed=args.seed)
+        from .image import Recipe, checkpoint_default, train_image_cnn
+
+        r = Recipe(arch=args.arch, seed=args.seed)
+        if args.epochs:
+            r.epochs = args.epochs
+        if args.quick:  # a tiny network on 2% of the faces: a smoke test, not a model
+            r.epochs, r.train_fraction, r.widths = args.epochs or 1, 0.02, (8, 16, 16, 16)
+        ckpt = pathlib.Path(args.checkpoint_dir) if args.checkpoint_dir else checkpoint_default(r)
+        train_image_cnn(data, out, r, checkpoint_dir=ckpt, quant=args.quant, tta_flip=not args.no_tta)
     else:
         raise SystemExit(f"unknown target {t}")
     return 0
