@@ -28,7 +28,7 @@ def ferplus_dir(tmp_path) -> pathlib.Path:
 def test_tiny_training_resumes_and_exports(ferplus_dir, tmp_path):
     import keras
 
-    from emotion_perception.classifiers.image_cnn import ImageCnn
+    from emotion_perception.classifiers.litert import LiteRTModel
     from emotion_perception.training.image import Recipe, train_image_cnn
 
     r = Recipe(epochs=2, widths=(4, 8, 8, 8), batch=32, seed=3)
@@ -53,8 +53,9 @@ def test_tiny_training_resumes_and_exports(ferplus_dir, tmp_path):
     assert v["majority"]["n"] == 120 and set(v["majority"]["recall"]) >= {"angry", "happy"}
     assert np.array(v["majority"]["confusion"]).sum() == 120
     assert v["test_fixture_sample"]["n"] == 120 and len(v["test_fixture_sample"]["predicted"]) == 120
-    model = ImageCnn(str(out / "image_cnn.tflite"), str(out / "image_cnn.json"))
-    p = model.classify_crop(np.full((48, 48), 128, np.uint8))
+    model = LiteRTModel(out / "image_cnn.tflite")  # verified against the SHA256SUMS written beside it
+    assert model.input_shapes == [(1, meta["input_size"], meta["input_size"], 1)]
+    p = model.run(np.full((48, 48, 1), 128, np.float32))
     assert p.shape == (7,) and abs(float(p.sum()) - 1) < 1e-5
 
     # the same recipe with other settings must not silently reuse these checkpoints
