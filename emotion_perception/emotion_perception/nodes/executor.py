@@ -1,0 +1,286 @@
+"""A single-threaded executor that wakes once per batch of messages.
+
+rclpy's ``SingleThreadedExecutor`` rebuilds its wait set in Python (every
+subscription, timer, the seven parameter services and the event handlers of every
+node) each time it waits, and after each callback it triggers its own guard
+condition twice, so the next wait returns at once with nothing to do and the wait set
+is rebuilt once more: two wake-ups and two rebuilds per message. Profiled at 30 Hz
+(benchmarks/profile_nodes.py, docs/benchmarks.md) that cost 0.16-0.23 ms of CPU
+per rebuild on this machine, more than the lstm node's model, and 1.5 ms per image in
+the fusion node (four inputs).
+
+:class:`LeanExecutor` keeps the entity lists and the wait set between waits (they are
+rebuilt only when the executor's guard condition fires: a node added or removed, an
+entity created, :meth:`wake`) and, after one wait, takes and runs every ready entity
+in place, with rclpy's own ``_take_*`` helpers (the same timer info, service replies
+and QoS event handling). Nothing triggers a guard condition per callback, so each
+message costs one wake-up. It is single-threaded like ``rclpy.spin``: callbacks never
+overlap, whatever their callback groups. A coroutine callback that awaits is handed to
+rclpy's task machinery and resumed on later spins.
+
+The experimental ``rclpy.experimental.EventsExecutor`` of the Kilted wheels was tried
+first: a subscriber and a timer under it received nothing and spun at 40% of a core
+in a 30-line test, with or without the package's Fast DDS profile (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from rclpy.executors import (ConditionReachedException, Executor, ExternalShutdownException, ShutdownException,
+                             TimeoutException)
+from rclpy.event_handler import EventHandler
+from rclpy.exceptions import InvalidHandle
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.task import Task
+
+__all__ = ["LeanExecutor", "spin"]
+
+#: How often the QoS event handlers (incompatible QoS or type, one or two for each
+#: publisher and subscription: 8 in the lstm node, 14 in the fusion node) are put in
+#: the wait set, seconds. Their events only log a warning; checking them at every wait
+#: cost more Python calls than the rest of the wait set together.
+EVENT_POLL_S = 1.0
+
+
+def _nsec(timeout_sec: float | None) -> int:
+    """Seconds (None or negative: forever) to the nanoseconds rcl's wait takes (-1: forever)."""
+    if timeout_sec is None or timeout_sec < 0:
+        return -1
+    return int(timeout_sec * 1e9)
+
+
+class LeanExecutor(Executor):
+    """Single-threaded executor: one wait per batch of ready entities, no per-callback
+    guard-condition trigger, the wait set kept between waits.
+
+    Args:
+        context: the rclpy context (the default one if None).
+    """
+
+    def __init__(self, *, context=None):
+        super().__init__(context=context)
+        self._stale = True  # entity lists must be gathered again
+        self._wait_set = None
+        self._counts = None
+        self._subs: list = []
+        self._timers: list = []
+        self._clients: list = []
+        self._services: list = []
+        self._guards: list = []  # node guard conditions (with callbacks)
+        self._waitables: list = []  # other than QoS event handlers: checked at every wait
+        self._events: list = []  # QoS event handlers: checked every EVENT_POLL_S
+        self._next_event_poll = 0.0
+        self._handles: list = []  # every handle entered around a wait
+
+    # -------------------------------------------------------------- rclpy's API
+
+    def spin_once(self, timeout_sec: float | None = None) -> None:
+        """Wait (at most ``timeout_sec``; None = forever) and run every callback that is ready."""
+        self._spin_once_impl(timeout_sec)
+
+    def spin_once_until_future_complete(self, future, timeout_sec: float | None = None) -> None:
+        future.add_done_callback(lambda _: self.wake())
+        self._spin_once_impl(timeout_sec, future.done)
+
+    def _spin_once_until_future_complete(self, future, timeout_sec=None) -> None:
+        timeout = getattr(timeout_sec, "timeout", timeout_sec)  # rclpy passes a TimeoutObject
+        self._spin_once_impl(timeout, future.done)
+
+    def wake(self) -> None:
+        """Wake the wait and gather the entity lists again (called when entities change)."""
+        self._stale = True
+        super().wake()
+
+    def add_node(self, node) -> bool:
+        self._stale = True
+        return super().add_node(node)
+
+    def remove_node(self, node) -> None:
+        self._stale = True
+        super().remove_node(node)
+
+    # -------------------------------------------------------------- internals
+
+    def _spin_once_impl(self, timeout_sec: float | None = None,
+                        wait_condition: Callable[[], bool] = lambda: False) -> None:
+        try:
+            if self._run_tasks():
+                return
+            if wait_condition():
+                return
+            self._wait_and_run(_nsec(timeout_sec))
+        except (ShutdownException, TimeoutException, ConditionReachedException):
+            pass
+
+    def _run_tasks(self) -> bool:
+        """Run tasks created with create_task or left by a coroutine callback; True if any ran."""
+        if not self._tasks:
+            return False
+        with self._tasks_lock:
+            tasks = list(self._tasks)
+        ran = False
+        for task, _entity, _node in tasks:
+            if not task.executing() and not task.done():
+                ran = True
+                with self._work_tracker:
+                    task()
+        with self._tasks_lock:
+            self._tasks = [t for t in self._tasks if not t[0].done() and not t[0].cancelled()]
+        for task, _entity, _node in tasks:
+            if task.done() and task.exception() is not None:
+                raise task.exception()
+        return ran
+
+    def _gather(self) -> None:
+        """The entities of every node, and a wait set sized for them."""
+        subs, timers, clients, services, guards, waitables = [], [], [], [], [], []
+        for node in self.get_nodes():
+            subs.extend(node.subscriptions)
+            timers.extend(node.timers)
+            clients.extend(node.clients)
+            services.extend(node.services)
+            guards.extend(node.guards)
+            waitables.extend(node.waitables)
+        own = [g for g in (self._guard, self._sigint_gc) if g is not None]
+        self._subs, self._timers, self._clients, self._services = subs, timers, clients, services
+        self._guards = guards
+        self._waitables = [w for w in waitables if not isinstance(w, EventHandler)]
+        self._events = [w for w in waitables if isinstance(w, EventHandler)]
+        self._handles = [e.handle for e in (*subs, *timers, *clients, *services, *guards, *own)]
+        counts = [len(subs), len(guards) + len(own), len(timers), len(clients), len(services), 0]
+        for w in waitables:
+            n = w.get_num_entities()
+            counts[0] += n.num_subscriptions
+            counts[1] += n.num_guard_conditions
+            counts[2] += n.num_timers
+            counts[3] += n.num_clients
+            counts[4] += n.num_services
+            counts[5] += n.num_events
+        if counts != self._counts or self._wait_set is None:
+            self._wait_set = _rclpy.WaitSet(*counts, self._context.handle)
+            self._counts = counts
+        self._stale = False
+
+    def _wait_and_run(self, timeout_nsec: int) -> None:
+        if self._is_shutdown:
+            raise ShutdownException()
+        if self._stale or self._wait_set is None:
+            self._gather()
+        now = time.monotonic()
+        poll_events = bool(self._events) and now >= self._next_event_poll
+        if poll_events:
+            self._next_event_poll = now + EVENT_POLL_S
+        waitables = self._waitables + self._events if poll_events else self._waitables
+        if self._events and not poll_events:
+            # events are not in this wait: come back for them in time
+            timeout_nsec = min(timeout_nsec, int(EVENT_POLL_S * 1e9)) if timeout_nsec >= 0 else int(EVENT_POLL_S * 1e9)
+        entered = []
+        try:
+            # Entered handles cannot be destroyed under the wait (rclpy defers it).
+            for h in self._handles:
+                try:
+                    h.__enter__()
+                except InvalidHandle:
+                    self._stale = True  # destroyed meanwhile: skip it now, gather again next time
+                    continue
+                entered.append(h)
+            for w in waitables:
+                w.__enter__()
+                entered.append(w)
+            self._context.handle.__enter__()
+            entered.append(self._context.handle)
+            ws = self._wait_set
+            ws.clear_entities()
+            live = set(map(id, entered))
+            for s in self._subs:
+                if id(s.handle) in live:
+                    ws.add_subscription(s.handle)
+            for c in self._clients:
+                if id(c.handle) in live:
+                    ws.add_client(c.handle)
+            for s in self._services:
+                if id(s.handle) in live:
+                    ws.add_service(s.handle)
+            for t in self._timers:
+                if id(t.handle) in live:
+                    ws.add_timer(t.handle)
+            for g in (*self._guards, self._guard, self._sigint_gc):
+                if g is not None and id(g.handle) in live:
+                    ws.add_guard_condition(g.handle)
+            for w in waitables:
+                w.add_to_wait_set(ws)
+            ws.wait(timeout_nsec)
+            if self._is_shutdown:
+                raise ShutdownException()
+            if not self._context.ok():
+                raise ExternalShutdownException()
+            subs_ready = ws.get_ready_entities("subscription")
+            timers_ready = ws.get_ready_entities("timer")
+            guards_ready = ws.get_ready_entities("guard_condition")
+            clients_ready = ws.get_ready_entities("client") if self._clients else ()
+            services_ready = ws.get_ready_entities("service") if self._services else ()
+            ready_waitables = [w for w in waitables if w.is_ready(ws)]
+        finally:
+            for h in reversed(entered):
+                h.__exit__(None, None, None)
+        if self._guard is not None and self._guard.handle.pointer in guards_ready:
+            self._stale = True  # woken on purpose: entities may have changed
+        work = []
+        for w in ready_waitables:
+            work.append(self._take_waitable(w))
+        for t in self._timers:
+            if t.handle.pointer in timers_ready:
+                try:
+                    with t.handle:
+                        ready = t.handle.is_timer_ready()  # rcl reports cancelled timers too
+                except InvalidHandle:
+                    continue
+                if ready:
+                    work.append(self._take_timer(t))
+        for s in self._subs:
+            if s.handle.pointer in subs_ready:
+                work.append(self._take_subscription(s))
+        for g in self._guards:
+            if g.handle.pointer in guards_ready:
+                work.append(self._take_guard_condition(g))
+        for c in self._clients:
+            if c.handle.pointer in clients_ready:
+                work.append(self._take_client(c))
+        for s in self._services:
+            if s.handle.pointer in services_ready:
+                work.append(self._take_service(s))
+        if not work and timeout_nsec >= 0 and not guards_ready:
+            raise TimeoutException()
+        for make in work:
+            if make is not None:
+                self._run(make)
+
+    def _run(self, make) -> None:
+        """Run one taken entity's coroutine to completion, or hand it to a Task if it awaits."""
+        coro = make()
+        with self._work_tracker:
+            try:
+                coro.send(None)
+            except StopIteration:
+                return
+        task = Task(coro, executor=self)  # it awaits a future: resume it on later spins
+        with self._tasks_lock:
+            self._tasks.append((task, None, None))
+
+
+def spin(node, executor: LeanExecutor | None = None) -> None:
+    """``rclpy.spin(node)`` with a :class:`LeanExecutor`: until the context shuts down.
+
+    Raises:
+        rclpy.executors.ExternalShutdownException: the context was shut down (Ctrl-C).
+    """
+    executor = executor or LeanExecutor(context=node.context)
+    try:
+        executor.add_node(node)
+        while executor.context.ok():
+            executor.spin_once()
+    finally:
+        executor.remove_node(node)
+        executor.shutdown(timeout_sec=0)

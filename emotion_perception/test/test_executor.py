@@ -1,0 +1,205 @@
+"""The nodes' executor (``nodes/executor.py``) over real rclpy and Fast DDS: every kind
+of entity a node has is served (subscriptions, timers, parameter services, tasks,
+coroutine callbacks, entities created while it spins), one wait per message, and it
+stops on shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_msgs.msg import String
+
+from conftest import own_ros_domain_fixture
+from emotion_perception.nodes.common import RESULT_QOS
+from emotion_perception.nodes.executor import LeanExecutor, spin
+
+own_ros_domain = own_ros_domain_fixture(5, 30)
+
+#: Longest wait for discovery or a message in these tests, s.
+TIMEOUT_S = 10.0
+
+
+@pytest.fixture
+def contexts():
+    """Two rclpy contexts (two DDS participants): the served node's and the peer's."""
+    made = []
+    for _ in range(2):
+        c = Context()
+        rclpy.init(context=c)
+        made.append(c)
+    yield made
+    for c in made:
+        rclpy.try_shutdown(context=c)
+
+
+class Spinner:
+    """Spins an executor in a thread with spin_once(timeout), counting the calls."""
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.calls = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        try:
+            while not self._stop.is_set() and self.executor.context.ok():
+                self.executor.spin_once(timeout_sec=0.5)
+                self.calls += 1
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.executor.wake()
+        self._thread.join(5.0)
+        assert not self._thread.is_alive()
+        self.executor.shutdown(timeout_sec=1.0)
+
+
+def wait_until(cond, timeout_s: float = TIMEOUT_S) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+def wait_matched(pub, n: int = 1) -> None:
+    assert wait_until(lambda: pub.get_subscription_count() >= n), "subscriber not discovered"
+
+
+def test_messages_in_order_with_one_wait_each(contexts):
+    """Each message costs one wait of the executor: nothing wakes it again after a
+    callback (rclpy's SingleThreadedExecutor triggers its guard condition twice per
+    callback, so its next wait returns at once with nothing to do). Every message
+    arrives, in order."""
+    served, peer = Node("served", context=contexts[0]), Node("peer", context=contexts[1])
+    got = []
+    served.create_subscription(String, "chatter", lambda m: got.append(m.data), RESULT_QOS)
+    pub = peer.create_publisher(String, "chatter", RESULT_QOS)
+    ex = LeanExecutor(context=contexts[0])
+    ex.add_node(served)
+    with Spinner(ex) as sp:
+        wait_matched(pub)
+        time.sleep(0.5)  # discovery events served
+        calls0 = sp.calls
+        n = 40
+        for i in range(n):
+            pub.publish(String(data=str(i)))
+            time.sleep(0.02)
+        assert wait_until(lambda: len(got) == n)
+        calls = sp.calls - calls0
+    assert got == [str(i) for i in range(n)]
+    # a pass is one wait; 0.5 s timeouts add a few; a wake-up after each callback would make >= 80
+    assert calls <= n + 5, f"{calls} passes for {n} messages"
+    assert sp.error is None
+
+
+def test_timers_cancel_and_reset(contexts):
+    node = Node("timed", context=contexts[0])
+    ticks, once = [], []
+    node.create_timer(0.05, lambda: ticks.append(time.monotonic()))
+    cancelled = node.create_timer(0.05, lambda: once.append(1))
+    cancelled.cancel()
+    ex = LeanExecutor(context=contexts[0])
+    ex.add_node(node)
+    with Spinner(ex):
+        time.sleep(1.0)
+        assert once == []  # a cancelled timer never runs
+        cancelled.reset()
+        assert wait_until(lambda: len(once) >= 1, 2.0)
+    assert 10 <= len(ticks) <= 30, len(ticks)
+
+
+def test_parameter_services_answer(contexts):
+    """`ros2 param set` reaches a node spun by it (the parameter services are served)."""
+    from rcl_interfaces.srv import SetParameters
+
+    served, peer = Node("served", context=contexts[0]), Node("peer", context=contexts[1])
+    served.declare_parameter("gain", 1.0)
+    ex = LeanExecutor(context=contexts[0])
+    ex.add_node(served)
+    with Spinner(ex):
+        client = peer.create_client(SetParameters, "/served/set_parameters")
+        assert client.wait_for_service(timeout_sec=TIMEOUT_S)
+        req = SetParameters.Request(parameters=[Parameter("gain", value=2.5).to_parameter_msg()])
+        future = client.call_async(req)
+        peer_ex = SingleThreadedExecutor(context=contexts[1])
+        peer_ex.add_node(peer)
+        peer_ex.spin_until_future_complete(future, timeout_sec=TIMEOUT_S)
+        peer_ex.shutdown()
+        assert future.result() is not None and future.result().results[0].successful
+    assert served.get_parameter("gain").value == 2.5
+
+
+def test_tasks_coroutines_and_late_entities(contexts):
+    """create_task runs; a coroutine callback awaiting a future finishes; a subscription
+    created while spinning receives."""
+    served, peer = Node("served", context=contexts[0]), Node("peer", context=contexts[1])
+    ex = LeanExecutor(context=contexts[0])
+    ex.add_node(served)
+    ran, finished = [], []
+    gate = ex.create_future()
+
+    async def waits_for_gate(msg):
+        await gate
+        finished.append(msg.data)
+
+    with Spinner(ex) as sp:
+        ex.create_task(lambda: ran.append(1))
+        assert wait_until(lambda: ran == [1])
+        served.create_subscription(String, "late", waits_for_gate, RESULT_QOS)
+        pub = peer.create_publisher(String, "late", RESULT_QOS)
+        wait_matched(pub)
+        pub.publish(String(data="x"))
+        time.sleep(0.3)
+        assert finished == []  # suspended on the future
+        gate.set_result(True)
+        assert wait_until(lambda: finished == ["x"])
+    assert sp.error is None
+
+
+def test_spin_ends_on_shutdown_and_survives_destroyed_entities(contexts):
+    served, peer = Node("served", context=contexts[0]), Node("peer", context=contexts[1])
+    got = []
+    sub = served.create_subscription(String, "chatter", lambda m: got.append(m.data), RESULT_QOS)
+    pub = peer.create_publisher(String, "chatter", RESULT_QOS)
+    outcome = []
+
+    def run():
+        try:
+            spin(served)
+        except ExternalShutdownException:
+            outcome.append("shutdown")
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    wait_matched(pub)
+    pub.publish(String(data="a"))
+    assert wait_until(lambda: got == ["a"])
+    served.destroy_subscription(sub)  # while the executor waits on it
+    pub.publish(String(data="b"))
+    time.sleep(0.3)
+    served.create_subscription(String, "chatter", lambda m: got.append(m.data), RESULT_QOS)
+    wait_matched(pub)
+    pub.publish(String(data="c"))
+    assert wait_until(lambda: got[-1:] == ["c"])
+    rclpy.shutdown(context=contexts[0])
+    t.join(5.0)
+    assert not t.is_alive()
+    assert outcome == ["shutdown"]
+    assert "b" not in got
