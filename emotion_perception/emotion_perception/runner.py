@@ -15,10 +15,11 @@ import threading
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 
 from . import transport
 from .nodes import NODES, node_class
+from .nodes.executor import LeanExecutor
 
 DEFAULT_NODES = tuple(NODES)
 
@@ -76,8 +77,9 @@ class Pipeline:
         with Pipeline(["landmark"], params_file=..., remaps=["image:=/camera/image_raw"]) as p:
             ...  # p.context is the rclpy context; create test nodes in it
 
-    One thread runs every callback (rclpy's SingleThreadedExecutor, as ``rclpy.spin``
-    in a node's own process). rclpy's MultiThreadedExecutor, used here before, woke
+    One thread runs every callback (:class:`~emotion_perception.nodes.executor.LeanExecutor`,
+    as in a node's own process: one wait per batch of messages, where rclpy's
+    SingleThreadedExecutor waits twice per message). rclpy's MultiThreadedExecutor, used here before, woke
     about 20 times per camera-sized message with nothing to do while a pool thread
     took it, and at times spun a whole core that way, stalling every thread of the
     process for 0.1-1.4 s (the slow-consumer fault test). The heavy work does not need
@@ -107,7 +109,7 @@ class Pipeline:
         self.overrides = parameter_overrides or {}
         self.context: Context | None = None
         self.nodes: dict = {}
-        self.executor: SingleThreadedExecutor | None = None
+        self.executor: LeanExecutor | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -123,7 +125,7 @@ class Pipeline:
             for name in self.node_names:
                 overrides = [Parameter(k, value=v) for k, v in self.overrides.get(name, {}).items()]
                 self.nodes[name] = node_class(name)(context=self.context, parameter_overrides=overrides)
-            self.executor = SingleThreadedExecutor(context=self.context)
+            self.executor = LeanExecutor(context=self.context)
             for node in self.nodes.values():
                 self.executor.add_node(node)
             if _dedicated:

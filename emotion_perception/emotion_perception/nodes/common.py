@@ -382,6 +382,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     removes shared-memory segments that crashed processes left in /dev/shm.
     """
     from .. import transport
+    from .executor import spin
 
     cleaned = transport.prepare_process()
     rclpy.init(args=args)
@@ -391,7 +392,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     try:
         node = factory()
         limit_native_threads()
-        rclpy.spin(node)
+        spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as e:  # noqa: BLE001 - startup failure: one clear line
