@@ -68,8 +68,13 @@ class EmotionFusionNode(Node):
         self.pub = self.create_publisher(EmotionArray, "emotion", RESULT_QOS)
         self.subs = [self.create_subscription(EmotionArray, t, lambda m, t=t: self.on_input(t, m), RESULT_QOS)
                      for t in INPUT_TOPICS]
-        # Fallback only: publishes an image whose arrays did not all arrive in time.
+        # Fallback only: publishes an image whose arrays did not all arrive in time. It
+        # runs only while an image waits (armed by the first array of an image, stopped
+        # when none waits): a timer always running at 40 Hz woke the node more often than
+        # the camera's images did (docs/benchmarks.md, "Where the CPU goes").
         self.timer = self.create_timer(max(0.005, self.params["max_wait_s"] / 2), self._publish_overdue)
+        self.timer.cancel()
+        self._timer_armed = False
         profiles = "; ".join(f"{pr.name}: " + ", ".join(f"{m} {w:.2f}" for m, w in pr.weight.items())
                              for pr in pooling.profiles)
         self.get_logger().info(f"fusing {', '.join(INPUT_TOPICS)} -> emotion (weights {profiles})")
@@ -115,7 +120,17 @@ class EmotionFusionNode(Node):
                     entry = self._pending[stamp] = _Pending(msg.header, time.monotonic())
                 entry.arrays[topic] = estimates
             ready = self._take_ready()
+            self._arm_timer()
         self._publish_all(ready)
+
+    def _arm_timer(self) -> None:
+        """Run the fallback timer while an image waits, stop it when none does (lock held)."""
+        if self._pending and not self._timer_armed:
+            self.timer.reset()
+            self._timer_armed = True
+        elif not self._pending and self._timer_armed:
+            self.timer.cancel()
+            self._timer_armed = False
 
     def _expected(self, topic: str, sub, stamp: int) -> bool:
         """True while the model on ``topic`` may still deliver its array for ``stamp``.
@@ -160,6 +175,7 @@ class EmotionFusionNode(Node):
     def _publish_overdue(self) -> None:
         with self._lock:
             ready = self._take_ready(overdue_after_s=self.params["max_wait_s"])
+            self._arm_timer()
         self._publish_all(ready)
 
     def _fuse(self, stamp: int, entry: "_Pending") -> list:
