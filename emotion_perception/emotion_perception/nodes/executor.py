@@ -134,7 +134,7 @@ class LeanExecutor(Executor):
         return ran
 
     def _gather(self) -> None:
-        """The entities of every node, and a wait set sized for them."""
+        """The entities of every node, their handles, and a wait set sized for them."""
         subs, timers, clients, services, guards, waitables = [], [], [], [], [], []
         for node in self.get_nodes():
             subs.extend(node.subscriptions)
@@ -148,7 +148,12 @@ class LeanExecutor(Executor):
         self._guards = guards
         self._waitables = [w for w in waitables if not isinstance(w, EventHandler)]
         self._events = [w for w in waitables if isinstance(w, EventHandler)]
-        self._handles = [e.handle for e in (*subs, *timers, *clients, *services, *guards, *own)]
+        # (handle, wait-set method name), in the order rclpy adds them; entity by pointer
+        self._adds = ([(e.handle, "add_subscription") for e in subs] + [(e.handle, "add_client") for e in clients] +
+                      [(e.handle, "add_service") for e in services] + [(e.handle, "add_timer") for e in timers] +
+                      [(e.handle, "add_guard_condition") for e in (*guards, *own)])
+        self._handles = [h for h, _ in self._adds]
+        self._by_pointer = {e.handle.pointer: e for e in (*subs, *timers, *clients, *services, *guards)}
         counts = [len(subs), len(guards) + len(own), len(timers), len(clients), len(services), 0]
         for w in waitables:
             n = w.get_num_entities()
@@ -174,16 +179,19 @@ class LeanExecutor(Executor):
             self._next_event_poll = now + EVENT_POLL_S
         waitables = self._waitables + self._events if poll_events else self._waitables
         if self._events and not poll_events:
-            # events are not in this wait: come back for them in time
-            timeout_nsec = min(timeout_nsec, int(EVENT_POLL_S * 1e9)) if timeout_nsec >= 0 else int(EVENT_POLL_S * 1e9)
+            # the event handlers are not in this wait: come back for them in time
+            cap = int(EVENT_POLL_S * 1e9)
+            timeout_nsec = cap if timeout_nsec < 0 else min(timeout_nsec, cap)
+        ws = self._wait_set
         entered = []
         try:
             # Entered handles cannot be destroyed under the wait (rclpy defers it).
+            missing = False
             for h in self._handles:
                 try:
                     h.__enter__()
                 except InvalidHandle:
-                    self._stale = True  # destroyed meanwhile: skip it now, gather again next time
+                    missing = True  # destroyed meanwhile: leave it out now, gather again next time
                     continue
                 entered.append(h)
             for w in waitables:
@@ -191,24 +199,15 @@ class LeanExecutor(Executor):
                 entered.append(w)
             self._context.handle.__enter__()
             entered.append(self._context.handle)
-            ws = self._wait_set
             ws.clear_entities()
-            live = set(map(id, entered))
-            for s in self._subs:
-                if id(s.handle) in live:
-                    ws.add_subscription(s.handle)
-            for c in self._clients:
-                if id(c.handle) in live:
-                    ws.add_client(c.handle)
-            for s in self._services:
-                if id(s.handle) in live:
-                    ws.add_service(s.handle)
-            for t in self._timers:
-                if id(t.handle) in live:
-                    ws.add_timer(t.handle)
-            for g in (*self._guards, self._guard, self._sigint_gc):
-                if g is not None and id(g.handle) in live:
-                    ws.add_guard_condition(g.handle)
+            if missing:
+                self._stale = True
+                live = set(map(id, entered))
+                adds = [(h, m) for h, m in self._adds if id(h) in live]
+            else:
+                adds = self._adds
+            for h, method in adds:
+                getattr(ws, method)(h)
             for w in waitables:
                 w.add_to_wait_set(ws)
             ws.wait(timeout_nsec)
@@ -216,41 +215,37 @@ class LeanExecutor(Executor):
                 raise ShutdownException()
             if not self._context.ok():
                 raise ExternalShutdownException()
-            subs_ready = ws.get_ready_entities("subscription")
-            timers_ready = ws.get_ready_entities("timer")
-            guards_ready = ws.get_ready_entities("guard_condition")
-            clients_ready = ws.get_ready_entities("client") if self._clients else ()
-            services_ready = ws.get_ready_entities("service") if self._services else ()
+            ready = {kind: ws.get_ready_entities(kind) for kind in ("subscription", "timer", "guard_condition")}
+            if self._clients:
+                ready["client"] = ws.get_ready_entities("client")
+            if self._services:
+                ready["service"] = ws.get_ready_entities("service")
             ready_waitables = [w for w in waitables if w.is_ready(ws)]
         finally:
             for h in reversed(entered):
                 h.__exit__(None, None, None)
+        guards_ready = ready["guard_condition"]
         if self._guard is not None and self._guard.handle.pointer in guards_ready:
             self._stale = True  # woken on purpose: entities may have changed
-        work = []
-        for w in ready_waitables:
-            work.append(self._take_waitable(w))
-        for t in self._timers:
-            if t.handle.pointer in timers_ready:
-                try:
-                    with t.handle:
-                        ready = t.handle.is_timer_ready()  # rcl reports cancelled timers too
-                except InvalidHandle:
-                    continue
-                if ready:
-                    work.append(self._take_timer(t))
-        for s in self._subs:
-            if s.handle.pointer in subs_ready:
-                work.append(self._take_subscription(s))
-        for g in self._guards:
-            if g.handle.pointer in guards_ready:
-                work.append(self._take_guard_condition(g))
-        for c in self._clients:
-            if c.handle.pointer in clients_ready:
-                work.append(self._take_client(c))
-        for s in self._services:
-            if s.handle.pointer in services_ready:
-                work.append(self._take_service(s))
+        work = [self._take_waitable(w) for w in ready_waitables]
+        by_pointer = self._by_pointer
+        for p in ready["timer"]:
+            t = by_pointer.get(p)
+            if t is None:
+                continue  # the executor's timeout timer, or an entity gone
+            try:
+                with t.handle:
+                    due = t.handle.is_timer_ready()  # rcl reports cancelled timers too
+            except InvalidHandle:
+                continue
+            if due:
+                work.append(self._take_timer(t))
+        for kind, take in (("subscription", self._take_subscription), ("guard_condition", self._take_guard_condition),
+                           ("client", self._take_client), ("service", self._take_service)):
+            for p in ready.get(kind, ()):
+                e = by_pointer.get(p)
+                if e is not None:
+                    work.append(take(e))
         if not work and timeout_nsec >= 0 and not guards_ready:
             raise TimeoutException()
         for make in work:
