@@ -30,7 +30,8 @@ def dedicate_process() -> None:
     """Declare that this process exists to run the pipeline (the ``pipeline``, ``run``,
     ``demo`` and ``bag evaluate`` commands): every :class:`Pipeline` started in it caps
     the BLAS/OpenMP thread pools at one thread once its nodes are built, as each node's
-    own process does (:func:`emotion_perception.nodes.common.limit_native_threads`).
+    own process does (:func:`emotion_perception.nodes.common.limit_native_threads`), and
+    lets glibc reuse camera-sized buffers (:func:`~emotion_perception.nodes.common.keep_large_buffers`).
 
     Measured with all seven nodes in one process: at 30 Hz 46% of a core instead of
     125% (OpenBLAS workers busy-wait between the frame SVM's tiny calls), 90 Hz held
@@ -40,6 +41,9 @@ def dedicate_process() -> None:
     """
     global _dedicated
     _dedicated = True
+    from .nodes.common import keep_large_buffers
+
+    keep_large_buffers()
 
 
 def default_params_file() -> pathlib.Path:
