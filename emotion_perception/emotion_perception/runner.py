@@ -145,6 +145,9 @@ class Pipeline:
         return self
 
     def _spin(self) -> None:
+        from .nodes.common import name_os_thread
+
+        name_os_thread("executor")
         try:
             while not self._stopping.is_set() and self.context.ok():
                 self.executor.spin_once()  # stop() wakes it

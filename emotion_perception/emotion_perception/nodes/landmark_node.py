@@ -40,7 +40,7 @@ from ..landmarks import DEFAULT_MODEL, MAX_FACES_LIMIT, FaceIdentifier, FaceLand
 from ..tracking import TrackerOptions
 from ..types import BLENDSHAPE_NAMES
 from .common import (LATCHED_QOS, RESULT_QOS, SENSOR_QOS, Diagnostics, OnceLog, Param, declare_parameters,
-                     run_node, stamp_ns)
+                     name_os_thread, run_node, stamp_ns)
 
 #: How long ``destroy_node`` waits for a frame in progress, seconds.
 WORKER_JOIN_TIMEOUT_S = 5.0
@@ -186,6 +186,7 @@ class LandmarkNode(Node):
     # ------------------------------------------------------------ worker
 
     def _work(self, index: int) -> None:
+        name_os_thread(f"lm-worker-{index}")
         engine = self._engines[index]
         while True:
             with self._cond:
