@@ -214,6 +214,27 @@ def proc_cpu_s(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / CLK_TCK
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's threads, summed per thread-name group: ``executor``
+    (the pipeline's executor thread), ``lm-worker`` (the landmark node's MediaPipe
+    callers), ``drishti`` (MediaPipe's own threads), ``dds`` (Fast DDS's receive and
+    event threads), ``python`` (a node process's main thread, where its executor
+    spins, and unnamed Python threads) and ``other``."""
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        parts = text.rsplit(")", 1)[1].split()
+        group = next((g for g in ("executor", "lm-worker", "drishti", "dds", "python") if name.startswith(g)),
+                     "other")
+        out[group] = out.get(group, 0.0) + (int(parts[11]) + int(parts[12])) / CLK_TCK
+    return out
+
+
 def proc_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * PAGE / 2**20

@@ -1,15 +1,24 @@
-"""End-to-end latency over the middleware, every node in its own process: image stamp
-to each output received (fused ``emotion``, ``attention`` and every intermediate
-topic), p50/p95/p99, at 30 Hz; frames lost; CPU and resident memory per node. Bare
-MediaPipe's latency on the same frames at the same rate is the reference.
+"""End-to-end latency over the middleware, every node in its own process (or, with
+``--in-process``, all of them in one ``emotion-perception pipeline`` process): image
+stamp to each output received (fused ``emotion``, ``attention`` and every intermediate
+topic), p50/p95/p99, at 30 Hz; frames lost; beside every latency the CPU milliseconds
+per frame of the node that published it and of the whole pipeline, and their ratio to
+bare MediaPipe's. Bare MediaPipe's latency and CPU per frame on the same frames at the
+same rate, in the same run, are the reference.
 
 Nodes run as ``python -m emotion_perception.nodes.<module>`` with the shipped
 ``config/params.yaml`` (landmark ``max_faces:=1``) and the package's Fast DDS
 profile (``config/fastdds_shm.xml``, as every process of the package loads it); this
-process is the camera (640x480 rgb8,
-one real face) and the listener.
+process is the camera (640x480 rgb8, one real face) and the listener.
 
-    .venv/bin/python benchmarks/latency.py [--seconds 60] [--rate 30] [--quick]
+CPU per frame = a process's CPU time (all its threads, from /proc) over the streamed
+seconds divided by the frames sent. With every node in one process the per-node split
+comes from the threads: the landmark node's MediaPipe callers (``lm-worker``) and
+MediaPipe's own threads (``drishti``) against the executor thread that runs every
+callback of the six other nodes (and the landmark node's image queueing) and Fast
+DDS's threads.
+
+    .venv/bin/python benchmarks/latency.py [--seconds 60] [--rate 30] [--quick] [--in-process]
 """
 
 from __future__ import annotations
@@ -19,8 +28,49 @@ import sys
 import time
 
 from common import Table, compose_frames, isolate_domain, ratio, summary
-from procs import (FINAL_TOPICS, NODES, Camera, NodeProcesses, Sampler, bare_latency_ms, landmark_workers,
-                   node_table_rows)
+from procs import (FINAL_TOPICS, NODES, ONE_PROCESS, Camera, NodeProcesses, Sampler, bare_latency_ms,
+                   landmark_workers)
+
+#: The nodes around MediaPipe whose CPU the issue compares with the landmark node's.
+SIX = ("transformer", "lstm", "frame", "image_emotion", "emotion_fusion", "attention")
+#: Frames the image model is timed on for "its own inference" (paced at the camera rate).
+IMAGE_MODEL_FRAMES = 150
+
+
+def image_model_cpu_ms(frames, rate_hz: float) -> float:
+    """Thread CPU ms of one ``image-cnn`` update (the image node's model call: crop
+    resize, grey levels, LiteRT) on the face crops of ``frames``, paced at ``rate_hz``
+    like the node's calls. NaN if the model cannot be loaded."""
+    import numpy as np
+
+    from common import BareMediaPipe
+    from emotion_perception.classifiers import load as load_model
+    from emotion_perception.classifiers.base import FrameInput
+    from emotion_perception.classifiers.image_cnn import DEFAULT_MARGIN, crop_face, landmarks_box
+
+    try:
+        model = load_model("image-cnn")
+    except Exception as e:  # noqa: BLE001 - reported, the rest of the run stands
+        print(f"  image-cnn not loaded ({type(e).__name__}: {e})", file=sys.stderr)
+        return float("nan")
+    crops = []
+    with BareMediaPipe(1) as mp_:
+        for f in frames[:30]:
+            r = mp_.detect(f)
+            if r.face_landmarks:
+                lm = np.array([(p.x, p.y, p.z) for p in r.face_landmarks[0]], dtype=np.float32)
+                crops.append(crop_face(f, landmarks_box(lm, (f.shape[1], f.shape[0])), DEFAULT_MARGIN))
+    if not crops:
+        return float("nan")
+    for c in crops[:5]:
+        model.update("face_1", FrameInput(face_crop=c))
+    total = 0.0
+    for k in range(IMAGE_MODEL_FRAMES):
+        time.sleep(1.0 / rate_hz)
+        t0 = time.thread_time()
+        model.update("face_1", FrameInput(face_crop=crops[k % len(crops)], stamp_ns=k))
+        total += time.thread_time() - t0
+    return total * 1e3 / IMAGE_MODEL_FRAMES
 
 
 def main(argv=None) -> tuple[Table, Table]:
@@ -31,75 +81,156 @@ def main(argv=None) -> tuple[Table, Table]:
     ap.add_argument("--data", help="shared data directory")
     ap.add_argument("--workers", type=int, help="landmark_node's workers parameter (MediaPipe landmarkers); "
                     "default: config/params.yaml's")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run the nodes in one emotion-perception pipeline process instead of one process each")
     a = ap.parse_args(argv)
     seconds = 15.0 if a.quick else a.seconds
     isolate_domain()
     frames = compose_frames(640, 480, 1, 90, a.data)
-    with NodeProcesses(landmark_params={"max_faces": 1, **({"workers": a.workers} if a.workers else {})}) as procs:
+    with NodeProcesses(landmark_params={"max_faces": 1, **({"workers": a.workers} if a.workers else {})},
+                       in_process=a.in_process) as procs:
         running = procs.running()
-        topics = [NODES[n][1] for n in running]
-        cam = Camera(topics)
+        cam = Camera.for_nodes(procs, frames)
         try:
-            cam.prepare(frames)
-            ready = cam.wait_first(topics, timeout_s=60.0)
-            silent = [t for t in topics if not cam.got[t]]
-            print(f"  nodes running: {', '.join(procs.running())}; all answering: {ready}; silent: {silent}",
+            topics = list(cam.got)
+            silent = [t for t in topics if t not in cam.answering]
+            print(f"  nodes running: {', '.join(running)}; all answering: {cam.ready}; silent: {silent}",
                   file=sys.stderr)
             for n in running:
                 if NODES[n][1] in silent:
                     procs.unavailable[n] = "no output in 60 s: " + procs.reason(n)
             topics = [t for t in topics if t not in silent]
             time.sleep(2.0)
-            sampler = Sampler({n: procs.procs[n].pid for n in running})
+            sampler = Sampler(procs.pids())
             sampler.start()
             t_start = time.monotonic()
             dropped0 = cam.diag_value("landmark_node", "dropped_total")
             sent = cam.stream(a.rate, seconds, start_index=1000)
+            sampler.stop()  # CPU over the streamed seconds only
             time.sleep(2.0)
             landmark_dropped = cam.diag_value("landmark_node", "dropped_total") - dropped0
-            sampler.stop()
             lat = {t: cam.latencies_ms(t, sent) for t in topics}
         finally:
             cam.close()
-        node_rows = node_table_rows(procs, sampler, t_start)
-    bare = summary(bare_latency_ms(frames, a.rate, min(seconds, 30.0)))
+    bare_cpu: dict = {}
+    bare = summary(bare_latency_ms(frames, a.rate, min(seconds, 30.0), cpu=bare_cpu))
+    bare_ms = bare_cpu["ms_per_frame"]
+    image_model_ms = image_model_cpu_ms(frames, a.rate) if "image_emotion" in running else 0.0
 
-    t = Table("latency", f"End-to-end latency, image stamp to message received, every node in its own process, "
-                         f"640x480 one face at {a.rate:g} Hz for {seconds:g} s (ms)",
-              ["topic", "received / sent", "p50", "p95", "p99", "p95 - bare p95", "p50 / bare p50"])
+    # CPU ms per frame of each process, and the split of the one process by threads
+    per_frame = 1e3 / a.rate / 100.0  # CPU % of one core -> ms per frame
+    cpu_ms = {n: sampler.stats(n, t_start)["cpu_percent"] * per_frame for n in sampler.pids}
+    node_ms: dict[str, float] = {}
+    groups: dict[str, float] = {}
+    if a.in_process:
+        window = sampler.thread_samples[ONE_PROCESS][-1][0] - sampler.thread_samples[ONE_PROCESS][0][0]
+        frames_in_window = a.rate * window
+        groups = {g: 1e3 * s / frames_in_window for g, s in sampler.thread_cpu_s(ONE_PROCESS).items()}
+        total_ms = cpu_ms.get(ONE_PROCESS, float("nan"))
+        landmark_ms = groups.get("lm-worker", 0.0) + groups.get("drishti", 0.0)
+        six_ms = total_ms - landmark_ms
+    else:
+        node_ms = {n: cpu_ms.get(n, float("nan")) for n in running}
+        total_ms = sum(node_ms.values())
+        landmark_ms = node_ms.get("landmark", float("nan"))
+        six_ms = sum(node_ms.get(n, 0.0) for n in SIX)
+    six_excl_ms = six_ms - image_model_ms
+
+    layout = "every node in one process" if a.in_process else "every node in its own process"
+    suffix = "_in_process" if a.in_process else ""
+    t = Table("latency" + suffix, f"End-to-end latency, image stamp to message received, {layout}, "
+                                  f"640x480 one face at {a.rate:g} Hz for {seconds:g} s (ms), with CPU per frame",
+              ["topic", "received / sent", "p50", "p95", "p99", "p95 - bare p95", "p50 / bare p50",
+               "CPU ms per frame (its node)", "CPU / bare MediaPipe CPU"])
+    topic_node = {NODES[n][1]: n for n in NODES}
     for topic in topics:
         s = summary(lat[topic])
+        n_ms = node_ms.get(topic_node[topic], float("nan"))
         t.add(topic, f"{len(lat[topic])} / {len(sent)}", s["p50"], s["p95"], s["p99"], s["p95"] - bare["p95"],
-              ratio(s["p50"], bare["p50"]))
+              ratio(s["p50"], bare["p50"]), n_ms if not a.in_process else "-",
+              ratio(n_ms, bare_ms) if not a.in_process else "-")
         t.data[topic] = {"latency_ms": s, "received": len(lat[topic]), "sent": len(sent),
                          "lost_at_s": cam.lost_at_s(topic, sent, a.rate)}
-    t.add("bare MediaPipe (same frames, same rate)", "-", bare["p50"], bare["p95"], bare["p99"], 0.0, 1.0)
+    t.add("whole pipeline" + (" (one process)" if a.in_process else f" ({len(node_ms)} processes)"), "-", "-", "-",
+          "-", "-", "-", total_ms, ratio(total_ms, bare_ms))
+    t.add("bare MediaPipe (same frames, same rate)", "-", bare["p50"], bare["p95"], bare["p99"], 0.0, 1.0,
+          bare_ms, 1.0)
     t.data["bare_mediapipe_ms"] = bare
+    t.data["cpu_ms_per_frame"] = {"nodes": node_ms, "thread_groups": groups, "total": total_ms,
+                                  "landmark": landmark_ms, "six_nodes": six_ms,
+                                  "six_nodes_without_image_model": six_excl_ms, "image_model": image_model_ms,
+                                  "bare_mediapipe": bare_ms}
     for topic in FINAL_TOPICS:
         if topic not in t.data:
             t.notes.append(f"Target: {topic} latency -> not measured, its node is not running.")
             continue
         s = t.data[topic]["latency_ms"]
-        ok = s["p95"] <= bare["p95"] + 10.0
-        t.notes.append(f"Target: {topic} p95 within bare MediaPipe p95 + 10 ms -> {s['p95']:.1f} vs "
-                       f"{bare['p95'] + 10:.1f} ms: {'met' if ok else 'NOT met'}; frames lost "
-                       f"{len(sent) - t.data[topic]['received']} of {len(sent)}.")
+        lost = len(sent) - t.data[topic]["received"]
+        ok95 = s["p95"] <= bare["p95"] + 10.0
+        ok50 = s["p50"] <= 1.5 * bare["p50"]
+        t.notes.append(f"Target: {topic} p50 within 1.5x bare MediaPipe p50 -> {s['p50']:.1f} vs "
+                       f"{1.5 * bare['p50']:.1f} ms: {'met' if ok50 else 'NOT met'}; p95 within bare p95 + 10 ms -> "
+                       f"{s['p95']:.1f} vs {bare['p95'] + 10:.1f} ms: {'met' if ok95 else 'NOT met'}; frames lost "
+                       f"{lost} of {len(sent)}.")
+    r6 = ratio(six_excl_ms, landmark_ms)
+    t.notes.append(f"Target: the six nodes around MediaPipe <= 0.5x the landmark node's CPU per frame, the image "
+                   f"model's own inference ({image_model_ms:.2f} ms per frame, timed in this run) excluded -> "
+                   f"{six_excl_ms:.2f} vs {landmark_ms:.2f} ms = {r6:.2f}x: {'met' if r6 <= 0.5 else 'NOT met'}"
+                   f"{' (one process: split by threads, see the resources table)' if a.in_process else ''}.")
+    if not a.in_process and "emotion_fusion" in node_ms:
+        f_ms = node_ms["emotion_fusion"]
+        t.notes.append(f"Target: fusion node <= 1 ms CPU per frame -> {f_ms:.2f} ms: "
+                       f"{'met' if f_ms <= 1.0 else 'NOT met'}.")
     if "faces/mesh" in t.data:
         lost = t.data["faces/mesh"]["lost_at_s"]
         t.notes.append(f"Frames lost before faces/mesh: {len(lost)} (seconds into the run: "
                        f"{', '.join(f'{x:.1f}' for x in lost[:12]) or '-'}); of them dropped by the landmark node "
                        f"(/diagnostics dropped_total): {landmark_dropped:g}; the rest never reached it.")
     for n, why in procs.unavailable.items():
-        t.notes.append(f"{n} node not running ({why[:120]}).")
+        t.notes.append(f"{n} not running ({why[:120]}).")
     t.notes.append(f"landmark_node workers: {a.workers or landmark_workers()}"
-                   f"{'' if a.workers else ' (config/params.yaml)'}.")
+                   f"{'' if a.workers else ' (config/params.yaml)'}. CPU per frame: process CPU time over the "
+                   f"streamed seconds / frames sent; bare MediaPipe: this process's CPU over its paced frames.")
     t.done()
 
-    r = Table("resources", f"CPU and resident memory per node process at {a.rate:g} Hz, 640x480, one face",
-              ["node", "CPU % (of one core)", "RSS max MB", "status"])
-    for row in node_rows:
-        r.add(*row)
+    r = Table("resources" + suffix, f"CPU per frame and resident memory, {layout}, {a.rate:g} Hz, 640x480, one face",
+              ["process or part", "CPU % of one core", "CPU ms per frame", "/ bare MediaPipe CPU",
+               "/ landmark node CPU", "RSS max MB", "status"])
+    if a.in_process:
+        st = sampler.stats(ONE_PROCESS, t_start)
+        labels = {"lm-worker": "landmark node: MediaPipe calls, ids, messages (lm-worker threads)",
+                  "drishti": "MediaPipe's own threads (drishti)",
+                  "executor": "executor thread: every callback of the six other nodes",
+                  "dds": "Fast DDS threads (receive, events)", "python": "main thread", "other": "other threads"}
+        for g, ms in sorted(groups.items(), key=lambda kv: -kv[1]):
+            r.add(labels.get(g, g), ms / per_frame, ms, ratio(ms, bare_ms), ratio(ms, landmark_ms), "-", "ok")
+        r.add("landmark node (lm-worker + drishti)", landmark_ms / per_frame, landmark_ms, ratio(landmark_ms, bare_ms),
+              1.0, "-", "ok")
+        r.add("six nodes (the rest of the process)", six_ms / per_frame, six_ms, ratio(six_ms, bare_ms),
+              ratio(six_ms, landmark_ms), "-", "ok")
+        r.add(ONE_PROCESS, st["cpu_percent"], total_ms, ratio(total_ms, bare_ms), ratio(total_ms, landmark_ms),
+              st["rss_mb_max"], "ok" if ONE_PROCESS not in procs.unavailable else "not running")
+    else:
+        for n in procs.names:
+            if n in procs.unavailable:
+                r.add(n, float("nan"), float("nan"), float("nan"), float("nan"), float("nan"),
+                      "not running: " + procs.unavailable[n][:70])
+                continue
+            st = sampler.stats(n, t_start)
+            ms = node_ms[n]
+            r.add(n, st["cpu_percent"], ms, ratio(ms, bare_ms), ratio(ms, landmark_ms), st["rss_mb_max"], "ok")
+        r.add("six nodes around MediaPipe", six_ms / per_frame, six_ms, ratio(six_ms, bare_ms),
+              ratio(six_ms, landmark_ms), "-", "-")
+        r.add("whole pipeline", total_ms / per_frame, total_ms, ratio(total_ms, bare_ms), ratio(total_ms, landmark_ms),
+              "-", "-")
+    r.add("six nodes, the image model's inference excluded", six_excl_ms / per_frame, six_excl_ms,
+          ratio(six_excl_ms, bare_ms), r6, "-", "-")
+    r.add("bare MediaPipe (this process, same frames and rate)", bare_ms / per_frame, bare_ms, 1.0,
+          ratio(bare_ms, landmark_ms), "-", "-")
     r.data = {n: sampler.stats(n, t_start) for n in sampler.pids}
+    r.data["cpu_ms_per_frame"] = t.data["cpu_ms_per_frame"]
+    r.notes.append(f"image-cnn's own inference: {image_model_ms:.2f} ms CPU per update, timed in this process on "
+                   f"the face crops of the same frames at {a.rate:g} Hz ({IMAGE_MODEL_FRAMES} updates).")
     r.done()
     return t, r
 

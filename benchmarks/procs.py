@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from common import PKG, VENV_PY, proc_cpu_s, proc_fds, proc_rss_mb, proc_threads
+from common import PKG, VENV_PY, proc_cpu_s, proc_fds, proc_rss_mb, proc_threads, thread_cpu_s
 
 from emotion_perception.transport import PROFILE_ENVS, TRANSPORT_ENV
 
@@ -62,13 +62,17 @@ class NodeProcesses:
     """
 
     def __init__(self, names=tuple(NODES), landmark_params: dict | None = None, transport: str | None = None,
-                 in_process: bool = False):
+                 in_process: bool = False, launcher: tuple[str, ...] = ("-m",), env: dict | None = None):
         """``transport``: a FASTDDS_BUILTIN_TRANSPORTS value; None = the package default
-        (each node loads ``config/fastdds_shm.xml``, as this process's camera does)."""
+        (each node loads ``config/fastdds_shm.xml``, as this process's camera does).
+        ``launcher``: what comes between the interpreter and the module (``-m``, or a
+        script that runs the module, as ``profile_nodes.py`` does); ``env``: extra
+        environment variables."""
         self.in_process = in_process
+        self.launcher = list(launcher)
         self.names = list(names)
         self.landmark_params = landmark_params or {}
-        self.env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         if transport:
             for k in TRANSPORT_VARS:
                 self.env.pop(k, None)
@@ -83,7 +87,7 @@ class NodeProcesses:
             return self._start_one(params, settle_s)
         for name in self.names:
             module = NODES[name][0]
-            cmd = [str(VENV_PY), "-m", f"emotion_perception.nodes.{module}", "--ros-args", "--params-file",
+            cmd = [str(VENV_PY), *self.launcher, f"emotion_perception.nodes.{module}", "--ros-args", "--params-file",
                    str(params)]
             if name == "landmark":
                 for k, v in self.landmark_params.items():
@@ -108,7 +112,8 @@ class NodeProcesses:
         self._params_file = tempfile.NamedTemporaryFile("w", suffix=".yaml")
         yaml.safe_dump(tree, self._params_file)
         self._params_file.flush()
-        cmd = [str(VENV_PY), "-m", "emotion_perception.cli", "pipeline", "--params-file", self._params_file.name]
+        cmd = [str(VENV_PY), *self.launcher, "emotion_perception.cli", "pipeline", "--params-file",
+               self._params_file.name]
         cmd += [f"--no-{arg.replace('_', '-')}" for short, arg in CLASSIFIER_ARGS.items() if short not in self.names]
         log = tempfile.TemporaryFile(mode="w+")
         self.logs[ONE_PROCESS] = log
@@ -176,6 +181,8 @@ class Sampler(threading.Thread):
         self.pids = pids
         self.period_s = period_s
         self.samples: dict[str, list[tuple[float, float, float, int, int]]] = {n: [] for n in pids}
+        #: name -> [(monotonic time, CPU seconds per thread group)], first and latest sample
+        self.thread_samples: dict[str, list[tuple[float, dict[str, float]]]] = {n: [] for n in pids}
         self._halt = threading.Event()
 
     def sample(self) -> None:
@@ -183,8 +190,20 @@ class Sampler(threading.Thread):
         for n, pid in self.pids.items():
             try:
                 self.samples[n].append((now, proc_cpu_s(pid), proc_rss_mb(pid), proc_fds(pid), proc_threads(pid)))
+                ts = self.thread_samples[n]
+                ts[1:] = [(now, thread_cpu_s(pid))]
+                if len(ts) == 1:
+                    ts.append(ts[0])
             except (FileNotFoundError, ProcessLookupError):
                 pass
+
+    def thread_cpu_s(self, name: str) -> dict[str, float]:
+        """CPU seconds per thread group of process ``name`` between its first and last sample."""
+        ts = self.thread_samples.get(name) or []
+        if len(ts) < 2:
+            return {}
+        first, last = ts[0][1], ts[-1][1]
+        return {g: last[g] - first.get(g, 0.0) for g in last}
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -245,6 +264,17 @@ class Camera:
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
         self._msgs = {}
+
+    @classmethod
+    def for_nodes(cls, procs: "NodeProcesses", frames, timeout_s: float = 60.0) -> "Camera":
+        """A camera listening to the output of every running node, its frames prepared,
+        after a slow stream until every output answered (or ``timeout_s``); the topics
+        that answered are in ``answering``."""
+        cam = cls([NODES[n][1] for n in procs.running()])
+        cam.prepare(frames)
+        cam.ready = cam.wait_first(list(cam.got), timeout_s=timeout_s)
+        cam.answering = [t for t in cam.got if cam.got[t]]
+        return cam
 
     def _recorder(self, topic):
         got = self.got[topic]
@@ -330,10 +360,16 @@ class Camera:
         self.thread.join(2.0)
 
 
-def bare_latency_ms(frames, rate_hz: float, seconds: float, num_faces: int = 1) -> list[float]:
+def bare_latency_ms(frames, rate_hz: float, seconds: float, num_faces: int = 1,
+                    cpu: dict | None = None) -> list[float]:
     """Bare MediaPipe fed at ``rate_hz`` (paced like a camera): per-frame ms from the
     frame's arrival to the result (its processing time, plus any wait behind the
-    previous frame)."""
+    previous frame).
+
+    ``cpu``, if given, receives ``ms_per_frame``: this process's CPU time (every thread:
+    MediaPipe's own threads too) over the paced frames, divided by their number, the
+    reference for the nodes' CPU per frame. Call it with no other work in the process.
+    """
     from common import BareMediaPipe
 
     n = int(rate_hz * seconds)
@@ -341,6 +377,7 @@ def bare_latency_ms(frames, rate_hz: float, seconds: float, num_faces: int = 1) 
     with BareMediaPipe(num_faces) as mp_:
         for f in frames[:5]:
             mp_.detect(f)
+        cpu0 = time.process_time()
         t0 = time.monotonic()
         for k in range(n):
             due = t0 + k / rate_hz
@@ -349,6 +386,8 @@ def bare_latency_ms(frames, rate_hz: float, seconds: float, num_faces: int = 1) 
                 time.sleep(due - now)
             mp_.detect(frames[k % len(frames)])
             out.append((time.monotonic() - due) * 1e3)
+        if cpu is not None:
+            cpu["ms_per_frame"] = (time.process_time() - cpu0) * 1e3 / max(n, 1)
     return out
 
 

@@ -25,14 +25,16 @@ BENCHMARKS = {
     "startup": (["--starts", "10"], ["--quick"]),
     "landmark_node": (["--frames", "80"], ["--quick"]),
     "classifiers": (["--frames", "300"], ["--quick"]),
+    "profile": (["--seconds", "20"], ["--seconds", "10"]),
     "latency": (["--seconds", "60"], ["--quick"]),
+    "latency_in_process": (["--in-process", "--seconds", "60"], ["--in-process", "--quick"]),
     "throughput": (["--seconds-per-rate", "8"], ["--quick"]),
     "throughput_in_process": (["--in-process", "--seconds-per-rate", "8"], ["--in-process", "--quick"]),
     "overload": (["--seconds", "45"], ["--quick"]),
     "soak": (["--minutes", "2"], ["--minutes", "0.5"]),
 }
 #: Benchmarks run by another's script (name -> script), with their own arguments.
-SCRIPTS = {"throughput_in_process": "throughput"}
+SCRIPTS = {"throughput_in_process": "throughput", "latency_in_process": "latency", "profile": "profile_nodes"}
 #: Longest any one benchmark may take, s.
 TIMEOUT_S = 600
 

@@ -45,12 +45,9 @@ def main(argv=None) -> Table:
     with NodeProcesses(names=a.nodes.split(","), in_process=a.in_process,
                        landmark_params={"max_faces": 1, **({"workers": a.workers} if a.workers else {})}) as procs:
         running = procs.running()
-        topics = [NODES[n][1] for n in running]
-        cam = Camera(topics)
+        cam = Camera.for_nodes(procs, frames)
         try:
-            cam.prepare(frames)
-            cam.wait_first(topics, timeout_s=60.0)
-            topics = [t for t in topics if cam.got[t]]
+            topics = cam.answering
             finals = [t for t in FINAL_TOPICS if t in topics] or topics[-1:]
             time.sleep(2.0)
             index = 1000
