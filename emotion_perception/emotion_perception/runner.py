@@ -20,6 +20,7 @@ from rclpy.executors import ExternalShutdownException
 from . import transport
 from .nodes import NODES, node_class
 from .nodes.executor import LeanExecutor
+from .nodes.in_process import InProcessDelivery
 
 DEFAULT_NODES = tuple(NODES)
 
@@ -83,7 +84,10 @@ class Pipeline:
 
     One thread runs every callback (:class:`~emotion_perception.nodes.executor.LeanExecutor`,
     as in a node's own process: one wait per batch of messages, where rclpy's
-    SingleThreadedExecutor waits twice per message). rclpy's MultiThreadedExecutor, used here before, woke
+    SingleThreadedExecutor waits twice per message). Messages between the nodes of the
+    pipeline go in-process, not through DDS, while nobody outside listens to their
+    topic (:mod:`emotion_perception.nodes.in_process`; ``in_process_delivery``).
+    rclpy's MultiThreadedExecutor, used here before, woke
     about 20 times per camera-sized message with nothing to do while a pool thread
     took it, and at times spun a whole core that way, stalling every thread of the
     process for 0.1-1.4 s (the slow-consumer fault test). The heavy work does not need
@@ -95,6 +99,8 @@ class Pipeline:
         remaps: ``from:=to`` topic remappings applied to every node.
         namespace: namespace of every node.
         parameter_overrides: short name -> {parameter: value}, applied over the file.
+        in_process_delivery: hand messages between the pipeline's nodes over in-process
+            (the default); False sends every one through DDS, as separate processes do.
 
     Raises:
         ValueError: an unknown node name or a malformed remapping.
@@ -103,7 +109,8 @@ class Pipeline:
     """
 
     def __init__(self, nodes=DEFAULT_NODES, params_file=None, remaps=(), namespace: str | None = None,
-                 parameter_overrides: dict | None = None, log_level: str | None = None):
+                 parameter_overrides: dict | None = None, log_level: str | None = None,
+                 in_process_delivery: bool = True):
         for n in nodes:
             if n not in NODES:
                 raise ValueError(f"unknown node {n!r}; choose from {', '.join(NODES)}")
@@ -114,6 +121,8 @@ class Pipeline:
         self.context: Context | None = None
         self.nodes: dict = {}
         self.executor: LeanExecutor | None = None
+        self.in_process_delivery = in_process_delivery
+        self.delivery: InProcessDelivery | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -132,6 +141,8 @@ class Pipeline:
             self.executor = LeanExecutor(context=self.context)
             for node in self.nodes.values():
                 self.executor.add_node(node)
+            if self.in_process_delivery:
+                self.delivery = InProcessDelivery(self.executor, self.nodes.values())
             if _dedicated:
                 from .nodes.common import limit_native_threads
 
@@ -181,6 +192,7 @@ class Pipeline:
         if self.context is not None:
             rclpy.try_shutdown(context=self.context)
         self.executor = None
+        self.delivery = None
         self.context = None
 
     def __enter__(self) -> "Pipeline":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 import rclpy
 from rclpy.context import Context
@@ -203,3 +204,85 @@ def test_spin_ends_on_shutdown_and_survives_destroyed_entities(contexts):
     assert not t.is_alive()
     assert outcome == ["shutdown"]
     assert "b" not in got
+
+
+def test_in_process_delivery_and_outside_listeners(contexts):
+    """Between nodes of one process a message is handed over in-process, in order, once;
+    while a subscriber outside the process listens, it goes through DDS for everyone,
+    still once each."""
+    from emotion_perception.nodes.in_process import InProcessDelivery
+
+    talker, listener = Node("talker", context=contexts[0]), Node("listener", context=contexts[0])
+    got = []
+    listener.create_subscription(String, "chatter", lambda m: got.append(m.data), RESULT_QOS)
+    pub = talker.create_publisher(String, "chatter", RESULT_QOS)
+    ex = LeanExecutor(context=contexts[0])
+    ex.add_node(talker)
+    ex.add_node(listener)
+    delivery = InProcessDelivery(ex, [talker, listener])
+    assert delivery.routes == {"/chatter": 1}
+    with Spinner(ex) as sp:
+        wait_matched(pub)
+        for i in range(20):
+            pub.publish(String(data=str(i)))  # from another thread, like the landmark node's workers
+            time.sleep(0.01)
+        assert wait_until(lambda: len(got) == 20)
+        assert delivery.delivered == 20 and delivery.published == 0
+        outside = Node("outside", context=contexts[1])
+        heard = []
+        outside.create_subscription(String, "chatter", lambda m: heard.append(m.data), RESULT_QOS)
+        outside_ex = LeanExecutor(context=contexts[1])
+        outside_ex.add_node(outside)
+        with Spinner(outside_ex):
+            wait_matched(pub, 2)
+            for i in range(20, 40):
+                pub.publish(String(data=str(i)))
+                time.sleep(0.01)
+            assert wait_until(lambda: len(got) == 40 and len(heard) == 20)
+            time.sleep(0.3)
+    assert got == [str(i) for i in range(40)]  # each once, in order
+    assert heard == [str(i) for i in range(20, 40)]
+    assert delivery.published == 20
+    assert sp.error is None
+
+
+def test_one_process_pipeline_hands_arrays_over_in_process():
+    """The whole pipeline in one process, a behaviour tree listening to emotion and
+    attention only: the arrays between the nodes never go through DDS, and every image
+    still gets its fused emotion and attention, once. A listener on faces/mesh (a debug
+    tool) switches that topic to DDS without losing or doubling anything."""
+    import cv2
+
+    from conftest import DATA, read_rgb
+    from pipeline_probe import DOWNSTREAM, Probe, constructible_nodes
+    from emotion_perception.runner import Pipeline
+
+    rgb = cv2.resize(read_rgb(DATA / "muxspace" / "images" / "Colin_Powell_0145.jpg"), (320, 320))
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[80:400, 160:480] = rgb
+    nodes = ["landmark", *constructible_nodes(DOWNSTREAM)]
+    finals = ("emotion", "attention")
+    with Pipeline(nodes, parameter_overrides={"landmark": {"max_faces": 1}}) as p:
+        assert p.delivery is not None and "/faces/mesh" in p.delivery.routes
+        probe = Probe(p, topics=finals)
+        stamp = 1_000_000_000
+        assert probe.send_until_served(frame, stamp, topic="emotion", tries=6, timeout=30.0) is not None
+        for k in range(1, 16):
+            assert probe.send_until_served(frame, stamp + k * 66_000_000, topic="emotion", tries=3, timeout=6.0)
+            assert probe.wait("attention", stamp + k * 66_000_000, 5.0) is not None
+        assert p.delivery.published == 0 and p.delivery.delivered >= 15 * 2
+        # a debug listener on faces/mesh in its own node: that topic now goes through DDS
+        debug = Probe(p, topics=("faces/mesh",), name="debug")
+        deadline = time.monotonic() + TIMEOUT_S
+        while p.nodes["landmark"]._mesh_pub.get_subscription_count() < p.delivery.routes["/faces/mesh"] + 1:
+            assert time.monotonic() < deadline, "debug listener not matched"
+            time.sleep(0.05)
+        for k in range(16, 26):
+            s = stamp + k * 66_000_000
+            assert probe.send_until_served(frame, s, topic="emotion", tries=3, timeout=6.0)
+            assert debug.wait("faces/mesh", s, 5.0) is not None
+        assert p.delivery.published >= 10
+        time.sleep(0.5)
+        for t in finals:
+            assert len(probe.order[t]) == len(set(probe.order[t])), f"{t} published an image twice"
+            assert probe.order[t] == sorted(probe.order[t])

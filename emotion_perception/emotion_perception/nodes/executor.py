@@ -25,6 +25,8 @@ in a 30-line test, with or without the package's Fast DDS profile (docs/benchmar
 
 from __future__ import annotations
 
+import collections
+import threading
 import time
 from typing import Callable
 
@@ -32,10 +34,15 @@ from rclpy.executors import (ConditionReachedException, Executor, ExternalShutdo
                              TimeoutException)
 from rclpy.event_handler import EventHandler
 from rclpy.exceptions import InvalidHandle
+from rclpy.guard_condition import GuardCondition
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.task import Task
 
 __all__ = ["LeanExecutor", "spin"]
+
+#: Most functions call_soon keeps waiting (in-process deliveries: each is one published
+#: message for every subscriber of its topic in the process).
+SOON_MAX = 100
 
 #: How often the QoS event handlers (incompatible QoS or type, one or two for each
 #: publisher and subscription: 8 in the lstm node, 14 in the fusion node) are put in
@@ -73,6 +80,12 @@ class LeanExecutor(Executor):
         self._events: list = []  # QoS event handlers: checked every EVENT_POLL_S
         self._next_event_poll = 0.0
         self._handles: list = []  # every handle entered around a wait
+        # call_soon: functions run on the executor thread, in order, after the current batch
+        self._soon: collections.deque = collections.deque(maxlen=SOON_MAX)
+        self._soon_gc: GuardCondition | None = GuardCondition(callback=None, callback_group=None,
+                                                              context=self._context)
+        self._spin_thread: int | None = None
+        self.soon_dropped = 0
 
     # -------------------------------------------------------------- rclpy's API
 
@@ -87,6 +100,25 @@ class LeanExecutor(Executor):
     def _spin_once_until_future_complete(self, future, timeout_sec=None) -> None:
         timeout = getattr(timeout_sec, "timeout", timeout_sec)  # rclpy passes a TimeoutObject
         self._spin_once_impl(timeout, future.done)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` on the executor thread, after the callbacks of the current batch
+        (called from a callback) or at the next wake-up (from another thread), in the
+        order of the calls. At most :data:`SOON_MAX` wait; beyond that the oldest is
+        dropped and counted in ``soon_dropped``, as a full keep-last queue drops."""
+        if len(self._soon) == self._soon.maxlen:
+            self.soon_dropped += 1
+        self._soon.append(fn)
+        if threading.get_ident() != self._spin_thread and self._soon_gc is not None:
+            self._soon_gc.trigger()
+
+    def shutdown(self, timeout_sec: float | None = None) -> bool:
+        done = super().shutdown(timeout_sec)
+        if done and self._soon_gc is not None:
+            self._soon_gc.destroy()
+            self._soon_gc = None
+            self._soon.clear()
+        return done
 
     def wake(self) -> None:
         """Wake the wait and gather the entity lists again (called when entities change)."""
@@ -105,14 +137,29 @@ class LeanExecutor(Executor):
 
     def _spin_once_impl(self, timeout_sec: float | None = None,
                         wait_condition: Callable[[], bool] = lambda: False) -> None:
+        self._spin_thread = threading.get_ident()
         try:
-            if self._run_tasks():
+            if self._run_tasks() or self._run_soon():
                 return
             if wait_condition():
                 return
             self._wait_and_run(_nsec(timeout_sec))
+            self._run_soon()
         except (ShutdownException, TimeoutException, ConditionReachedException):
             pass
+
+    def _run_soon(self) -> bool:
+        """Run what call_soon queued (and what that queues); True if anything ran."""
+        ran = False
+        while self._soon:
+            try:
+                fn = self._soon.popleft()
+            except IndexError:
+                break
+            ran = True
+            with self._work_tracker:
+                fn()
+        return ran
 
     def _run_tasks(self) -> bool:
         """Run tasks created with create_task or left by a coroutine callback; True if any ran."""
@@ -143,7 +190,7 @@ class LeanExecutor(Executor):
             services.extend(node.services)
             guards.extend(node.guards)
             waitables.extend(node.waitables)
-        own = [g for g in (self._guard, self._sigint_gc) if g is not None]
+        own = [g for g in (self._guard, self._sigint_gc, self._soon_gc) if g is not None]
         self._subs, self._timers, self._clients, self._services = subs, timers, clients, services
         self._guards = guards
         self._waitables = [w for w in waitables if not isinstance(w, EventHandler)]

@@ -1,0 +1,87 @@
+"""In-process delivery for the one-process pipeline: a message that one node publishes
+goes straight to the callbacks of the other nodes of the process that subscribe to
+its topic, as the same Python object, without serialising, DDS or taking it again.
+
+rclpy has no intra-process communication: between two nodes of one process every
+message is serialised, written to Fast DDS, and deserialised into a new Python object
+for each subscription, and each subscription costs a wake-up of the executor. With
+the seven nodes in one process that was 11 of the 13 messages per image
+(``faces/mesh`` to four nodes, ``faces/blendshapes`` to three, four ``emotion/*``
+arrays to the fusion node), most of the executor thread's CPU (docs/benchmarks.md).
+
+A message goes the in-process way only while no subscriber outside the process
+listens to its topic (the publisher's matched subscriptions are all the process's
+own): then it is handed to :meth:`LeanExecutor.call_soon
+<emotion_perception.nodes.executor.LeanExecutor.call_soon>`, which runs the callbacks
+on the executor thread in publishing order, and nothing goes to DDS. When anyone else
+listens (``ros2 topic echo faces/mesh``, a recorder, a node in another process), that
+publisher publishes over DDS as before and every subscriber, the process's own
+included, gets it from there; so nobody gets a message twice and the topic looks the
+same from outside. The process's own DDS subscriptions stay: messages of other
+publishers on these topics still arrive through them.
+
+Callbacks receive the publisher's object itself (every node reads, none modifies, the
+messages it receives) and run on the executor thread, as they do over DDS.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable
+
+from rclpy.node import Node
+
+from .executor import LeanExecutor
+
+
+class InProcessDelivery:
+    """Routes the publishers of ``nodes`` to the subscriptions of ``nodes`` on the same
+    topic and type (see the module docstring).
+
+    Args:
+        executor: the executor that spins ``nodes`` (its thread runs the callbacks).
+        nodes: the process's nodes, already built (their publishers and subscriptions exist).
+
+    Attributes:
+        routes: topic name -> number of the process's subscriptions it delivers to.
+        delivered: messages handed over in-process.
+        published: messages that went over DDS because someone outside listens.
+    """
+
+    def __init__(self, executor: LeanExecutor, nodes: Iterable[Node]):
+        nodes = list(nodes)
+        self._executor = executor
+        subs = defaultdict(list)
+        for node in nodes:
+            for sub in node.subscriptions:
+                subs[(sub.topic_name, sub.msg_type)].append(sub)
+        self.routes: dict[str, int] = {}
+        self.delivered = 0
+        self.published = 0
+        for node in nodes:
+            for pub in node.publishers:
+                local = subs.get((pub.topic_name, pub.msg_type))
+                if local:
+                    self._route(pub, local)
+                    self.routes[pub.topic_name] = len(local)
+
+    def _route(self, pub, local: list) -> None:
+        publish_dds = pub.publish  # the bound method: what publish() did before
+        callbacks = [s.callback for s in local]
+        own = len(local)
+        call_soon = self._executor.call_soon
+
+        def deliver(msg) -> None:
+            for cb in callbacks:
+                cb(msg)
+
+        def publish(msg) -> None:
+            if pub.get_subscription_count() > own:
+                # someone outside the process listens: everybody gets it through DDS
+                self.published += 1
+                publish_dds(msg)
+                return
+            self.delivered += 1
+            call_soon(lambda: deliver(msg))
+
+        pub.publish = publish
