@@ -83,6 +83,16 @@ def _wrap(part: str, f):
     return wrapper
 
 
+def _as_node(node: str, f):
+    def wrapper(*a, **k):
+        _tls.node = node
+        try:
+            return f(*a, **k)
+        finally:
+            _tls.node = None
+    return wrapper
+
+
 def _resolve(module: str, qualname: str):
     import importlib
 
@@ -151,6 +161,25 @@ def _patch_all() -> None:
                 return run_as_node
             return f
         setattr(LeanExecutor, attr, make(take))
+    # in-process deliveries (one-process pipeline): each callback charged to its node
+    from emotion_perception.nodes.in_process import InProcessDelivery
+
+    route = InProcessDelivery._route
+
+    def _route(self, pub, local):
+        for sub in local:
+            sub.callback = _as_node(_entity_node.get(id(sub), "(unattributed)"), _wrap(CALLBACK, sub.callback))
+        return route(self, pub, local)
+    InProcessDelivery._route = _route
+    init = InProcessDelivery.__init__
+
+    def __init__(self, executor, nodes):
+        nodes = list(nodes)
+        for node in nodes:
+            for e in node.subscriptions:
+                _entity_node[id(e)] = node.get_name().removesuffix("_node")
+        init(self, executor, nodes)
+    InProcessDelivery.__init__ = __init__
     run = _wrap(CALLBACK, LeanExecutor._run)
 
     def _run(self, make_coro):

@@ -79,6 +79,10 @@ def main(argv=None) -> tuple[Table, Table]:
     ap.add_argument("--rate", type=float, default=30.0, help="camera rate, Hz")
     ap.add_argument("--quick", action="store_true", help="15 s")
     ap.add_argument("--data", help="shared data directory")
+    ap.add_argument("--final-only", action="store_true",
+                    help="listen to emotion and attention only, as a behaviour tree does (with --in-process the "
+                         "messages between the nodes then stay in the process; a listener on an intermediate "
+                         "topic sends that topic through DDS)")
     ap.add_argument("--workers", type=int, help="landmark_node's workers parameter (MediaPipe landmarkers); "
                     "default: config/params.yaml's")
     ap.add_argument("--in-process", action="store_true",
@@ -90,7 +94,7 @@ def main(argv=None) -> tuple[Table, Table]:
     with NodeProcesses(landmark_params={"max_faces": 1, **({"workers": a.workers} if a.workers else {})},
                        in_process=a.in_process) as procs:
         running = procs.running()
-        cam = Camera.for_nodes(procs, frames)
+        cam = Camera.for_nodes(procs, frames, final_only=a.final_only)
         try:
             topics = list(cam.got)
             silent = [t for t in topics if t not in cam.answering]

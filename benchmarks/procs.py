@@ -266,11 +266,16 @@ class Camera:
         self._msgs = {}
 
     @classmethod
-    def for_nodes(cls, procs: "NodeProcesses", frames, timeout_s: float = 60.0) -> "Camera":
-        """A camera listening to the output of every running node, its frames prepared,
-        after a slow stream until every output answered (or ``timeout_s``); the topics
-        that answered are in ``answering``."""
-        cam = cls([NODES[n][1] for n in procs.running()])
+    def for_nodes(cls, procs: "NodeProcesses", frames, timeout_s: float = 60.0,
+                  final_only: bool = False) -> "Camera":
+        """A camera listening to the output of every running node (``final_only``: only
+        to ``emotion`` and ``attention``, as a robot's behaviour tree does), its frames
+        prepared, after a slow stream until every output answered (or ``timeout_s``); the
+        topics that answered are in ``answering``."""
+        topics = [NODES[n][1] for n in procs.running()]
+        if final_only:
+            topics = [t for t in topics if t in FINAL_TOPICS] or topics[-1:]
+        cam = cls(topics)
         cam.prepare(frames)
         cam.ready = cam.wait_first(list(cam.got), timeout_s=timeout_s)
         cam.answering = [t for t in cam.got if cam.got[t]]

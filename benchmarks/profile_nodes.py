@@ -75,6 +75,10 @@ def main(argv=None) -> Table:
                     help="extra environment variable of the node processes (repeatable), e.g. "
                          "MALLOC_MMAP_THRESHOLD_=131072 to see glibc's default for large buffers")
     ap.add_argument("--data", help="shared data directory")
+    ap.add_argument("--final-only", action="store_true",
+                    help="listen to emotion and attention only, as a behaviour tree does (with --in-process the "
+                         "messages between the nodes then stay in the process; a listener on an intermediate "
+                         "topic sends that topic through DDS)")
     a = ap.parse_args(argv)
     isolate_domain()
     frames = compose_frames(640, 480, 1, 90, a.data)
@@ -84,7 +88,7 @@ def main(argv=None) -> Table:
                        launcher=(str(HERE / "_instrument.py"),),
                        env={"INSTRUMENT_OUT": str(out_dir), **dict(kv.split("=", 1) for kv in a.env)}) as procs:
         running = procs.running()
-        cam = Camera.for_nodes(procs, frames)
+        cam = Camera.for_nodes(procs, frames, final_only=a.final_only)
         try:
             halt = threading.Event()
 
