@@ -1,7 +1,7 @@
 """Run every benchmark (``make bench``): each in its own process, one after the other,
 each printing its table and writing it to ``benchmarks/results/<name>.md`` and
-``.json``. Defaults finish in about 15 minutes on a 2-core machine; ``--quick`` in
-about 5. The long soak (10 minutes) is run separately:
+``.json``. Defaults finish in about 20 minutes on a 2-core machine; ``--quick`` in
+about 8. The long soak (10 minutes) is run separately:
 ``.venv/bin/python benchmarks/soak.py --minutes 10``.
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--only latency,transport]
@@ -26,15 +26,20 @@ BENCHMARKS = {
     "landmark_node": (["--frames", "80"], ["--quick"]),
     "classifiers": (["--frames", "300"], ["--quick"]),
     "profile": (["--seconds", "20"], ["--seconds", "10"]),
+    "profile_in_process": (["--in-process", "--final-only", "--seconds", "20"],
+                           ["--in-process", "--final-only", "--seconds", "10"]),
     "latency": (["--seconds", "60"], ["--quick"]),
-    "latency_in_process": (["--in-process", "--seconds", "60"], ["--in-process", "--quick"]),
+    "latency_in_process": (["--in-process", "--final-only", "--seconds", "60"],
+                           ["--in-process", "--final-only", "--quick"]),
     "throughput": (["--seconds-per-rate", "8"], ["--quick"]),
-    "throughput_in_process": (["--in-process", "--seconds-per-rate", "8"], ["--in-process", "--quick"]),
+    "throughput_in_process": (["--in-process", "--final-only", "--seconds-per-rate", "8"],
+                              ["--in-process", "--final-only", "--quick"]),
     "overload": (["--seconds", "45"], ["--quick"]),
     "soak": (["--minutes", "2"], ["--minutes", "0.5"]),
 }
 #: Benchmarks run by another's script (name -> script), with their own arguments.
-SCRIPTS = {"throughput_in_process": "throughput", "latency_in_process": "latency", "profile": "profile_nodes"}
+SCRIPTS = {"throughput_in_process": "throughput", "latency_in_process": "latency", "profile": "profile_nodes",
+           "profile_in_process": "profile_nodes"}
 #: Longest any one benchmark may take, s.
 TIMEOUT_S = 600
 
