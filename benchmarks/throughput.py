@@ -73,9 +73,9 @@ def main(argv=None) -> Table:
                 mesh_lost = len(sent) - got["faces/mesh"] if "faces/mesh" in got else "not listened to"
                 cpu = {n: sampler.stats(n, t0)["cpu_percent"] for n in procs.pids()}
                 rows.append((rate, len(sent), {t: got[t] for t in finals}, lost, mesh_lost, node_drops, cpu))
-                lost_idx = [k for k, s in enumerate(sent) if s not in cam.got.get("faces/mesh", {})]
+                lost_idx = [k for k, s in enumerate(sent) if any(s not in cam.got[t] for t in finals)]
                 print(f"  {rate} Hz: sent {len(sent)}, lost at the end {lost}, at faces/mesh {mesh_lost} "
-                      f"(landmark node dropped {node_drops:g}; lost frame indices {lost_idx[:20]})", file=sys.stderr)
+                      f"(landmark node dropped {node_drops:g}; frames lost at the end, indices {lost_idx[:20]})", file=sys.stderr)
                 for tp in topics:
                     if got[tp] == len(sent):
                         best_by_topic[tp] = float(rate)

@@ -23,6 +23,8 @@ from .nodes.executor import LeanExecutor
 from .nodes.in_process import InProcessDelivery
 
 DEFAULT_NODES = tuple(NODES)
+#: Set to 0 to send the messages between the nodes of one process through DDS.
+IN_PROCESS_ENV = "EMOTION_PERCEPTION_IN_PROCESS"
 
 _dedicated = False
 
@@ -99,8 +101,9 @@ class Pipeline:
         remaps: ``from:=to`` topic remappings applied to every node.
         namespace: namespace of every node.
         parameter_overrides: short name -> {parameter: value}, applied over the file.
-        in_process_delivery: hand messages between the pipeline's nodes over in-process
-            (the default); False sends every one through DDS, as separate processes do.
+        in_process_delivery: hand messages between the pipeline's nodes over in-process;
+            False sends every one through DDS, as separate processes do. None (the
+            default): True unless the environment sets ``EMOTION_PERCEPTION_IN_PROCESS=0``.
 
     Raises:
         ValueError: an unknown node name or a malformed remapping.
@@ -110,7 +113,7 @@ class Pipeline:
 
     def __init__(self, nodes=DEFAULT_NODES, params_file=None, remaps=(), namespace: str | None = None,
                  parameter_overrides: dict | None = None, log_level: str | None = None,
-                 in_process_delivery: bool = True):
+                 in_process_delivery: bool | None = None):
         for n in nodes:
             if n not in NODES:
                 raise ValueError(f"unknown node {n!r}; choose from {', '.join(NODES)}")
@@ -121,6 +124,8 @@ class Pipeline:
         self.context: Context | None = None
         self.nodes: dict = {}
         self.executor: LeanExecutor | None = None
+        if in_process_delivery is None:
+            in_process_delivery = os.environ.get(IN_PROCESS_ENV, "1") != "0"
         self.in_process_delivery = in_process_delivery
         self.delivery: InProcessDelivery | None = None
         self._thread: threading.Thread | None = None
