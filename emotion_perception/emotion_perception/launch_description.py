@@ -186,6 +186,9 @@ LAUNCH_ARGUMENTS = {
     "namespace": ("", "namespace of every node"),
     "params_file": ("", "parameter YAML keyed by node name (default: the package's config/params.yaml)"),
     **{arg: ("true", f"start {module_name(s)}") for s, arg in CLASSIFIER_ARGS.items()},
+    "one_process": ("false", "run every node in one process (emotion-perception pipeline: one executor, the "
+                    "arrays between the nodes handed over in-process; less CPU, docs/benchmarks.md) instead "
+                    "of one process per node"),
 }
 
 
@@ -198,6 +201,33 @@ def description_from_launch_arguments(values: Mapping[str, str], env: Mapping[st
     return describe(image_topic=get("image_topic"), compressed=parse_bool(get("compressed")),
                     namespace=get("namespace"), params_file=get("params_file") or None,
                     enabled={s: parse_bool(get(a)) for s, a in CLASSIFIER_ARGS.items()}, env=env)
+
+
+def pipeline_arguments(values: Mapping[str, str]) -> list[str]:
+    """``emotion-perception pipeline`` arguments that start what the launch arguments'
+    string ``values`` describe (``one_process:=true``)."""
+    def get(name):
+        return values.get(name, LAUNCH_ARGUMENTS[name][0])
+
+    args = ["pipeline", "--image-topic", get("image_topic"), "--namespace", get("namespace")]
+    if parse_bool(get("compressed")):
+        args.append("--compressed")
+    if get("params_file"):
+        args += ["--params-file", get("params_file")]
+    args += [f"--no-{a.replace('_', '-')}" for a in CLASSIFIER_ARGS.values() if not parse_bool(get(a))]
+    return args
+
+
+def to_one_process_actions(desc: PipelineDescription, values: Mapping[str, str]) -> list:
+    """launch actions running every node of ``desc`` in one ``emotion-perception pipeline``
+    process (needs ``launch`` and ``ament_index_python``)."""
+    from ament_index_python.packages import get_package_prefix
+    from launch.actions import ExecuteProcess, SetEnvironmentVariable
+
+    exe = pathlib.Path(get_package_prefix("emotion_perception")) / "lib" / "emotion_perception" / "emotion-perception"
+    return [SetEnvironmentVariable(k, v) for k, v in desc.environment.items()] + [
+        ExecuteProcess(cmd=[str(exe), *pipeline_arguments(values)], name="emotion_perception_pipeline",
+                       output="screen")]
 
 
 def to_launch_actions(desc: PipelineDescription) -> list:
@@ -225,7 +255,11 @@ def generate_launch_description():
     defaults["params_file"] = (str(share / "config" / "params.yaml"), LAUNCH_ARGUMENTS["params_file"][1])
 
     def _nodes(context, *args, **kwargs):
-        return to_launch_actions(description_from_launch_arguments(context.launch_configurations))
+        values = context.launch_configurations
+        desc = description_from_launch_arguments(values)
+        if parse_bool(values.get("one_process", "false")):
+            return to_one_process_actions(desc, values)
+        return to_launch_actions(desc)
 
     return LaunchDescription(
         [DeclareLaunchArgument(k, default_value=d, description=h) for k, (d, h) in defaults.items()]

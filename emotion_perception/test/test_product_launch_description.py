@@ -69,7 +69,8 @@ def test_user_transport_choice_is_kept():
 
 def test_launch_arguments_map_to_the_description():
     assert set(LAUNCH_ARGUMENTS) == {"image_topic", "compressed", "namespace", "params_file", "transformer",
-                                     "lstm", "frame", "image_emotion", "fusion", "attention"}
+                                     "lstm", "frame", "image_emotion", "fusion", "attention",
+                                     "one_process"}
     d = description_from_launch_arguments({"image_topic": "/cam", "compressed": "true", "fusion": "false",
                                            "attention": "0", "params_file": "/p.yaml"}, env={})
     assert d.params_file == "/p.yaml"

@@ -1,0 +1,36 @@
+"""``pipeline.launch.py one_process:=true`` starts ``emotion-perception pipeline`` with
+arguments that describe exactly the pipeline the same launch arguments describe as
+separate processes (no ROS, no launch needed)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from emotion_perception.cli import pipeline as pipeline_cli
+from emotion_perception.launch_description import (LAUNCH_ARGUMENTS, describe, description_from_launch_arguments,
+                                                   pipeline_arguments)
+
+
+def _described_by_cli(args: list[str]):
+    parser = argparse.ArgumentParser()
+    pipeline_cli.register(parser.add_subparsers())
+    a = parser.parse_args(args)
+    return describe(image_topic=a.image_topic, compressed=a.compressed, namespace=a.namespace,
+                    params_file=a.params_file, enabled=pipeline_cli.enabled_from_args(a))
+
+
+@pytest.mark.parametrize("values", [
+    {},
+    {"image_topic": "/camera/color/image_raw", "compressed": "true", "namespace": "robot1"},
+    {"lstm": "false", "fusion": "false", "attention": "False", "params_file": "/tmp/my.yaml"},
+    {"transformer": "false", "frame": "false", "image_emotion": "false", "one_process": "true"},
+])
+def test_one_process_arguments_describe_the_same_pipeline(values):
+    assert pipeline_arguments(values)[0] == "pipeline"
+    assert _described_by_cli(pipeline_arguments(values)) == description_from_launch_arguments(values)
+
+
+def test_one_process_is_off_by_default():
+    assert LAUNCH_ARGUMENTS["one_process"][0] == "false"
