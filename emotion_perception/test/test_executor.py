@@ -286,3 +286,16 @@ def test_one_process_pipeline_hands_arrays_over_in_process():
         for t in finals:
             assert len(probe.order[t]) == len(set(probe.order[t])), f"{t} published an image twice"
             assert probe.order[t] == sorted(probe.order[t])
+
+
+def test_call_soon_keeps_order_and_drops_the_oldest_beyond_its_bound(contexts):
+    from emotion_perception.nodes.executor import SOON_MAX
+
+    ex = LeanExecutor(context=contexts[0])
+    ran = []
+    for i in range(SOON_MAX + 50):
+        ex.call_soon(lambda i=i: ran.append(i))
+    assert ex.soon_dropped == 50
+    ex.spin_once(timeout_sec=1.0)
+    assert ran == list(range(50, SOON_MAX + 50))
+    ex.shutdown()

@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Callable
 
+from rclpy import logging as rclpy_logging
 from rclpy.executors import (ConditionReachedException, Executor, ExternalShutdownException, ShutdownException,
                              TimeoutException)
 from rclpy.event_handler import EventHandler
@@ -43,6 +44,8 @@ __all__ = ["LeanExecutor", "spin"]
 #: Most functions call_soon keeps waiting (in-process deliveries: each is one published
 #: message for every subscriber of its topic in the process).
 SOON_MAX = 100
+#: Dropped deliveries are logged at most this often, seconds.
+DROP_LOG_S = 30.0
 
 #: How often the QoS event handlers (incompatible QoS or type, one or two for each
 #: publisher and subscription: 8 in the lstm node, 14 in the fusion node) are put in
@@ -86,6 +89,7 @@ class LeanExecutor(Executor):
                                                               context=self._context)
         self._spin_thread: int | None = None
         self.soon_dropped = 0
+        self._next_drop_log = 0.0
 
     # -------------------------------------------------------------- rclpy's API
 
@@ -108,6 +112,12 @@ class LeanExecutor(Executor):
         dropped and counted in ``soon_dropped``, as a full keep-last queue drops."""
         if len(self._soon) == self._soon.maxlen:
             self.soon_dropped += 1
+            now = time.monotonic()
+            if now >= self._next_drop_log:
+                self._next_drop_log = now + DROP_LOG_S
+                rclpy_logging.get_logger("emotion_perception").warning(
+                    f"the executor thread is behind: {self.soon_dropped} in-process deliveries dropped so far "
+                    f"(more than {SOON_MAX} waiting)")
         self._soon.append(fn)
         if threading.get_ident() != self._spin_thread and self._soon_gc is not None:
             self._soon_gc.trigger()
