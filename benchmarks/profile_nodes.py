@@ -65,6 +65,32 @@ def spy(pid: int, seconds: float, out: pathlib.Path) -> list[tuple[str, float]]:
     return [(f, 100.0 * n / total) for f, n in leaves.most_common(12)]
 
 
+class Streaming:
+    """The camera streaming to ``procs`` at ``rate`` Hz from a thread, while in the block."""
+
+    def __init__(self, procs: NodeProcesses, frames, rate: float, final_only: bool):
+        self.cam = Camera.for_nodes(procs, frames, final_only=final_only)
+        self.rate = rate
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._stream, daemon=True)
+
+    def _stream(self) -> None:
+        k = 1000
+        while not self._halt.is_set():
+            self.cam.stream(self.rate, 1.0, start_index=k)
+            k += int(self.rate)
+
+    def __enter__(self):
+        self._thread.start()
+        time.sleep(3.0)  # settle at the rate
+        return self
+
+    def __exit__(self, *exc):
+        self._halt.set()
+        self._thread.join(5.0)
+        self.cam.close()
+
+
 def main(argv=None) -> Table:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds of camera input")
@@ -83,24 +109,12 @@ def main(argv=None) -> Table:
     isolate_domain()
     frames = compose_frames(640, 480, 1, 90, a.data)
     out_dir = pathlib.Path(tempfile.mkdtemp(prefix="profile_nodes_"))
-    spied: dict[str, list] = {}
+    extra_env = dict(kv.split("=", 1) for kv in a.env)
     with NodeProcesses(landmark_params={"max_faces": 1}, in_process=a.in_process,
                        launcher=(str(HERE / "_instrument.py"),),
-                       env={"INSTRUMENT_OUT": str(out_dir), **dict(kv.split("=", 1) for kv in a.env)}) as procs:
+                       env={"INSTRUMENT_OUT": str(out_dir), **extra_env}) as procs:
         running = procs.running()
-        cam = Camera.for_nodes(procs, frames, final_only=a.final_only)
-        try:
-            halt = threading.Event()
-
-            def stream():
-                k = 1000
-                while not halt.is_set():
-                    cam.stream(a.rate, 1.0, start_index=k)
-                    k += int(a.rate)
-
-            streamer = threading.Thread(target=stream, daemon=True)
-            streamer.start()
-            time.sleep(3.0)
+        with Streaming(procs, frames, a.rate, a.final_only):
             pids = procs.pids()
             cpu0 = {n: proc_cpu_s(p) for n, p in pids.items()}
             for p in pids.values():
@@ -112,13 +126,12 @@ def main(argv=None) -> Table:
             t1 = time.monotonic()
             cpu1 = {n: proc_cpu_s(p) for n, p in pids.items()}
             time.sleep(1.0)
-            if a.py_spy:
-                for n, p in pids.items():
+    spied: dict[str, list] = {}
+    if a.py_spy:  # on processes of their own, without the instrumentation's wrappers
+        with NodeProcesses(landmark_params={"max_faces": 1}, in_process=a.in_process, env=extra_env) as plain:
+            with Streaming(plain, frames, a.rate, a.final_only):
+                for n, p in plain.pids().items():
                     spied[n] = spy(p, min(a.seconds, 15.0), out_dir / f"spy-{n.split()[0]}.txt")
-            halt.set()
-            streamer.join(5.0)
-        finally:
-            cam.close()
     n_frames = a.rate * (t1 - t0)
     per_frame = {n: 1e3 * (cpu1[n] - cpu0[n]) / n_frames for n in pids}
     reports = {}
