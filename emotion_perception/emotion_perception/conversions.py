@@ -14,20 +14,44 @@ from emotion_perception_msgs.msg import Blendshapes, BlendshapesArray, Emotion, 
 from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
 
-from .types import NUM_BLENDSHAPES, NUM_LANDMARKS, BoundingBox, EmotionEstimate, Face
+from .types import MAX_FACES_LIMIT, NUM_BLENDSHAPES, NUM_LANDMARKS, BoundingBox, EmotionEstimate, Face
+
+#: Largest magnitude of a landmark coordinate, normalised image units. MediaPipe's x and
+#: y leave [0, 1] only for a face cut by the border (by well under one image size) and
+#: z is of the scale of x; 1e30 is a broken publisher, not a face.
+LANDMARK_LIMIT = 10.0
+#: Blendshape scores are probabilities in [0, 1]; this much outside is float rounding.
+SCORE_TOLERANCE = 1e-3
 
 
 class ConversionError(ValueError):
     """A message cannot be turned into a core type (wrong length, NaN, unknown value)."""
 
 
-def _f32(values, n: int, what: str) -> np.ndarray:
+def _f32(values, n: int, what: str, limit: tuple[float, float] | None = None) -> np.ndarray:
     a = np.asarray(values, dtype=np.float32)
     if a.shape != (n,):
         raise ConversionError(f"{what} has {a.size} values, expected {n}")
     if not np.all(np.isfinite(a)):
         raise ConversionError(f"{what} holds NaN or infinite values")
+    if limit is not None and (a.min() < limit[0] or a.max() > limit[1]):
+        bad = a[(a < limit[0]) | (a > limit[1])]
+        raise ConversionError(f"{what} holds {bad.size} values outside [{limit[0]}, {limit[1]}] "
+                              f"(e.g. {float(bad[0]):g})")
     return a
+
+
+def check_face_count(n: int, what: str) -> None:
+    """Refuse an array message of more faces than a landmark node can find.
+
+    Raises:
+        ConversionError: ``n`` is above :data:`~emotion_perception.types.MAX_FACES_LIMIT`
+            (the upper bound of the landmark node's ``max_faces``): 500 faces stalled the
+            attention node for seconds.
+    """
+    if n > MAX_FACES_LIMIT:
+        raise ConversionError(f"{what} holds {n} faces, more than the {MAX_FACES_LIMIT} a landmark node finds "
+                              f"(max_faces is at most {MAX_FACES_LIMIT}): array refused")
 
 
 # ---------------------------------------------------------------- faces
@@ -65,10 +89,12 @@ def faces_to_msgs(faces: list[Face], header: Header) -> tuple[FaceMeshArray, Ble
 
 
 def mesh_msg_landmarks(msg: FaceMesh) -> np.ndarray:
-    """(478, 3) float32 landmarks of a FaceMesh, validated."""
-    return np.stack([_f32(msg.x, NUM_LANDMARKS, f"FaceMesh {msg.face_id!r} x"),
-                     _f32(msg.y, NUM_LANDMARKS, f"FaceMesh {msg.face_id!r} y"),
-                     _f32(msg.z, NUM_LANDMARKS, f"FaceMesh {msg.face_id!r} z")], axis=1)
+    """(478, 3) float32 landmarks of a FaceMesh, validated (finite, within
+    :data:`LANDMARK_LIMIT`)."""
+    lim = (-LANDMARK_LIMIT, LANDMARK_LIMIT)
+    return np.stack([_f32(msg.x, NUM_LANDMARKS, f"FaceMesh {msg.face_id!r} x", lim),
+                     _f32(msg.y, NUM_LANDMARKS, f"FaceMesh {msg.face_id!r} y", lim),
+                     _f32(msg.z, NUM_LANDMARKS, f"FaceMesh {msg.face_id!r} z", lim)], axis=1)
 
 
 def mesh_msg_to_face(msg: FaceMesh, blendshapes: Blendshapes | None = None) -> Face:
@@ -97,10 +123,12 @@ def mesh_msg_to_face(msg: FaceMesh, blendshapes: Blendshapes | None = None) -> F
 
 
 def blendshapes_msg_scores(msg: Blendshapes) -> np.ndarray:
-    """(52,) float32 scores of a Blendshapes message, validated."""
+    """(52,) float32 scores of a Blendshapes message, validated (finite, in [0, 1]
+    within :data:`SCORE_TOLERANCE`)."""
     if not msg.face_id:
         raise ConversionError("Blendshapes has an empty face_id")
-    return _f32(msg.scores, NUM_BLENDSHAPES, f"Blendshapes {msg.face_id!r} scores")
+    return _f32(msg.scores, NUM_BLENDSHAPES, f"Blendshapes {msg.face_id!r} scores",
+                (-SCORE_TOLERANCE, 1.0 + SCORE_TOLERANCE))
 
 
 # ---------------------------------------------------------------- emotions

@@ -41,12 +41,10 @@ import numpy as np
 from .assets import verified_path
 from .imaging import check_rgb
 from .tracking import FaceTracker, TrackerOptions
-from .types import BLENDSHAPE_NAMES, NUM_BLENDSHAPES, NUM_LANDMARKS, BoundingBox, Face
+from .types import BLENDSHAPE_NAMES, MAX_FACES_LIMIT, NUM_BLENDSHAPES, NUM_LANDMARKS, BoundingBox, Face
 
 #: The shipped model (Google's float16 v1 Face Landmarker, Apache-2.0).
 DEFAULT_MODEL = "face_landmarker.task"
-#: More faces than this cost too much per frame on a robot CPU.
-MAX_FACES_LIMIT = 10
 _NS_PER_MS = 1_000_000
 
 

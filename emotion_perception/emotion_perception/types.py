@@ -13,6 +13,9 @@ import numpy as np
 
 NUM_LANDMARKS = 478
 NUM_BLENDSHAPES = 52
+#: Most faces a landmark node finds in one image (the upper bound of its ``max_faces``);
+#: an array message of more faces is refused by every node that reads one.
+MAX_FACES_LIMIT = 10
 
 #: The seven basic classes, in the order every 7-class model and the fusion use.
 EMOTIONS_7 = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")

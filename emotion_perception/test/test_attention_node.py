@@ -160,16 +160,23 @@ def test_bad_input_is_dropped_and_the_node_runs_on(pipeline, faces):
 def test_missing_blendshapes_fall_back_to_geometry(pipeline, faces):
     p, probe = pipeline
     node = p.nodes["attention"]
-    time.sleep(1.2)  # longer than blendshapes_timeout_s without blendshapes
-    meshes, _ = frame(40, {"face_9": faces[5]})
+    # Meshes keep coming without blendshapes for longer than blendshapes_timeout_s (a
+    # pause of both is no outage: tests/test_bad_input.py checks that).
+    end = time.monotonic() + 1.2
+    i = 40
+    while time.monotonic() < end:
+        probe.mesh_pub.publish(frame(i, {"face_9": faces[5]})[0])
+        i += 1
+        time.sleep(0.05)
+    meshes, _ = frame(i, {"face_9": faces[5]})
     out = probe.send(meshes)
     assert [a.face_id for a in out.faces] == ["face_9"]
     assert 0.0 <= out.faces[0].looking_at_camera <= 1.0
     assert node._once.count("no_blendshapes") >= 1
     # blendshapes alone (no mesh) produce nothing and break nothing
-    _, shapes = frame(41, {"face_9": faces[6]})
+    _, shapes = frame(i + 1, {"face_9": faces[6]})
     probe.shapes_pub.publish(shapes)
-    out = probe.send(*frame(42, {"face_9": faces[7]}))
+    out = probe.send(*frame(i + 2, {"face_9": faces[7]}))
     assert [a.face_id for a in out.faces] == ["face_9"]
 
 

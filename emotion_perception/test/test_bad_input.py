@@ -500,6 +500,12 @@ MESSAGE_CASES = {
     "blendshapes with NaN": _shapes_case(_nan_at("scores", 25)),
     "blendshapes empty": _shapes_case(lambda f: setattr(f, "scores", [])),
     "blendshapes of an unknown face id": _shapes_case(_set("face_id", "face_999")),
+    "mesh landmarks of 1e30": _mesh_case(lambda f: setattr(f, "y", [1e30] * len(f.y))),
+    "mesh landmark of -50 image sizes": _mesh_case(lambda f: setattr(f, "x", [-50.0] + list(f.x)[1:])),
+    "blendshape score of 7.5": _shapes_case(lambda f: setattr(f, "scores", [7.5] + list(f.scores)[1:])),
+    "blendshape score of -0.5": _shapes_case(lambda f: setattr(f, "scores", list(f.scores)[:-1] + [-0.5])),
+    "500 faces in one array": lambda mesh, shapes: [
+        ("faces/mesh", _many(mesh, 500)), ("faces/blendshapes", _many(shapes, 500))],
     "emotion with probabilities of the wrong length": _emotion_case(
         lambda e: setattr(e, "probabilities", [0.5, 0.5])),
     "emotion with NaN probabilities": _emotion_case(lambda e: setattr(e, "probabilities", [float("nan")] * 7)),
@@ -509,6 +515,28 @@ MESSAGE_CASES = {
                                                         setattr(e, "probabilities", []))),
     "emotion of an unknown model": _emotion_case(_set("model", "crystal-ball")),
 }
+
+
+#: Cases whose bad faces must not reach these outputs (the face dropped there), and,
+#: for every case listed, no output may hold more faces than a landmark node finds.
+MUST_DROP = {
+    "mesh landmarks of 1e30": ("attention", "emotion/transformer", "emotion/frame", "emotion/image"),
+    "mesh landmark of -50 image sizes": ("attention", "emotion/transformer", "emotion/frame", "emotion/image"),
+    "blendshape score of 7.5": ("emotion/lstm",),
+    "blendshape score of -0.5": ("emotion/lstm",),
+    "500 faces in one array": ("attention", "emotion/transformer", "emotion/lstm", "emotion/frame", "emotion/image"),
+}
+
+
+def _many(array, n: int):
+    """``array`` with its one face repeated ``n`` times (ids face_1..face_n)."""
+    out = copy.deepcopy(array)
+    out.faces = []
+    for i in range(n):
+        f = copy.deepcopy(array.faces[0])
+        f.face_id = f"face_{i + 1}"
+        out.faces.append(f)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -589,12 +617,24 @@ def test_bad_messages_downstream_nodes(good_rgb, good_face_msgs, capfd):
         assert all(v is not None for v in first.values()), f"nodes silent on good input: {first}"
         capfd.readouterr()
         logged: dict[str, int] = {}
+        from emotion_perception.types import MAX_FACES_LIMIT
+
         for name, make in MESSAGE_CASES.items():
+            bad_stamps = []
             for _ in range(2):
                 stamp[0] += 40_000_000
+                bad_stamps.append(stamp[0])
                 publish(make(copy.deepcopy(mesh), copy.deepcopy(shapes)), stamp[0])
                 time.sleep(BAD_SPACING_S)
             reply = good_round()
+            with cond:
+                for t in MUST_DROP.get(name, ()):
+                    for s in bad_stamps:
+                        out = got.get(t, {}).get(s)
+                        items = [] if out is None else (out.faces if hasattr(out, "faces") else out.emotions)
+                        assert len(items) <= MAX_FACES_LIMIT, f"{name}: {t} answered with {len(items)} faces"
+                        assert not (name in MUST_DROP and "500" not in name and items), \
+                            f"{name}: {t} turned the bad face into a result: {items[0]}"
             silent = [t for t, v in reply.items() if v is None]
             assert not silent, f"{name}: no answer to the next good frame on {silent}"
             for t, msg in reply.items():
@@ -608,3 +648,68 @@ def test_bad_messages_downstream_nodes(good_rgb, good_face_msgs, capfd):
             logged[name] = sum(per_node.values())
         # the nodes do recognise bad messages (and the capture sees their lines)
         assert sum(logged.values()) >= 3, f"hardly any bad message was reported: {logged}"
+
+
+def test_pauses_do_not_start_the_mesh_only_fallback(good_face_msgs, capfd):
+    """Meshes and blendshapes that pause together (a camera stopped for 1.3 s, four
+    times) never count as blendshapes going quiet: the first mesh after every pause
+    used to be processed alone, with "no blendshapes ... processing meshes alone".
+    Blendshapes that really stop while meshes go on still start the fallback, said once."""
+    from emotion_perception_msgs.msg import AttentionArray, BlendshapesArray
+    from emotion_perception_msgs.msg import FaceMeshArray as MeshArray
+
+    mesh, shapes = good_face_msgs
+    with Pipeline(["attention"], parameter_overrides={"attention": {"blendshapes_timeout_s": 1.0}}) as p:
+        probe = Node("pause_probe", context=p.context)
+        mesh_pub = probe.create_publisher(MeshArray, "faces/mesh", RESULT_QOS)
+        shapes_pub = probe.create_publisher(BlendshapesArray, "faces/blendshapes", RESULT_QOS)
+        got: dict[int, AttentionArray] = {}
+        cond = threading.Condition()
+
+        def on_attention(msg):
+            with cond:
+                got[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = msg
+                cond.notify_all()
+
+        probe.create_subscription(AttentionArray, "attention", on_attention, RESULT_QOS)
+        p.add_node(probe)
+        node = p.nodes["attention"]
+        end = time.monotonic() + 10.0
+        while (mesh_pub.get_subscription_count() == 0 or shapes_pub.get_subscription_count() == 0) and \
+                time.monotonic() < end:
+            time.sleep(0.05)
+
+        def send(stamp: int, with_shapes: bool = True, wait_s: float = 3.0) -> AttentionArray | None:
+            m, b = copy.deepcopy(mesh), copy.deepcopy(shapes)
+            for msg in (m, b):
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+            mesh_pub.publish(m)
+            if with_shapes:
+                time.sleep(0.03)  # blendshapes come a little after their mesh, as from the landmark node
+                shapes_pub.publish(b)
+            deadline = time.monotonic() + wait_s
+            with cond:
+                while stamp not in got and time.monotonic() < deadline:
+                    cond.wait(0.05)
+                return got.get(stamp)
+
+        stamp = 10_000_000_000
+        capfd.readouterr()
+        for _ in range(4):
+            for _ in range(3):
+                stamp += 33_000_000
+                assert send(stamp) is not None, "no attention for a frame"
+            time.sleep(1.3)
+        err = capfd.readouterr().err
+        assert "no blendshapes" not in err, f"a pause was taken for missing blendshapes:\n{err}"
+        assert node._mesh_only_frames == 0, f"{node._mesh_only_frames} meshes processed alone after pauses"
+        # blendshapes really stop while meshes go on: the fallback starts, said once
+        for _ in range(45):  # 1.5 s at 30 Hz
+            stamp += 33_000_000
+            send(stamp, with_shapes=False, wait_s=0.0)
+            time.sleep(0.033)
+        time.sleep(0.5)
+        assert node._mesh_only_frames > 0, "meshes without blendshapes for 1.5 s were never processed alone"
+        err = capfd.readouterr().err
+        assert err.count("no blendshapes") == 1, err
+        probe.destroy_node()

@@ -9,7 +9,7 @@ PERCLOS, talking, looking hysteresis) lives in
 :class:`~emotion_perception.attention.AttentionEstimator`; ids that vanish from the
 meshes are forgotten.
 
-If no blendshapes arrive for ``blendshapes_timeout_s``, meshes are processed alone
+If no blendshapes arrive for ``blendshapes_timeout_s`` while meshes do, meshes are processed alone
 (geometry only: eye and mouth states from the aspect ratios), with one warning. Bad
 input (NaN or wrong-length arrays, stamps going backwards) is logged once per kind and
 dropped; the node runs on. The estimators take well under a millisecond per face, so
@@ -25,7 +25,8 @@ from rclpy.node import Node
 
 from ..attention import AttentionEstimator, AttentionParams, CalibrationError, GazeCalibration, GeometryError
 from ..conversions import ConversionError, attention_estimates_to_array, blendshapes_msg_scores, mesh_msg_to_face
-from .common import RESULT_QOS, Diagnostics, OnceLog, Param, ParameterError, StampSync, declare_parameters, run_node, stamp_ns
+from .common import (RESULT_QOS, Diagnostics, OnceLog, Param, ParameterError, StampSync, declare_parameters,
+                     refuse_oversized, run_node, stamp_ns)
 from emotion_perception_msgs.msg import AttentionArray, BlendshapesArray, FaceMeshArray
 
 PARAMS = [
@@ -91,6 +92,7 @@ class AttentionNode(Node):
         self._sync = StampSync(2)
         self._last_stamp: int | None = None
         self._last_blendshapes_wall: float | None = None  # set by the first mesh or blendshapes
+        self._last_mesh_wall: float | None = None
         self._faces_last = 0
         self._mesh_only_frames = 0
         self._pub = self.create_publisher(AttentionArray, "attention", RESULT_QOS)
@@ -118,6 +120,8 @@ class AttentionNode(Node):
     # ------------------------------------------------------------ callbacks
 
     def _on_shapes(self, msg: BlendshapesArray) -> None:
+        if refuse_oversized(msg.faces, self._shapes_sub.topic_name, self._once, self._diag):
+            return
         self._last_blendshapes_wall = time.monotonic()
         pair = self._sync.add(1, stamp_ns(msg.header), msg)
         if pair is not None:
@@ -127,17 +131,26 @@ class AttentionNode(Node):
             self._last_blendshapes_wall = time.monotonic()
 
     def _on_mesh(self, msg: FaceMeshArray) -> None:
+        if refuse_oversized(msg.faces, self._mesh_sub.topic_name, self._once, self._diag):
+            return
         now = time.monotonic()
-        if self._last_blendshapes_wall is None:
-            self._last_blendshapes_wall = now  # the timeout starts with the first mesh
+        timeout = self._params["blendshapes_timeout_s"]
+        if (self._last_blendshapes_wall is None or self._last_mesh_wall is None
+                or now - self._last_mesh_wall > timeout):
+            # The first mesh, or the first after a pause of the meshes themselves: no
+            # blendshapes were due meanwhile, so their silence is counted from now (the
+            # first mesh after every pause was once processed alone, with a warning
+            # that blendshapes were missing, though they flowed).
+            self._last_blendshapes_wall = max(self._last_blendshapes_wall or now, now)
+        self._last_mesh_wall = now
         pair = self._sync.add(0, stamp_ns(msg.header), msg)
         if pair is not None:
             self._process(*pair)
             self._last_blendshapes_wall = time.monotonic()
-        elif now - self._last_blendshapes_wall > self._params["blendshapes_timeout_s"]:
+        elif now - self._last_blendshapes_wall > timeout:
             self._once.warn("no_blendshapes",
-                            f"no blendshapes on {self._shapes_sub.topic_name} for "
-                            f"{self._params['blendshapes_timeout_s']} s: processing meshes alone (geometry only)")
+                            f"no blendshapes on {self._shapes_sub.topic_name} for {timeout} s while meshes "
+                            "arrived: processing meshes alone (geometry only)")
             self._mesh_only_frames += 1
             self._process(msg, None)
 

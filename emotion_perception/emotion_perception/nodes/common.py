@@ -311,6 +311,21 @@ class Diagnostics:
         self._pub.publish(arr)
 
 
+def refuse_oversized(items, topic: str, once: OnceLog, diagnostics: Diagnostics) -> bool:
+    """True, logged once and counted as bad input, when an array message holds more
+    faces than a landmark node finds (:func:`..conversions.check_face_count`); the
+    caller then drops the message instead of working through every face."""
+    from ..conversions import ConversionError, check_face_count
+
+    try:
+        check_face_count(len(items), f"a message on {topic}")
+    except ConversionError as e:
+        diagnostics.error()
+        once.warn("too_many_faces", str(e))
+        return True
+    return False
+
+
 def stamp_ns(header) -> int:
     """A header's stamp in integer nanoseconds."""
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)

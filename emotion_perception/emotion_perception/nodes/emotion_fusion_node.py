@@ -30,7 +30,7 @@ from rclpy.node import Node
 
 from .. import conversions
 from ..fusion import EmotionFusion, load_params, to_7
-from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, run_node, stamp_ns
+from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, refuse_oversized, run_node, stamp_ns
 
 INPUT_TOPICS = ("emotion/transformer", "emotion/lstm", "emotion/frame", "emotion/image")
 #: Images waiting for their arrays beyond this many are published without them.
@@ -90,6 +90,8 @@ class EmotionFusionNode(Node):
                     setattr(self.fusion, k, v)
 
     def on_input(self, topic: str, msg: EmotionArray) -> None:
+        if refuse_oversized(msg.emotions, topic, self.once, self.diagnostics):
+            return
         stamp = stamp_ns(msg.header)
         estimates = []
         for e in msg.emotions:

@@ -18,7 +18,8 @@ from rclpy.node import Node
 from .. import conversions
 from ..classifiers import load as load_model
 from ..classifiers.base import FrameInput
-from .common import RESULT_QOS, Diagnostics, OnceLog, Param, StampSync, declare_parameters, run_node, stamp_ns
+from .common import (RESULT_QOS, Diagnostics, OnceLog, Param, StampSync, declare_parameters, refuse_oversized, run_node,
+                     stamp_ns)
 
 FRAME_MODELS = ("svm-landmarks", "gnn-landmarks", "svm-blendshapes")
 #: p95 processing time above which /diagnostics warns, milliseconds.
@@ -47,6 +48,8 @@ class FrameNode(Node):
         self.get_logger().info(f"{self.model.name}: faces/mesh + faces/blendshapes -> emotion/frame")
 
     def _on(self, slot: int, msg) -> None:
+        if refuse_oversized(msg.faces, ("faces/mesh", "faces/blendshapes")[slot], self.once, self.diagnostics):
+            return
         pair = self.sync.add(slot, stamp_ns(msg.header), msg)
         if pair is not None:
             self.on_pair(*pair)

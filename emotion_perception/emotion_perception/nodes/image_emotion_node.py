@@ -22,8 +22,8 @@ from .. import conversions
 from ..classifiers import load as load_model
 from ..classifiers.base import FrameInput
 from ..classifiers.image_cnn import DEFAULT_MARGIN, MIN_CROP_PX, crop_face, landmarks_box
-from .common import (RESULT_QOS, SENSOR_QOS, Diagnostics, OnceLog, Param, StampSync, declare_parameters, run_node,
-                     stamp_ns)
+from .common import (RESULT_QOS, SENSOR_QOS, Diagnostics, OnceLog, Param, StampSync, declare_parameters,
+                     refuse_oversized, run_node, stamp_ns)
 
 #: p95 processing time above which /diagnostics warns, milliseconds.
 WARN_PROCESSING_MS = 30.0
@@ -60,6 +60,8 @@ class ImageEmotionNode(Node):
         self.get_logger().info(f"image-cnn: {self.image_topic} + faces/mesh -> emotion/image")
 
     def _on(self, slot: int, msg) -> None:
+        if slot == 1 and refuse_oversized(msg.faces, "faces/mesh", self.once, self.diagnostics):
+            return
         pair = self.sync.add(slot, stamp_ns(msg.header), msg)
         if pair is not None:
             self.on_pair(*pair)

@@ -14,7 +14,7 @@ from rclpy.node import Node
 
 from .. import conversions
 from ..classifiers import load as load_model
-from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, stamp_ns
+from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, refuse_oversized, stamp_ns
 from emotion_perception_msgs.msg import EmotionArray
 
 #: p95 processing time above which /diagnostics warns, milliseconds.
@@ -66,6 +66,8 @@ class SequenceEmotionNode(Node):
             self.model.smoothing_frames = float(updates["smoothing_frames"])
 
     def on_faces(self, msg) -> None:
+        if refuse_oversized(msg.faces, self.input_topic, self.once, self.diagnostics):
+            return
         t0 = time.perf_counter()
         stamp = stamp_ns(msg.header)
         estimates, present = [], set()
