@@ -81,11 +81,21 @@ def face_to_blendshapes_msg(face: Face, header: Header) -> Blendshapes:
     return msg
 
 
-def faces_to_msgs(faces: list[Face], header: Header) -> tuple[FaceMeshArray, BlendshapesArray]:
-    """The two arrays published for one image (empty lists when no face)."""
-    meshes = FaceMeshArray(header=header, faces=[face_to_mesh_msg(f, header) for f in faces])
-    shapes = BlendshapesArray(header=header, faces=[face_to_blendshapes_msg(f, header) for f in faces])
+def faces_to_msgs(faces: list[Face], header: Header, image_seq: int = 0,
+                  stream_time_ns: int = 0) -> tuple[FaceMeshArray, BlendshapesArray]:
+    """The two arrays published for one image (empty lists when no face), with the
+    image's number and stream time (see ``FaceMeshArray.msg``)."""
+    meshes = FaceMeshArray(header=header, image_seq=int(image_seq), stream_time_ns=int(stream_time_ns),
+                           faces=[face_to_mesh_msg(f, header) for f in faces])
+    shapes = BlendshapesArray(header=header, image_seq=int(image_seq), stream_time_ns=int(stream_time_ns),
+                              faces=[face_to_blendshapes_msg(f, header) for f in faces])
     return meshes, shapes
+
+
+def image_of(msg) -> tuple[int, int]:
+    """``(image_seq, stream_time_ns)`` of one of the package's array messages: which
+    image it is about, to pass on to the arrays made from it."""
+    return int(msg.image_seq), int(msg.stream_time_ns)
 
 
 def mesh_msg_landmarks(msg: FaceMesh) -> np.ndarray:
@@ -152,8 +162,10 @@ def estimate_to_emotion_msg(est: EmotionEstimate, header: Header) -> Emotion:
     return msg
 
 
-def estimates_to_emotion_array(estimates: list[EmotionEstimate], header: Header) -> EmotionArray:
-    return EmotionArray(header=header, emotions=[estimate_to_emotion_msg(e, header) for e in estimates])
+def estimates_to_emotion_array(estimates: list[EmotionEstimate], header: Header, image_seq: int = 0,
+                               stream_time_ns: int = 0) -> EmotionArray:
+    return EmotionArray(header=header, image_seq=int(image_seq), stream_time_ns=int(stream_time_ns),
+                        emotions=[estimate_to_emotion_msg(e, header) for e in estimates])
 
 
 def emotion_msg_to_estimate(msg: Emotion) -> EmotionEstimate:
@@ -303,11 +315,12 @@ def attention_estimate_to_msg(est, header: Header):
     return msg
 
 
-def attention_estimates_to_array(estimates, header: Header):
+def attention_estimates_to_array(estimates, header: Header, image_seq: int = 0, stream_time_ns: int = 0):
     """The ``AttentionArray`` published for one image (empty ``faces`` when no face)."""
     from emotion_perception_msgs.msg import AttentionArray
 
-    return AttentionArray(header=header, faces=[attention_estimate_to_msg(e, header) for e in estimates])
+    return AttentionArray(header=header, image_seq=int(image_seq), stream_time_ns=int(stream_time_ns),
+                          faces=[attention_estimate_to_msg(e, header) for e in estimates])
 
 
 def attention_msg_to_estimate(msg):

@@ -79,6 +79,59 @@ def import_mediapipe():
     return _MEDIAPIPE
 
 
+#: A stamp older than the previous image's by more than this is time jumping back (a
+#: bag that loops, a simulator reset: everything restarts); by up to this, a late frame
+#: (network jitter, a driver that reorders) that is processed in arrival order, ns.
+LATE_FRAME_TOLERANCE_NS = 1_000_000_000
+
+
+class StreamClock:
+    """Image time that never goes back, from header stamps and arrival times.
+
+    Cameras do not all stamp their images: many USB drivers and some bag tools leave
+    ``header.stamp`` at 0 or repeat it, and over a network a frame can arrive after a
+    newer one. Per image (in arrival order), :meth:`__call__` returns
+
+    * the stamp, when it is newer than the previous image's;
+    * else (stamp 0, the same stamp again, or a stamp up to
+      :data:`LATE_FRAME_TOLERANCE_NS` older than the previous one) the previous image
+      time plus the time between the two arrivals, so that durations (blinks,
+      smoothing, track gaps) stay right and the image keeps its place in the stream;
+    * the stamp itself when it jumped back by more than the tolerance: a new timeline,
+      on which trackers and landmarkers restart.
+
+    Image times are strictly increasing within a timeline (at least 1 ns apart).
+    """
+
+    #: What :meth:`__call__` reports besides the time: a kind of stamp fault or None.
+    MISSING, REPEATED, LATE, JUMP = "missing", "repeated", "late", "jump"
+
+    def __init__(self, tolerance_ns: int = LATE_FRAME_TOLERANCE_NS):
+        self.tolerance_ns = int(tolerance_ns)
+        self._stamp: int | None = None  # previous image's header stamp
+        self._time = 0  # previous image time
+        self._arrival = 0  # previous arrival, ns of any monotonic clock
+
+    def __call__(self, stamp_ns: int, arrival_ns: int) -> tuple[int, str | None]:
+        """(image time ns, fault kind or None) of the next image in arrival order."""
+        stamp_ns, arrival_ns = int(stamp_ns), int(arrival_ns)
+        prev, self._stamp = self._stamp, stamp_ns
+        since, self._arrival = max(1, arrival_ns - self._arrival), arrival_ns
+        if prev is None:
+            kind = self.MISSING if stamp_ns == 0 else None
+            self._time = stamp_ns
+        elif stamp_ns > prev:
+            kind = None
+            self._time = max(stamp_ns, self._time + 1)
+        elif prev - stamp_ns > self.tolerance_ns:
+            kind = self.JUMP
+            self._time = stamp_ns
+        else:
+            kind = self.MISSING if stamp_ns == 0 else self.REPEATED if stamp_ns == prev else self.LATE
+            self._time += since
+        return self._time, kind
+
+
 @dataclasses.dataclass(frozen=True)
 class LandmarkerOptions:
     """Options of :class:`FaceLandmarker` (MediaPipe's names where they exist).

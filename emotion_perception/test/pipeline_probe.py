@@ -51,13 +51,16 @@ def image_msg(rgb: np.ndarray, stamp_ns: int) -> Image:
 
 
 class Probe:
-    """Publishes ``image`` and records ``topics`` (stamp -> (msg, receive monotonic s))."""
+    """Publishes ``image`` and records ``topics`` (stamp -> (msg, receive monotonic s));
+    ``arrays[topic]`` keeps every message in arrival order (images with equal stamps
+    differ by ``image_seq``)."""
 
     def __init__(self, pipeline, topics=("faces/mesh",), name: str = "probe"):
         self.node = Node(name, context=pipeline.context)
         self.pub = self.node.create_publisher(Image, "image", SENSOR_QOS)
         self.got: dict[str, dict[int, tuple[object, float]]] = {t: {} for t in topics}
         self.order: dict[str, list[int]] = {t: [] for t in topics}
+        self.arrays: dict[str, list] = {t: [] for t in topics}
         self.diag: dict[str, dict[str, str]] = {}
         self.cond = threading.Condition()
         for t in topics:
@@ -74,6 +77,7 @@ class Probe:
                 s = stamp_of(msg)
                 self.got[topic][s] = (msg, now)
                 self.order[topic].append(s)
+                self.arrays[topic].append(msg)
                 self.cond.notify_all()
         return cb
 

@@ -23,7 +23,7 @@ import pytest
 from emotion_perception.runner import Pipeline
 
 from conftest import DATA, own_ros_domain_fixture, read_rgb
-from pipeline_probe import DOWNSTREAM, NODE_OUTPUT, Probe, constructible_nodes, image_msg
+from pipeline_probe import DOWNSTREAM, NODE_OUTPUT, Probe, constructible_nodes, image_msg, stamp_of
 
 #: The robot-facing promise: back to normal within this long after a fault, s.
 RECOVERY_S = 1.0
@@ -154,6 +154,125 @@ def test_time_jumps_backwards(nodes, face_rgb):
         assert set(before).isdisjoint(after), f"ids reused across the time jump: {set(before)} / {set(after)}"
 
 
+#: Camera rate of the stamp-fault streams, Hz (the issue's 30 Hz), and their length, s.
+STREAM_HZ = 30.0
+STREAM_S = 4.0
+#: Share of the images the landmark node processed that must reach every output.
+OUTPUT_SHARE = 0.99
+#: Fewest images the landmark node must process for a stamp-fault run to say anything.
+MIN_PROCESSED = 15
+
+
+def _stream(probe, rgb, stamps) -> None:
+    """Publish one frame per stamp at STREAM_HZ (one prebuilt message, restamped)."""
+    msg = image_msg(rgb, 0)
+    start = time.monotonic()
+    for k, stamp in enumerate(stamps):
+        probe.publish_msg(msg, stamp)
+        time.sleep(max(0.0, start + (k + 1) / STREAM_HZ - time.monotonic()))
+
+
+def _stream_after_warm_up(probe, topics, rgb, warm_stamp: int, stamps, capfd) -> None:
+    """One frame every node answers, records and log cleared, then the stream and 2 s
+    for the last results."""
+    assert probe.send_until_served(rgb, warm_stamp, timeout=15.0) is not None
+    assert all(probe.wait(t, warm_stamp, 15.0) for t in topics), "the pipeline did not answer a first frame"
+    time.sleep(0.5)
+    with probe.cond:
+        for t in topics:
+            probe.arrays[t].clear()
+    capfd.readouterr()
+    _stream(probe, rgb, stamps)
+    time.sleep(2.0)
+
+
+def _outputs_per_image(probe, topics) -> dict[str, tuple[int, int]]:
+    """topic -> (images answered, arrays received) over the images faces/mesh answered."""
+    with probe.cond:
+        processed = {m.image_seq for m in probe.arrays["faces/mesh"]}
+        return {t: (len(processed & {m.image_seq for m in probe.arrays[t]}), len(probe.arrays[t])) for t in topics}
+
+
+def _check_one_output_per_image(probe, topics, sent: int, what: str) -> None:
+    with probe.cond:
+        meshes = list(probe.arrays["faces/mesh"])
+    processed = {m.image_seq for m in meshes}
+    assert 0 not in processed, f"{what}: faces/mesh without an image_seq"
+    assert len(processed) == len(meshes), f"{what}: two arrays for one image on faces/mesh"
+    # How many it processes depends on the machine (a 2-core runner at load 13 processed
+    # a fifth; the drops are counted): the 30 Hz target is measured by
+    # benchmarks/stamps.py, with every node in its own process. Here: what reaches
+    # the landmark node's output must reach every other output.
+    assert len(processed) >= MIN_PROCESSED, f"{what}: the landmark node processed {len(processed)} of {sent} images"
+    counts = _outputs_per_image(probe, topics)
+    print(f"{what}: {sent} images sent, {len(processed)} processed; per output (answered, arrays): {counts}")
+    for t, (answered, arrays) in counts.items():
+        if t == "emotion/image":
+            # It pairs each mesh with the camera image of its stamp (it must crop it),
+            # and drops images waiting longer than max_pending: under load it misses
+            # images whatever the stamps. Checked alone: no more arrays than images.
+            assert arrays <= len(processed) + 2, f"{what}: {t} published {arrays} arrays for {len(processed)} images"
+            continue
+        assert answered >= OUTPUT_SHARE * len(processed), \
+            f"{what}: {t} answered {answered} of the {len(processed)} images the landmark node processed"
+        assert arrays <= len(processed) + 2, f"{what}: {t} published {arrays} arrays for {len(processed)} images"
+
+
+@pytest.mark.parametrize("fault", ["stamp 0", "every stamp twice"])
+def test_unstamped_and_frozen_stamp_cameras_get_one_output_per_image(nodes, face_rgb, fault, capfd):
+    """A USB camera driver that leaves header.stamp at 0, or one that repeats every
+    stamp: every image still gets its mesh, emotion and attention (300 frames at stamp
+    0 once gave 300 meshes but 1 emotion and 1 attention), told apart by the landmark
+    node's image_seq; the landmark node says once what the stamps lack."""
+    topics = [NODE_OUTPUT[n] for n in nodes]
+    n = int(STREAM_HZ * STREAM_S)
+    base = 50_000_000_000
+    stamps = [0] * n if fault == "stamp 0" else [base + (k // 2) * 66_000_000 for k in range(n)]
+    with Pipeline(nodes, parameter_overrides={"landmark": {"max_faces": 1}}) as p:
+        probe = Probe(p, topics)
+        _stream_after_warm_up(probe, topics, face_rgb, base - 1_000_000_000, stamps, capfd)
+        _check_one_output_per_image(probe, topics, n, fault)
+        err = capfd.readouterr().err
+        said = [ln for ln in err.splitlines() if "[landmark_node]" in ln and ("no stamp" in ln or "repeat" in ln)]
+        assert len(said) == 1, f"{fault}: not one log line about the stamps:\n{err}"
+
+
+def test_late_frames_keep_their_face_id_and_their_outputs(nodes, face_rgb, capfd):
+    """Every 10th frame stamped 200 ms before its predecessor (network jitter, a driver
+    that reorders): one face id throughout (it once ended the track: 7 ids in 60
+    frames) and every late frame still gets its outputs, in arrival order."""
+    topics = [NODE_OUTPUT[n] for n in nodes]
+    n = int(STREAM_HZ * STREAM_S)
+    base = 70_000_000_000
+    stamps = []
+    for k in range(n):
+        s = base + k * 33_333_333
+        stamps.append(stamps[-1] - 200_000_000 if k % 10 == 9 else s)
+    with Pipeline(nodes, parameter_overrides={"landmark": {"max_faces": 1}}) as p:
+        probe = Probe(p, topics)
+        # warm-up just before the stream: a gap over track_max_gap_s would end the track
+        _stream_after_warm_up(probe, topics, face_rgb, base - 100_000_000, stamps, capfd)
+        _check_one_output_per_image(probe, topics, n, "10% late frames")
+        with probe.cond:
+            meshes = list(probe.arrays["faces/mesh"])
+        ids = {f.face_id for m in meshes for f in m.faces}
+        assert len(ids) == 1, f"late frames churned the face id: {sorted(ids)}"
+        assert all(len(m.faces) == 1 for m in meshes), "a frame lost its face"
+        late = {stamps[k] for k in range(9, n, 10)}
+        late_served = {stamp_of(m) for m in meshes} & late
+        assert len(late_served) >= 3, f"only {len(late_served)} of {len(late)} late frames processed"
+        for t in topics:
+            if t == "emotion/image":
+                continue  # see _check_one_output_per_image
+            with probe.cond:
+                answered = {stamp_of(m) for m in probe.arrays[t]} & late_served
+            assert len(answered) >= OUTPUT_SHARE * len(late_served), \
+                f"{t} answered {len(answered)} of the {len(late_served)} late frames processed"
+        err = capfd.readouterr().err
+        said = [ln for ln in err.splitlines() if "[landmark_node]" in ln and "older than the previous" in ln]
+        assert len(said) == 1, f"not one log line about late frames:\n{err}"
+
+
 PUBLISHER = textwrap.dedent("""
     import sys, time, cv2, rclpy
     from rclpy.node import Node
@@ -213,6 +332,80 @@ def test_camera_publisher_restarts():
                   f"{delay:.2f} s after the match, {len(served)} served")
             assert delay < RECOVERY_S, f"publisher run {k + 1}: first frame served {delay:.2f} s after the match"
             assert len(served) >= 5, f"publisher run {k + 1}: only {len(served)} frames served after the match"
+
+
+LOSSY_CAMERA = textwrap.dedent("""
+    import sys, time, cv2, numpy as np, rclpy
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from emotion_perception import transport
+    photo, mode = sys.argv[1], sys.argv[2]
+    if mode == "profile":
+        transport.configure_process()  # the package's transport, as docs/transport.md asks of a camera
+    rgb = cv2.resize(cv2.cvtColor(cv2.imread(photo), cv2.COLOR_BGR2RGB), (640, 480))
+    rclpy.init()
+    node = Node("lossy_camera")
+    pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
+    end = time.monotonic() + 20
+    while pub.get_subscription_count() == 0 and time.monotonic() < end:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    def image(pixels, k):
+        m = Image()
+        m.header.stamp.sec, m.header.stamp.nanosec = 100 + k // 10, (k % 10) * 100_000_000
+        m.height, m.width = pixels.shape[:2]
+        m.encoding, m.step, m.data = "rgb8", pixels.shape[1] * 3, pixels.tobytes()
+        return m
+    frames = 20 if mode == "profile" else 90
+    for k in range(frames):
+        if mode == "profile" and k == 10:
+            pub.publish(image(np.full((8000, 8000, 3), 120, np.uint8), k))  # 192 MB: more than a 16 MiB segment
+        else:
+            pub.publish(image(rgb, k))
+        time.sleep(0.1 if mode == "profile" else 1 / 30)
+    time.sleep(1.0)
+    print(frames, flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+""")
+
+
+def _run_camera(mode: str) -> None:
+    env = {k: v for k, v in os.environ.items() if mode == "profile" or k not in (
+        "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS")}
+    r = subprocess.run([sys.executable, "-c", LOSSY_CAMERA, str(FACE_PHOTO), mode], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_frames_the_transport_cannot_carry_are_counted_and_said(capfd):
+    """A camera process sends one 8000x8000 rgb8 frame (192 MB, more than the 16 MiB
+    shared-memory segment) among 640x480 ones: it must be refused or carried, never lost
+    silently (it once vanished with no log and bad_input_total 0). A camera without the
+    package's transport profile (default Fast DDS transports: most 640x480 frames lost
+    as UDP fragments) is said to look like a transport mismatch, once."""
+    with Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 1}}) as p:
+        probe = Probe(p, ["faces/mesh"])
+        node = p.nodes["landmark"]
+        capfd.readouterr()
+        _run_camera("profile")
+        time.sleep(1.5)
+        snap = node._diag.snapshot()
+        err = capfd.readouterr().err
+        lines = [ln for ln in err.splitlines() if "[landmark_node]" in ln and ("never reached" in ln or
+                                                                            "8000x8000" in ln)]
+        print(f"oversized frame: bad_input_total {snap['bad_input_total']}, lost {node._lost}, "
+              f"served {len(probe.arrays['faces/mesh'])}, lines {lines}")
+        assert snap["bad_input_total"] >= 1, f"the 8000x8000 frame vanished without a count: {snap}"
+        assert len(lines) == 1, f"not one line about the oversized frame:\n{err}"
+        assert len(probe.arrays["faces/mesh"]) >= 10, "the normal frames around it were not served"
+        _run_camera("default transports")
+        time.sleep(1.0)
+        err = capfd.readouterr().err
+        said = [ln for ln in err.splitlines() if "another Fast DDS transport" in ln]
+        print(f"default transports: lost {node._lost}; {said}")
+        assert len(said) == 1, f"a camera losing most frames was not said to mismatch, once:\n{err}"
 
 
 SLOW_CONSUMER = textwrap.dedent("""

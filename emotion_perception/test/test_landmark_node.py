@@ -270,7 +270,7 @@ class TestImage:
             dropped_before = node._diag.snapshot()["dropped_total"]
             with node._cond:  # the worker cannot take an image while we hold its lock
                 for h in headers:
-                    node._on_image(rgb_to_image_msg(astronaut_rgb, h))
+                    node._on_image(rgb_to_image_msg(astronaut_rgb, h), {})  # no message info: not from DDS
             with probe.cond:
                 assert probe.cond.wait_for(lambda: stamp_ns(headers[-1]) in probe.meshes, timeout=ANSWER_TIMEOUT_S)
             served = [stamp_ns(h) in probe.meshes for h in headers]
@@ -420,7 +420,7 @@ class TestTwoWorkers:
         headers = [next_header() for _ in range(8)]  # within queue_size: none dropped
         with node._cond:  # queue them all at once: both workers get busy
             for h in headers:
-                node._on_image(rgb_to_image_msg(both, h, "bgr8"))
+                node._on_image(rgb_to_image_msg(both, h, "bgr8"), {})  # no message info: not from DDS
         keys = [stamp_ns(h) for h in headers]
         with probe.cond:
             assert probe.cond.wait_for(lambda: all(k in probe.meshes and k in probe.shapes for k in keys),

@@ -1,7 +1,9 @@
 """``attention_node``: face meshes and blendshapes in, attention out.
 
 Subscribes to ``faces/mesh`` (``FaceMeshArray``) and ``faces/blendshapes``
-(``BlendshapesArray``), pairs the two arrays of one image by header stamp
+(``BlendshapesArray``), pairs the two arrays of one image by its key
+(:func:`~emotion_perception.nodes.common.image_key`: the landmark node's image number
+and stream time, so cameras with missing or repeated stamps work)
 (:class:`~emotion_perception.nodes.common.StampSync`) and their faces by ``face_id``,
 and publishes ``attention`` (``AttentionArray``, the image's header) for every image:
 an empty ``faces`` list when the image holds no face. Per-face state (blinks,
@@ -24,9 +26,10 @@ import numpy as np
 from rclpy.node import Node
 
 from ..attention import AttentionEstimator, AttentionParams, CalibrationError, GazeCalibration, GeometryError
-from ..conversions import ConversionError, attention_estimates_to_array, blendshapes_msg_scores, mesh_msg_to_face
+from ..conversions import (ConversionError, attention_estimates_to_array, blendshapes_msg_scores, image_of,
+                           mesh_msg_to_face)
 from .common import (RESULT_QOS, Diagnostics, OnceLog, Param, ParameterError, StampSync, declare_parameters,
-                     refuse_oversized, run_node, stamp_ns)
+                     image_key, refuse_oversized, run_node)
 from emotion_perception_msgs.msg import AttentionArray, BlendshapesArray, FaceMeshArray
 
 PARAMS = [
@@ -90,7 +93,7 @@ class AttentionNode(Node):
             raise
         self._once = OnceLog(self)
         self._sync = StampSync(2)
-        self._last_stamp: int | None = None
+        self._last_key: tuple[int, int] | None = None  # image_key of the last image processed
         self._last_blendshapes_wall: float | None = None  # set by the first mesh or blendshapes
         self._last_mesh_wall: float | None = None
         self._faces_last = 0
@@ -123,7 +126,7 @@ class AttentionNode(Node):
         if refuse_oversized(msg.faces, self._shapes_sub.topic_name, self._once, self._diag):
             return
         self._last_blendshapes_wall = time.monotonic()
-        pair = self._sync.add(1, stamp_ns(msg.header), msg)
+        pair = self._sync.add(1, image_key(msg), msg)
         if pair is not None:
             self._process(*pair)
             # Silence is counted from the end of the work: a slow frame (first-call
@@ -143,7 +146,7 @@ class AttentionNode(Node):
             # that blendshapes were missing, though they flowed).
             self._last_blendshapes_wall = max(self._last_blendshapes_wall or now, now)
         self._last_mesh_wall = now
-        pair = self._sync.add(0, stamp_ns(msg.header), msg)
+        pair = self._sync.add(0, image_key(msg), msg)
         if pair is not None:
             self._process(*pair)
             self._last_blendshapes_wall = time.monotonic()
@@ -158,24 +161,27 @@ class AttentionNode(Node):
 
     def _process(self, meshes: FaceMeshArray, shapes: BlendshapesArray | None) -> None:
         t0 = time.perf_counter()
-        stamp = stamp_ns(meshes.header)
-        if stamp == self._last_stamp:
+        key = image_key(meshes)
+        stamp, last = key[0], self._last_key
+        if key == last:
             # blendshapes that arrive after their mesh was processed alone: already published
             self._diag.dropped()
             return
-        if self._last_stamp is not None and stamp < self._last_stamp:
-            if self._last_stamp - stamp <= TIME_JUMP_BACK_NS:
+        if last is not None and key < last:
+            # Only from a publisher that numbers no images: the landmark node's stream
+            # time never goes back but for a time jump.
+            if last[0] - stamp <= TIME_JUMP_BACK_NS:
                 # one late image among newer ones: drop it, keep every face's state
                 self._once.warn("stamp_backwards", f"faces/mesh stamp {stamp} ns is older than the previous "
-                                f"{self._last_stamp} ns: dropped (out of order)")
+                                f"{last[0]} ns: dropped (out of order)")
                 self._diag.error()
                 return
             # time jumped back (a bag that loops, a simulator reset): start over, as the
             # landmark node does, instead of dropping everything until time catches up
-            self._once.warn("time_jump", f"faces/mesh stamp jumped back {(self._last_stamp - stamp) / 1e9:.1f} s: "
+            self._once.warn("time_jump", f"faces/mesh stamp jumped back {(last[0] - stamp) / 1e9:.1f} s: "
                             "per-face state (blinks, PERCLOS, talking, looking) restarts")
             self._estimator.reset()
-        self._last_stamp = stamp
+        self._last_key = key
         by_id = {}
         if shapes is not None:
             for s in shapes.faces:
@@ -206,7 +212,7 @@ class AttentionNode(Node):
             self._estimator.forget(gone)
         self._faces_last = len(estimates)
         try:
-            self._pub.publish(attention_estimates_to_array(estimates, meshes.header))
+            self._pub.publish(attention_estimates_to_array(estimates, meshes.header, *image_of(meshes)))
         except ConversionError as e:  # NaN in an estimate: never expected, but never fatal
             self._once.error("bad_output", f"attention not published: {e}")
             self._diag.error()

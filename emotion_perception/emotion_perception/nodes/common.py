@@ -231,7 +231,14 @@ class OnceLog:
             self._seen[key] = (now if due else last, count)
         if due:
             suffix = f" ({count} times so far)" if count > 1 else ""
-            getattr(self._node.get_logger(), level)(text + suffix)
+            # One call site per severity: rclpy remembers each call site's severity
+            # and raises ("Logger severity cannot be changed between calls") when one
+            # line logs at two levels, which killed the executor thread of a node that
+            # logged an error and then a warning through here.
+            if level == "error":
+                self._node.get_logger().error(text + suffix)
+            else:
+                self._node.get_logger().warning(text + suffix)
 
     def error(self, key: str, text: str) -> None:
         self._emit("error", key, text)
@@ -331,27 +338,43 @@ def stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-class StampSync:
-    """Pairs messages of several topics that carry the same header stamp.
+def image_key(msg) -> tuple[int, int]:
+    """Which image one of the package's array messages is about, as a key that also
+    orders images: ``(stream_time_ns, image_seq)`` as the landmark node numbered it, or
+    ``(header stamp, 0)`` from a publisher that sets no ``image_seq``.
 
-    ``add(slot, stamp_ns, msg)`` stores a message; when every slot holds one for
-    that stamp, the tuple is returned (in slot order) and older stamps are dropped.
-    At most ``max_pending`` stamps wait, so a topic that stops never grows memory.
+    Images are told apart by it where stamps cannot (a camera that sends stamp 0 or
+    repeats stamps: ``image_seq`` differs), and a late frame, stamped up to 1 s before
+    its predecessor, keeps its place (its stream time does not go back). The first
+    element is image time in ns: use it for durations and staleness.
+    """
+    if msg.image_seq:
+        return int(msg.stream_time_ns), int(msg.image_seq)
+    return stamp_ns(msg.header), 0
+
+
+class StampSync:
+    """Pairs messages of several topics that are about the same image.
+
+    ``add(slot, key, msg)`` stores a message under its image's key (:func:`image_key`,
+    or a header stamp); when every slot holds one for that key, the tuple is returned
+    (in slot order) and the keys that arrived before it are dropped. At most
+    ``max_pending`` keys wait, so a topic that stops never grows memory.
     """
 
     def __init__(self, slots: int, max_pending: int = 30):
         self._slots = slots
         self._max = max_pending
-        self._pending: collections.OrderedDict[int, list] = collections.OrderedDict()
+        self._pending: collections.OrderedDict[Any, list] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.unmatched = 0
 
-    def add(self, slot: int, stamp: int, msg) -> tuple | None:
+    def add(self, slot: int, key, msg) -> tuple | None:
         with self._lock:
-            entry = self._pending.get(stamp)
+            entry = self._pending.get(key)
             if entry is None:
                 entry = [None] * self._slots
-                self._pending[stamp] = entry
+                self._pending[key] = entry
                 while len(self._pending) > self._max:
                     self._pending.popitem(last=False)
                     self.unmatched += 1
@@ -359,7 +382,7 @@ class StampSync:
             if all(e is not None for e in entry):
                 for s in list(self._pending):
                     del self._pending[s]
-                    if s == stamp:
+                    if s == key:
                         break
                     self.unmatched += 1
                 return tuple(entry)

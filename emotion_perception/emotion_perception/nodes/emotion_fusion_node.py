@@ -6,8 +6,12 @@ Subscribes ``emotion/transformer``, ``emotion/lstm``, ``emotion/frame`` and
 :class:`emotion_perception.fusion.EmotionFusion` (calibrated log-linear pooling,
 smoothing with hysteresis, ``confident`` flag, valence/arousal).
 
-- Inputs older than ``stale_after_s`` (by header stamp, against the newest stamp of
-  that face) are dropped: a model that stops publishing stops counting.
+- Images are told apart and ordered by their key
+  (:func:`~emotion_perception.nodes.common.image_key`: the landmark node's image number
+  and stream time, which cameras with missing, repeated or late stamps still get),
+  durations are measured in stream time.
+- Inputs older than ``stale_after_s`` (stream time, against the newest of that face)
+  are dropped: a model that stops publishing stops counting.
 - A face id is forgotten when none of the input arrays of the image being fused
   names it, or when no input named it for ``forget_after_s``.
 - One fused array per image, in image order, published as soon as every running
@@ -30,7 +34,7 @@ from rclpy.node import Node
 
 from .. import conversions
 from ..fusion import EmotionFusion, load_params, to_7
-from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, refuse_oversized, run_node, stamp_ns
+from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, image_key, refuse_oversized, run_node
 
 INPUT_TOPICS = ("emotion/transformer", "emotion/lstm", "emotion/frame", "emotion/image")
 #: Images waiting for their arrays beyond this many are published without them.
@@ -39,8 +43,8 @@ MAX_PENDING_IMAGES = 100
 WARN_PROCESSING_MS = 10.0
 
 PARAMS = [
-    Param("stale_after_s", 1.0, "drop an input older than this, seconds (header stamps)", 0.05, 60.0),
-    Param("forget_after_s", 2.0, "forget a face no input named for this long, seconds (header stamps)", 0.1, 600.0),
+    Param("stale_after_s", 1.0, "drop an input older than this, seconds (image time)", 0.05, 60.0),
+    Param("forget_after_s", 2.0, "forget a face no input named for this long, seconds (image time)", 0.1, 600.0),
     Param("smoothing_tau_s", 0.3, "time constant of the smoothing of the fused log-probabilities, seconds (0 = off)",
           0.0, 10.0),
     Param("hysteresis", 0.1, "probability margin a class needs over the current label to take it", 0.0, 0.9),
@@ -59,10 +63,10 @@ class EmotionFusionNode(Node):
         self.fusion = EmotionFusion(pooling, **self._fusion_kwargs())
         self.once = OnceLog(self)
         self._lock = threading.Lock()
-        self._latest: dict[str, tuple[int, set[str]]] = {}  # topic -> (newest stamp, its face ids)
-        self._pending: dict[int, _Pending] = {}  # image stamp -> arrays so far
+        self._latest: dict[str, tuple[tuple[int, int], set[str]]] = {}  # topic -> (newest image key, its face ids)
+        self._pending: dict[tuple[int, int], _Pending] = {}  # image key -> arrays so far
         self._silent: set[str] = set()  # topics given up on once (max_wait_s): not waited for until they speak
-        self._published = -1  # stamp of the last published array, ns
+        self._published: tuple[int, int] | None = None  # image key of the last published array
         self.diagnostics = Diagnostics(self, WARN_PROCESSING_MS, extra=lambda: {
             "faces": len(self.fusion.face_ids), "inputs": ",".join(sorted(self._latest)) or "none"})
         self.pub = self.create_publisher(EmotionArray, "emotion", RESULT_QOS)
@@ -92,7 +96,8 @@ class EmotionFusionNode(Node):
     def on_input(self, topic: str, msg: EmotionArray) -> None:
         if refuse_oversized(msg.emotions, topic, self.once, self.diagnostics):
             return
-        stamp = stamp_ns(msg.header)
+        key = image_key(msg)
+        stamp = key[0]  # image time, ns
         estimates = []
         for e in msg.emotions:
             try:
@@ -103,23 +108,23 @@ class EmotionFusionNode(Node):
                 self.diagnostics.error()
                 self.once.warn(f"bad:{topic}", f"dropped an estimate on {topic}: {err}")
         with self._lock:
-            if self._published >= 0 and stamp < self._published - self.params["stale_after_s"] * 1e9:
+            if self._published is not None and stamp < self._published[0] - self.params["stale_after_s"] * 1e9:
                 # time jumped back (a looping bag): the old timeline's images are void
-                self._published = -1
+                self._published = None
                 self._pending.clear()
                 self._latest.clear()
                 self._silent.clear()
-            self._latest[topic] = (stamp, {e.face_id for e in estimates})
+            self._latest[topic] = (key, {e.face_id for e in estimates})
             self._silent.discard(topic)
-            if stamp <= self._published:
+            if self._published is not None and key <= self._published:
                 # a late array of an image already published: it updates the state and
                 # shows in the next image's array (each image is published once)
                 for est in estimates:
                     self.fusion.add(est, stamp)
             else:
-                entry = self._pending.get(stamp)
+                entry = self._pending.get(key)
                 if entry is None:
-                    entry = self._pending[stamp] = _Pending(msg.header, time.monotonic())
+                    entry = self._pending[key] = _Pending(msg, time.monotonic())
                 entry.arrays[topic] = estimates
             ready = self._take_ready()
             self._arm_timer()
@@ -134,12 +139,12 @@ class EmotionFusionNode(Node):
             self.timer.cancel()
             self._timer_armed = False
 
-    def _expected(self, topic: str, sub, stamp: int) -> bool:
-        """True while the model on ``topic`` may still deliver its array for ``stamp``.
+    def _expected(self, topic: str, sub, key: tuple[int, int]) -> bool:
+        """True while the model on ``topic`` may still deliver its array for image ``key``.
 
         Running: its topic has a publisher and, once it has reported, reported within
-        stale_after_s of ``stamp``. Models publish in image order, so one that has
-        moved past ``stamp`` skipped it. A publisher that has not reported yet (a model
+        stale_after_s of it. Models publish in image order, so one that has
+        moved past ``key`` skipped it. A publisher that has not reported yet (a model
         starting up) is waited for, up to max_wait_s; a model once given up on that way
         is not waited for again until it delivers an array.
         """
@@ -147,7 +152,7 @@ class EmotionFusionNode(Node):
             return False
         if topic in self._latest:
             last = self._latest[topic][0]
-            return last < stamp and stamp - last <= self.params["stale_after_s"] * 1e9
+            return last < key and key[0] - last[0] <= self.params["stale_after_s"] * 1e9
         return self.count_publishers(sub.topic_name) > 0
 
     def _take_ready(self, overdue_after_s: float | None = None) -> list:
@@ -160,18 +165,18 @@ class EmotionFusionNode(Node):
         out = []
         now = time.monotonic()
         while self._pending:
-            stamp = min(self._pending)
-            entry = self._pending[stamp]
-            complete = all(t in entry.arrays or not self._expected(t, sub, stamp)
+            key = min(self._pending)
+            entry = self._pending[key]
+            complete = all(t in entry.arrays or not self._expected(t, sub, key)
                            for t, sub in zip(INPUT_TOPICS, self.subs))
             overdue = overdue_after_s is not None and now - entry.since >= overdue_after_s
             if not (complete or overdue or len(self._pending) > MAX_PENDING_IMAGES):
                 break
             if not complete:
                 self._silent |= {t for t, sub in zip(INPUT_TOPICS, self.subs)
-                                 if t not in entry.arrays and self._expected(t, sub, stamp)}
-            del self._pending[stamp]
-            out.append((entry.header, self._fuse(stamp, entry)))
+                                 if t not in entry.arrays and self._expected(t, sub, key)}
+            del self._pending[key]
+            out.append((entry.first, self._fuse(key, entry)))
         return out
 
     def _publish_overdue(self) -> None:
@@ -180,13 +185,14 @@ class EmotionFusionNode(Node):
             self._arm_timer()
         self._publish_all(ready)
 
-    def _fuse(self, stamp: int, entry: "_Pending") -> list:
+    def _fuse(self, key: tuple[int, int], entry: "_Pending") -> list:
         """Add one image's arrays to the fusion and fuse its faces (lock held)."""
         t0 = time.perf_counter()
+        stamp = key[0]
         for estimates in entry.arrays.values():
             for est in estimates:
                 self.fusion.add(est, stamp)
-        self._published = stamp
+        self._published = key
         # Every model sees the same faces of one image: a face none of this image's
         # arrays names has left.
         present = {e.face_id for estimates in entry.arrays.values() for e in estimates}
@@ -199,17 +205,18 @@ class EmotionFusionNode(Node):
         return estimates
 
     def _publish_all(self, ready: list) -> None:
-        for header, estimates in ready:
-            self.pub.publish(conversions.estimates_to_emotion_array(estimates, header))
+        for first, estimates in ready:
+            self.pub.publish(conversions.estimates_to_emotion_array(estimates, first.header,
+                                                                    *conversions.image_of(first)))
 
 
 class _Pending:
     """The arrays that came so far for one image, by input topic."""
 
-    __slots__ = ("header", "since", "arrays")
+    __slots__ = ("first", "since", "arrays")
 
-    def __init__(self, header, since: float):
-        self.header = header
+    def __init__(self, first, since: float):
+        self.first = first  # the first array that came (its header and image are the image's)
         self.since = since  # monotonic time its first array arrived
         self.arrays: dict[str, list] = {}
 

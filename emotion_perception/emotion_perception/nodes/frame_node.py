@@ -18,8 +18,8 @@ from rclpy.node import Node
 from .. import conversions
 from ..classifiers import load as load_model
 from ..classifiers.base import FrameInput
-from .common import (RESULT_QOS, Diagnostics, OnceLog, Param, StampSync, declare_parameters, refuse_oversized, run_node,
-                     stamp_ns)
+from .common import (RESULT_QOS, Diagnostics, OnceLog, Param, StampSync, declare_parameters, image_key,
+                     refuse_oversized, run_node)
 
 FRAME_MODELS = ("svm-landmarks", "gnn-landmarks", "svm-blendshapes")
 #: p95 processing time above which /diagnostics warns, milliseconds.
@@ -50,13 +50,13 @@ class FrameNode(Node):
     def _on(self, slot: int, msg) -> None:
         if refuse_oversized(msg.faces, ("faces/mesh", "faces/blendshapes")[slot], self.once, self.diagnostics):
             return
-        pair = self.sync.add(slot, stamp_ns(msg.header), msg)
+        pair = self.sync.add(slot, image_key(msg), msg)
         if pair is not None:
             self.on_pair(*pair)
 
     def on_pair(self, meshes: FaceMeshArray, shapes: BlendshapesArray) -> None:
         t0 = time.perf_counter()
-        stamp = stamp_ns(meshes.header)
+        stamp = image_key(meshes)[0]
         by_id = {b.face_id: b for b in shapes.faces}
         estimates = []
         for mesh in meshes.faces:
@@ -74,7 +74,8 @@ class FrameNode(Node):
             except Exception as e:  # noqa: BLE001 - a model failure must not stop the node
                 self.diagnostics.error()
                 self.once.error(f"model:{type(e).__name__}", f"{self.model.name} failed on a face: {e}")
-        self.pub.publish(conversions.estimates_to_emotion_array(estimates, meshes.header))
+        self.pub.publish(conversions.estimates_to_emotion_array(estimates, meshes.header,
+                                                                *conversions.image_of(meshes)))
         self.diagnostics.tick((time.perf_counter() - t0) * 1000.0)
 
 

@@ -95,7 +95,8 @@ class ImageEmotionNode(Node):
                 except Exception as e:  # noqa: BLE001 - a model failure must not stop the node
                     self.diagnostics.error()
                     self.once.error(f"model:{type(e).__name__}", f"image-cnn failed on a face: {e}")
-        self.pub.publish(conversions.estimates_to_emotion_array(estimates, meshes.header))
+        self.pub.publish(conversions.estimates_to_emotion_array(estimates, meshes.header,
+                                                                *conversions.image_of(meshes)))
         self.diagnostics.tick((time.perf_counter() - t0) * 1000.0)
 
 

@@ -36,7 +36,8 @@ from std_msgs.msg import String
 
 from ..conversions import compressed_msg_to_rgb, faces_to_msgs, image_msg_to_rgb
 from ..imaging import ImageError
-from ..landmarks import DEFAULT_MODEL, MAX_FACES_LIMIT, FaceIdentifier, FaceLandmarker, LandmarkerOptions
+from ..landmarks import (DEFAULT_MODEL, LATE_FRAME_TOLERANCE_NS, MAX_FACES_LIMIT, FaceIdentifier, FaceLandmarker,
+                         LandmarkerOptions, StreamClock)
 from ..tracking import TrackerOptions
 from ..types import BLENDSHAPE_NAMES
 from .common import (LATCHED_QOS, RESULT_QOS, SENSOR_QOS, Diagnostics, OnceLog, Param, declare_parameters,
@@ -44,6 +45,15 @@ from .common import (LATCHED_QOS, RESULT_QOS, SENSOR_QOS, Diagnostics, OnceLog, 
 
 #: How long ``destroy_node`` waits for a frame in progress, seconds.
 WORKER_JOIN_TIMEOUT_S = 5.0
+#: Camera publications looked at together to judge the transport, and the share of
+#: them missing from which the camera and the node likely use different transports
+#: (with the package's profile on both sides none is missing at 30 Hz; a camera on
+#: Fast DDS's default transports lost 33 of 90 640x480 frames here, 278 of 300 in the
+#: field).
+TRANSPORT_WINDOW = 30
+MISMATCH_LOST_SHARE = 0.25
+#: Camera publishers whose publication sequence numbers are followed at once.
+MAX_TRACKED_PUBLISHERS = 8
 
 PARAMS = [
     Param("use_compressed", False, "subscribe to image/compressed (sensor_msgs/CompressedImage, JPEG or PNG) "
@@ -124,6 +134,12 @@ class LandmarkNode(Node):
         self._queue: collections.deque = collections.deque()
         self._pending_options: list[LandmarkerOptions | None] = [None] * len(self._engines)
         self._pending_tracker: TrackerOptions | None = None  # new options: tracks end
+        self._stream_clock = StreamClock()
+        self._image_seq = 0  # image_seq of the last image received (arrival order)
+        self._stamp_faults = collections.Counter()
+        self._last_publication: collections.OrderedDict[bytes, int] = collections.OrderedDict()  # gid -> seq
+        self._lost = 0  # camera images that never reached the node (publication sequence gaps)
+        self._window = [0, 0]  # [arrived, lost] over the current TRANSPORT_WINDOW publications
         self._next_seq = 0  # sequence number of the next image a worker takes
         self._order = threading.Condition()
         self._committed = 0  # images before this sequence number are published or given up
@@ -157,14 +173,78 @@ class LandmarkNode(Node):
 
     # ------------------------------------------------------------ callbacks
 
-    def _on_image(self, msg) -> None:
-        """Queue the image (dropping the oldest waiting one if full) and wake the worker."""
+    def _on_image(self, msg, info) -> None:
+        """Number and time the image, queue it (dropping the oldest waiting one if full)
+        and wake the worker; count the camera's images that never arrived."""
+        arrival = time.monotonic_ns()
+        self._count_lost(info)
         with self._cond:
-            self._queue.append(msg)
+            self._image_seq += 1
+            image_time, fault = self._stream_clock(stamp_ns(msg.header), arrival)
+            if fault is not None:  # said before the image's result can be out
+                self._on_stamp_fault(fault, msg)
+            self._queue.append((msg, self._image_seq, image_time))
             while len(self._queue) > self._params["queue_size"]:
                 self._queue.popleft()
                 self._diag.dropped()
             self._cond.notify()
+
+    def _count_lost(self, info) -> None:
+        """Images the camera published that never reached this node, from the gaps in
+        each publisher's publication sequence numbers (DDS numbers every sample a
+        writer sends). They were lost in transport (a frame larger than the transport
+        carries: 16 MiB shared-memory segments with the package's profile; UDP
+        fragments of large images) or overwritten in the subscription's queue (depth 5)
+        before the node took them. Said once; when many images of a window are missing
+        (:data:`MISMATCH_LOST_SHARE`) the camera likely publishes over another
+        transport: said once too."""
+        gid = (info.get("publisher_gid") or {}).get("data")
+        seq = info.get("publication_sequence_number")
+        if gid is None or seq is None:
+            return
+        last = self._last_publication.get(gid)
+        self._last_publication[gid] = seq
+        self._last_publication.move_to_end(gid)
+        while len(self._last_publication) > MAX_TRACKED_PUBLISHERS:
+            self._last_publication.popitem(last=False)
+        lost = seq - last - 1 if last is not None and seq > last + 1 else 0
+        self._window[0] += 1
+        self._window[1] += lost
+        if sum(self._window) >= TRANSPORT_WINDOW:
+            arrived, missing = self._window
+            self._window = [0, 0]
+            if missing >= MISMATCH_LOST_SHARE * (arrived + missing):
+                self._once_per_run.warn("transport_mismatch", (
+                    f"only {arrived} of {arrived + missing} images published on {self._sub.topic_name} reached "
+                    "this node (publication sequence numbers): the camera likely publishes over another Fast DDS "
+                    "transport. Load the package's profile in the camera's process too (config/fastdds_shm.xml), "
+                    "or send image/compressed; see docs/transport.md"))
+        if not lost:
+            return
+        self._lost += lost
+        self._bad["lost_in_transport"] += lost
+        self._diag.error(lost)
+        self._once.warn("lost_in_transport", (
+            f"{lost} image(s) published on {self._sub.topic_name} never reached this node (a gap in the publisher's "
+            "sequence numbers): lost in transport, e.g. larger than the transport carries (16 MiB shared-memory "
+            "segments with config/fastdds_shm.xml), or overwritten in the subscription's queue; counted in "
+            "/diagnostics lost_in_transport_total"))
+
+    def _on_stamp_fault(self, fault: str, msg) -> None:
+        """Say once per run what the camera's stamps lack and what the node does instead."""
+        self._stamp_faults[fault] += 1
+        topic = self._sub.topic_name
+        if fault == StreamClock.JUMP:
+            self._once.warn("stamp_jump", f"stamps on {topic} jumped back more than "
+                            f"{LATE_FRAME_TOLERANCE_NS / 1e9:g} s (a bag that loops?): face tracks restart")
+            return
+        what = {StreamClock.MISSING: "carry no stamp (header.stamp 0)",
+                StreamClock.REPEATED: "repeat the previous image's stamp",
+                StreamClock.LATE: f"arrive with a stamp older than the previous image's (late frames, up to "
+                                  f"{LATE_FRAME_TOLERANCE_NS / 1e9:g} s tolerated)"}[fault]
+        self._once_per_run.warn(f"stamp_{fault}", f"images on {topic} {what}: each is still processed, told apart "
+                                "by arrival order (image_seq) and timed by its arrival (stream_time_ns); see "
+                                "docs/landmarks.md. Counted in /diagnostics stamps_" + fault + "_total")
 
     def _on_params(self, updates: dict) -> None:
         with self._cond:
@@ -180,7 +260,8 @@ class LandmarkNode(Node):
     def _extra(self) -> dict:
         return {"input_topic": self._sub.topic_name, "faces_last_image": self._faces_last,
                 "landmarker_restarts": self.restarts, "workers": len(self._engines),
-                "decode_warnings_total": self._decode_warnings,
+                "decode_warnings_total": self._decode_warnings, "lost_in_transport_total": self._lost,
+                **{f"stamps_{k}_total": v for k, v in sorted(self._stamp_faults.items())},
                 **{f"bad_input_{k}": v for k, v in sorted(self._bad.items())}}
 
     # ------------------------------------------------------------ worker
@@ -194,7 +275,7 @@ class LandmarkNode(Node):
                     self._cond.wait()
                 if self._stop:
                     return
-                msg = self._queue.popleft()
+                msg, image_seq, image_time = self._queue.popleft()
                 seq, self._next_seq = self._next_seq, self._next_seq + 1
                 options, self._pending_options[index] = self._pending_options[index], None
             t0 = time.perf_counter()
@@ -202,15 +283,16 @@ class LandmarkNode(Node):
             try:
                 if options is not None:
                     engine.update_options(options)
-                detections = self._detect(engine, msg)
+                detections = self._detect(engine, msg, image_time)
             except Exception as e:  # noqa: BLE001 - the worker must outlive any one frame
                 self._diag.error()
                 self._once.error(f"failed:{type(e).__name__}", f"processing an image failed: {type(e).__name__}: {e}")
             finally:
-                self._commit(seq, msg, detections, t0)
+                self._commit(seq, msg, image_seq, detections, t0)
 
-    def _detect(self, engine: FaceLandmarker, msg):
-        """MediaPipe on one image message; None for a bad image (logged once per kind)."""
+    def _detect(self, engine: FaceLandmarker, msg, image_time: int):
+        """MediaPipe on one image message at its stream time; None for a bad image
+        (logged once per kind)."""
         try:
             rgb = (compressed_msg_to_rgb(msg, self._on_decode_warning) if self._compressed
                    else image_msg_to_rgb(msg))
@@ -219,7 +301,7 @@ class LandmarkNode(Node):
             self._diag.error()
             self._once.error(f"bad_image:{e.reason}", f"dropping an image from {self._sub.topic_name}: {e}")
             return None
-        return engine.detect(rgb, stamp_ns(msg.header))
+        return engine.detect(rgb, image_time)
 
     def _on_decode_warning(self, text: str) -> None:
         """A decoder warning on an image that was still decoded whole: said once per run."""
@@ -227,7 +309,7 @@ class LandmarkNode(Node):
         self._once_per_run.warn("decode_warning", f"{self._sub.topic_name}: {text} (the image is processed; "
                                 "later warnings are only counted: /diagnostics decode_warnings_total)")
 
-    def _commit(self, seq: int, msg, detections, t0: float) -> None:
+    def _commit(self, seq: int, msg, image_seq: int, detections, t0: float) -> None:
         """Give ids and publish, in the order the images were taken from the queue.
 
         Waits until every earlier image is committed (only with workers > 1 can a
@@ -240,7 +322,7 @@ class LandmarkNode(Node):
                 self._order.wait(0.5)
             try:
                 if detections is not None and not self._stop:
-                    self._publish(msg, detections, t0)
+                    self._publish(msg, image_seq, detections, t0)
             except Exception as e:  # noqa: BLE001 - a publish failure must not stall the order
                 self._diag.error()
                 self._once.error(f"publish:{type(e).__name__}", f"publishing faces failed: {type(e).__name__}: {e}")
@@ -248,14 +330,14 @@ class LandmarkNode(Node):
                 self._committed = seq + 1
                 self._order.notify_all()
 
-    def _publish(self, msg, detections, t0: float) -> None:
+    def _publish(self, msg, image_seq: int, detections, t0: float) -> None:
         with self._cond:
             tracker_options, self._pending_tracker = self._pending_tracker, None
         if tracker_options is not None:
             self._ids.tracker.options = tracker_options
             self._ids.reset()
         faces = self._ids.faces(detections)
-        meshes, shapes = faces_to_msgs(faces, msg.header)
+        meshes, shapes = faces_to_msgs(faces, msg.header, image_seq, detections.stamp_ns)
         self._mesh_pub.publish(meshes)
         self._shapes_pub.publish(shapes)
         self._faces_last = len(faces)

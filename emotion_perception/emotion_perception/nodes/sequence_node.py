@@ -14,7 +14,7 @@ from rclpy.node import Node
 
 from .. import conversions
 from ..classifiers import load as load_model
-from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, refuse_oversized, stamp_ns
+from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, image_key, refuse_oversized
 from emotion_perception_msgs.msg import EmotionArray
 
 #: p95 processing time above which /diagnostics warns, milliseconds.
@@ -69,7 +69,7 @@ class SequenceEmotionNode(Node):
         if refuse_oversized(msg.faces, self.input_topic, self.once, self.diagnostics):
             return
         t0 = time.perf_counter()
-        stamp = stamp_ns(msg.header)
+        stamp = image_key(msg)[0]
         estimates, present = [], set()
         for face in msg.faces:
             try:
@@ -87,5 +87,5 @@ class SequenceEmotionNode(Node):
             estimates.append(est)
         for gone in set(self.model.faces()) - present:
             self.model.forget(gone)
-        self.pub.publish(conversions.estimates_to_emotion_array(estimates, msg.header))
+        self.pub.publish(conversions.estimates_to_emotion_array(estimates, msg.header, *conversions.image_of(msg)))
         self.diagnostics.tick((time.perf_counter() - t0) * 1000.0)
