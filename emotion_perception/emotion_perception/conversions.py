@@ -7,6 +7,7 @@ act on; nodes catch that, log it once and drop the message.
 
 from __future__ import annotations
 
+import array
 import math
 
 import numpy as np
@@ -54,21 +55,28 @@ def check_face_count(n: int, what: str) -> None:
                               f"(max_faces is at most {MAX_FACES_LIMIT}): array refused")
 
 
+def _f32_field(values) -> array.array:
+    """A ``float32[]`` message field's value from an array, through its bytes: the
+    message keeps an ``array.array('f')``, which ``.tolist()`` would have built from one
+    Python float per element (FaceMesh x: 37 vs 2.5 us per axis)."""
+    return array.array("f", np.ascontiguousarray(values, dtype=np.float32).tobytes())
+
+
 # ---------------------------------------------------------------- faces
 
 def face_to_mesh_msg(face: Face, header: Header) -> FaceMesh:
     msg = FaceMesh()
     msg.header = header
     msg.face_id = face.face_id
-    lm = np.asarray(face.landmarks, dtype=np.float32)
-    msg.x = lm[:, 0].tolist()
-    msg.y = lm[:, 1].tolist()
-    msg.z = lm[:, 2].tolist()
+    xyz = np.asarray(face.landmarks, dtype=np.float32).T  # rows x, y, z
+    msg.x = _f32_field(xyz[0])
+    msg.y = _f32_field(xyz[1])
+    msg.z = _f32_field(xyz[2])
     msg.image_width, msg.image_height = int(face.image_wh[0]), int(face.image_wh[1])
     msg.bounding_box = RegionOfInterest(
         x_offset=int(face.bbox.x), y_offset=int(face.bbox.y),
         width=int(face.bbox.width), height=int(face.bbox.height), do_rectify=False)
-    msg.facial_transformation_matrix = np.asarray(face.transform, dtype=np.float32).reshape(16).tolist()
+    msg.facial_transformation_matrix = np.asarray(face.transform, dtype=np.float32).reshape(16)
     msg.score = float(face.score)
     return msg
 
@@ -77,7 +85,7 @@ def face_to_blendshapes_msg(face: Face, header: Header) -> Blendshapes:
     msg = Blendshapes()
     msg.header = header
     msg.face_id = face.face_id
-    msg.scores = np.asarray(face.blendshapes, dtype=np.float32).tolist()
+    msg.scores = _f32_field(face.blendshapes)
     return msg
 
 
@@ -101,6 +109,16 @@ def image_of(msg) -> tuple[int, int]:
 def mesh_msg_landmarks(msg: FaceMesh) -> np.ndarray:
     """(478, 3) float32 landmarks of a FaceMesh, validated (finite, within
     :data:`LANDMARK_LIMIT`)."""
+    xyz = (msg.x, msg.y, msg.z)
+    if all(len(v) == NUM_LANDMARKS for v in xyz):
+        # the usual case in one pass: copied through the buffers of the message's arrays,
+        # checked once; called for every face by four nodes at the camera rate
+        lm = np.empty((NUM_LANDMARKS, 3), dtype=np.float32)
+        for i, v in enumerate(xyz):
+            lm[:, i] = v
+        if np.isfinite(lm).all() and np.abs(lm).max() <= LANDMARK_LIMIT:
+            return lm
+    # otherwise axis by axis, to say which is wrong and how
     lim = (-LANDMARK_LIMIT, LANDMARK_LIMIT)
     return np.stack([_f32(msg.x, NUM_LANDMARKS, f"FaceMesh {msg.face_id!r} x", lim),
                      _f32(msg.y, NUM_LANDMARKS, f"FaceMesh {msg.face_id!r} y", lim),
@@ -151,7 +169,7 @@ def estimate_to_emotion_msg(est: EmotionEstimate, header: Header) -> Emotion:
     msg.header = header
     msg.face_id = est.face_id
     msg.class_names = list(est.class_names)
-    msg.probabilities = probs.tolist()
+    msg.probabilities = _f32_field(probs)
     msg.label = est.label
     msg.confidence = est.confidence
     msg.valence = float(est.valence)
