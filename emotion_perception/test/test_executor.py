@@ -272,6 +272,8 @@ def test_one_process_pipeline_hands_arrays_over_in_process():
     finals = ("emotion", "attention")
     with Pipeline(nodes, parameter_overrides={"landmark": {"max_faces": 1}}) as p:
         assert p.delivery is not None and "/faces/mesh" in p.delivery.routes
+        if "image_emotion" in nodes:
+            assert p.delivery.shared == {"/image": 2}  # one take of each camera image
         probe = Probe(p, topics=finals)
         stamp = 1_000_000_000
         assert probe.send_until_served(frame, stamp, topic="emotion", tries=6, timeout=30.0) is not None
@@ -307,3 +309,28 @@ def test_call_soon_keeps_order_and_drops_the_oldest_beyond_its_bound(contexts):
     ex.spin_once(timeout_sec=1.0)
     assert ran == list(range(50, SOON_MAX + 50))
     ex.shutdown()
+
+
+def test_outside_topic_read_by_two_nodes_is_taken_once(contexts):
+    from emotion_perception.nodes.in_process import InProcessDelivery
+
+    a, b = Node("reader_a", context=contexts[0]), Node("reader_b", context=contexts[0])
+    got_a, got_b = [], []
+    a.create_subscription(String, "camera", lambda m: got_a.append(m), RESULT_QOS)
+    b.create_subscription(String, "camera", lambda m: got_b.append(m), RESULT_QOS)
+    ex = LeanExecutor(context=contexts[0])
+    ex.add_node(a)
+    ex.add_node(b)
+    delivery = InProcessDelivery(ex, [a, b])
+    assert delivery.shared == {"/camera": 2} and delivery.routes == {}
+    camera = Node("camera", context=contexts[1])
+    pub = camera.create_publisher(String, "camera", RESULT_QOS)
+    with Spinner(ex):
+        wait_matched(pub, 2)
+        for i in range(10):
+            pub.publish(String(data=str(i)))
+            time.sleep(0.01)
+        assert wait_until(lambda: len(got_a) == 10 and len(got_b) == 10)
+        time.sleep(0.3)
+    assert [m.data for m in got_a] == [str(i) for i in range(10)]
+    assert all(x is y for x, y in zip(got_a, got_b))  # the same message object: taken once

@@ -89,6 +89,7 @@ class LeanExecutor(Executor):
                                                               context=self._context)
         self._spin_thread: int | None = None
         self.soon_dropped = 0
+        self._muted: set[int] = set()  # ids of subscriptions never taken from (mute)
         self._next_drop_log = 0.0
 
     # -------------------------------------------------------------- rclpy's API
@@ -121,6 +122,12 @@ class LeanExecutor(Executor):
         self._soon.append(fn)
         if threading.get_ident() != self._spin_thread and self._soon_gc is not None:
             self._soon_gc.trigger()
+
+    def mute(self, subscription) -> None:
+        """Never take from ``subscription`` (another one serves its callback: see
+        :mod:`emotion_perception.nodes.in_process`)."""
+        self._muted.add(id(subscription))
+        self.wake()
 
     def shutdown(self, timeout_sec: float | None = None) -> bool:
         done = super().shutdown(timeout_sec)
@@ -194,7 +201,7 @@ class LeanExecutor(Executor):
         """The entities of every node, their handles, and a wait set sized for them."""
         subs, timers, clients, services, guards, waitables = [], [], [], [], [], []
         for node in self.get_nodes():
-            subs.extend(node.subscriptions)
+            subs.extend(s for s in node.subscriptions if id(s) not in self._muted)
             timers.extend(node.timers)
             clients.extend(node.clients)
             services.extend(node.services)

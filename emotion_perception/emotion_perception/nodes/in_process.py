@@ -20,6 +20,11 @@ included, gets it from there; so nobody gets a message twice and the topic looks
 same from outside. The process's own DDS subscriptions stay: messages of other
 publishers on these topics still arrive through them.
 
+A topic that only comes from outside (the camera image) and that several nodes of the
+process read (the landmark and image_emotion nodes) is taken once and the same
+message goes to every one of them: a 640x480 image cost each subscription a
+deserialisation and two copies of 921,600 bytes.
+
 Callbacks receive the publisher's object itself (every node reads, none modifies, the
 messages it receives) and run on the executor thread, as they do over DDS.
 """
@@ -30,8 +35,15 @@ from collections import defaultdict
 from typing import Iterable
 
 from rclpy.node import Node
+from rclpy.subscription import Subscription
 
 from .executor import LeanExecutor
+
+
+def _wants_info(sub) -> bool:
+    """True if the subscription's callback takes (message, MessageInfo)."""
+    kind = getattr(Subscription, "CallbackType", None)
+    return kind is not None and getattr(sub, "_callback_type", None) == kind.WithMessageInfo
 
 
 class InProcessDelivery:
@@ -44,6 +56,7 @@ class InProcessDelivery:
 
     Attributes:
         routes: topic name -> number of the process's subscriptions it delivers to.
+        shared: outside topic name -> number of the process's subscriptions one take serves.
         delivered: messages handed over in-process.
         published: messages that went over DDS because someone outside listens.
     """
@@ -56,14 +69,22 @@ class InProcessDelivery:
             for sub in node.subscriptions:
                 subs[(sub.topic_name, sub.msg_type)].append(sub)
         self.routes: dict[str, int] = {}
+        self.shared: dict[str, int] = {}
         self.delivered = 0
         self.published = 0
+        published = set()
         for node in nodes:
             for pub in node.publishers:
+                published.add((pub.topic_name, pub.msg_type))
                 local = subs.get((pub.topic_name, pub.msg_type))
-                if local:
+                if local and not any(_wants_info(s) for s in local):  # a local message has no DDS info
                     self._route(pub, local)
                     self.routes[pub.topic_name] = len(local)
+        for (topic, msg_type), local in subs.items():
+            if (topic, msg_type) not in published and len(local) > 1 and \
+                    all(s.qos_profile == local[0].qos_profile for s in local):
+                self._share(local)
+                self.shared[topic] = len(local)
 
     def _route(self, pub, local: list) -> None:
         publish_dds = pub.publish  # the bound method: what publish() did before
@@ -85,3 +106,26 @@ class InProcessDelivery:
             call_soon(lambda: deliver(msg))
 
         pub.publish = publish
+
+    def _share(self, local: list) -> None:
+        """One take for every subscription of the process to an outside topic (the camera
+        image: landmark and image_emotion): the first subscription's callback serves
+        them all; the executor no longer takes from the others (their DDS readers keep
+        only their last few messages, by their QoS depth)."""
+        # the reader takes with MessageInfo if any of them wants it (the landmark node
+        # counts lost camera frames by it); each callback gets what it asked for
+        reader = next((s for s in local if _wants_info(s)), local[0])
+        targets = [(s.callback, _wants_info(s)) for s in local]
+
+        def fan_out(msg, info) -> None:
+            for cb, wants_info in targets:
+                if wants_info:
+                    cb(msg, info)
+                else:
+                    cb(msg)
+
+        # rclpy picks what it passes by the callback's signature
+        reader.callback = fan_out if _wants_info(reader) else (lambda msg: fan_out(msg, None))
+        for s in local:
+            if s is not reader:
+                self._executor.mute(s)
