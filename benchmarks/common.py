@@ -218,8 +218,9 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     """CPU seconds of a process's threads, summed per thread-name group: ``executor``
     (the pipeline's executor thread), ``lm-worker`` (the landmark node's MediaPipe
     callers), ``drishti`` (MediaPipe's own threads), ``dds`` (Fast DDS's receive and
-    event threads), ``python`` (a node process's main thread, where its executor
-    spins, and unnamed Python threads) and ``other``."""
+    event threads), ``main`` (the main thread: where a node process's executor spins),
+    ``python`` (the other unnamed Python threads: MediaPipe's serial dispatchers, one
+    ThreadPoolExecutor per landmarker) and ``other``."""
     out: dict[str, float] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -229,8 +230,8 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
             continue
         name = text[text.index("(") + 1:text.rindex(")")]
         parts = text.rsplit(")", 1)[1].split()
-        group = next((g for g in ("executor", "lm-worker", "drishti", "dds", "python") if name.startswith(g)),
-                     "other")
+        group = "main" if int(tid) == pid else next(
+            (g for g in ("executor", "lm-worker", "drishti", "dds", "python") if name.startswith(g)), "other")
         out[group] = out.get(group, 0.0) + (int(parts[11]) + int(parts[12])) / CLK_TCK
     return out
 

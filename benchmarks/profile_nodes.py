@@ -160,7 +160,8 @@ def main(argv=None) -> Table:
             t.add(part, *(table[c].get(part, 0.0) for c in cols))
     t.add("sum of the parts above", *(sum(table[c].values()) for c in cols))
     if not a.in_process:
-        for label, group in (("threads: Python (executor, callbacks)", ("python",)),
+        for label, group in (("threads: main (executor, callbacks)", ("main",)),
+                             ("threads: MediaPipe's Python dispatchers", ("python",)),
                              ("threads: landmark workers (MediaPipe calls)", ("lm-worker",)),
                              ("threads: MediaPipe's own (drishti)", ("drishti",)),
                              ("threads: Fast DDS", ("dds",)), ("threads: other", ("other",))):
