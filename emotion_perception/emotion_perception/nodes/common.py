@@ -438,7 +438,7 @@ def keep_large_buffers() -> None:
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """``main()`` of every node: init, spin, shut down cleanly on Ctrl-C.
+    """``main()`` of every node: init, spin, shut down cleanly on Ctrl-C or SIGTERM.
 
     A node whose constructor raises (bad parameter, missing or tampered model) logs
     one line naming the problem and exits with status 1. Before the first participant
@@ -446,30 +446,59 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     the user chose a transport or an XML profile; see ``transport.py``), so camera-sized
     images reach a node started alone (``ros2 run``) as they reach the pipeline, and
     removes shared-memory segments that crashed processes left in /dev/shm.
+
+    Signals: rclpy's own handler (installed by ``rclpy.init``) shuts the context down on
+    the first SIGINT or SIGTERM, which ends ``spin`` with ExternalShutdownException; the
+    node is then destroyed and the process exits with 0 ("process has finished
+    cleanly" under ``ros2 launch``). Python itself ignores both signals, from before
+    ``rclpy.init`` to exit, because a terminal's Ctrl-C reaches each node twice: from
+    the terminal (the whole process group) and again from ``ros2 launch``. With
+    Python's default handler the second one raised KeyboardInterrupt inside
+    ``destroy_node()`` (a traceback and exit code -2 in every node), and once the
+    interpreter is finalising (which restores the default handlers it installed) it
+    killed the process (exit code -2 without a traceback). A callback that publishes
+    while the context is being shut down raises RCLError ("publisher's context is
+    invalid"); that is part of shutting down, not a failure.
     """
+    import signal
+
     from .. import transport
     from .executor import spin
 
     keep_large_buffers()
+
+    def ignore_signals():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+    ignore_signals()  # rclpy's handler, installed over this, still acts on the first one
     cleaned = transport.prepare_process()
     rclpy.init(args=args)
+    context = rclpy.get_default_context()
+    log = rclpy.logging.get_logger("emotion_perception")
     if cleaned:
-        rclpy.logging.get_logger("emotion_perception").info(cleaned)
+        log.info(cleaned)
     node = None
+    status = 0
     try:
         node = factory()
         limit_native_threads()
         spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except Exception as e:  # noqa: BLE001 - startup failure: one clear line
-        rclpy.logging.get_logger("emotion_perception").fatal(f"{type(e).__name__}: {e}")
-        return 1
+    except Exception as e:  # noqa: BLE001 - one clear line instead of a traceback
+        if context.ok():
+            what = "stopped" if node is not None else "cannot start"
+            log.fatal(f"{what}: {type(e).__name__}: {e}")
+            status = 1
+        # else: a signal shut the context down while the node was starting or a
+        # callback was publishing; that is a clean shutdown
     finally:
         if node is not None:
             node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        rclpy.try_shutdown()  # uninstalls rclpy's handler, restoring SIG_IGN
+        ignore_signals()
+    return status
 
 
 def name_os_thread(name: str) -> None:

@@ -324,8 +324,9 @@ class LandmarkNode(Node):
                 if detections is not None and not self._stop:
                     self._publish(msg, image_seq, detections, t0)
             except Exception as e:  # noqa: BLE001 - a publish failure must not stall the order
-                self._diag.error()
-                self._once.error(f"publish:{type(e).__name__}", f"publishing faces failed: {type(e).__name__}: {e}")
+                if self.context.ok():  # else shutdown began under the worker: nothing went wrong
+                    self._diag.error()
+                    self._once.error(f"publish:{type(e).__name__}", f"publishing faces failed: {type(e).__name__}: {e}")
             finally:
                 self._committed = seq + 1
                 self._order.notify_all()
