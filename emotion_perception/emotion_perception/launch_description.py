@@ -12,6 +12,7 @@ called.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import os
 import pathlib
@@ -128,6 +129,41 @@ def default_params_file() -> str:
     return str(config_path("params.yaml"))
 
 
+def namespaced_params_file(params_file: str | os.PathLike, namespace: str) -> str:
+    """The parameter file to hand ROS for nodes in ``namespace``.
+
+    A parameter YAML keyed by node name (``landmark_node:``, as ``config/params.yaml``)
+    applies, in ROS, to the node of that name in the root namespace only: under
+    ``namespace:=robot1`` every node would silently start with its defaults. For a
+    namespace this writes a copy (once per file, namespace and modification time, in
+    the temporary directory, as launch_ros does for parameter dicts) whose relative
+    node keys are prefixed with the namespace; absolute keys (``/robot1/landmark_node``)
+    and wildcards (``/**``) are kept as they are. Without a namespace the file itself.
+    """
+    ns = namespace.strip("/")
+    path = pathlib.Path(params_file)
+    if not ns or not path.is_file():  # a missing file: ROS names it when it starts
+        return str(params_file)
+    return _namespaced_copy(str(path.resolve()), ns, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _namespaced_copy(path: str, ns: str, mtime_ns: int) -> str:  # noqa: ARG001 - part of the cache key
+    import tempfile
+
+    import yaml
+
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a parameter file maps node names to their parameters")
+    out = {(k if str(k).startswith("/") else f"/{ns}/{k}"): v for k, v in data.items()}
+    fd, name = tempfile.mkstemp(prefix=f"emotion_perception_{ns.replace('/', '_')}_", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(out, f, sort_keys=False)
+    return name
+
+
 def describe(image_topic: str = IMAGE_TOPIC, compressed: bool = False, namespace: str = "",
              params_file: str | os.PathLike | None = None, enabled: Mapping[str, bool] | None = None,
              available_only: bool = False, env: Mapping[str, str] | None = None) -> PipelineDescription:
@@ -237,11 +273,47 @@ def to_launch_actions(desc: PipelineDescription) -> list:
 
     actions = [SetEnvironmentVariable(k, v) for k, v in desc.environment.items()]
     for n in desc.nodes:
-        params = [desc.params_file] + ([dict(n.overrides)] if n.overrides else [])
+        params = ([namespaced_params_file(desc.params_file, desc.namespace)]
+                  + ([dict(n.overrides)] if n.overrides else []))
         actions.append(Node(package="emotion_perception", executable=n.executable, name=n.name,
                             namespace=desc.namespace, parameters=params,
                             remappings=list(n.remappings), output="screen"))
     return actions
+
+
+def _stop_nodes_on_sigterm(context, *args, **kwargs) -> list:
+    """Make SIGTERM to ``ros2 launch`` stop the nodes as Ctrl-C does.
+
+    ``ros2 launch`` handles SIGINT by sending SIGINT to every process and waiting for
+    them (escalating to SIGTERM and SIGKILL), but on SIGTERM it only cancels its own
+    run: it exits at once and every node keeps running, orphaned (ros2/launch#666,
+    open). ``kill <pid>``, ``docker stop`` and a service manager stop a robot's launch
+    with SIGTERM. This replaces launch's SIGTERM handler (in the signal manager of the
+    running launch, found through its private class attribute; where that is missing,
+    launch's behaviour stays) with the shutdown that SIGINT starts.
+    """
+    import signal
+    import threading
+
+    from launch.events import Shutdown
+
+    try:
+        from launch.utilities.signal_management import AsyncSafeSignalManager
+
+        manager = getattr(AsyncSafeSignalManager, "_AsyncSafeSignalManager__current", None)
+    except ImportError:
+        manager = None
+    if manager is None or threading.current_thread() is not threading.main_thread():
+        return []
+
+    def on_sigterm(signum):
+        context.emit_event_sync(Shutdown(reason="SIGTERM"))
+
+    manager.handle(signal.SIGTERM, on_sigterm)
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        # the manager sees only signals that have a Python handler
+        signal.signal(signal.SIGTERM, lambda *_: None)
+    return []
 
 
 def generate_launch_description():
@@ -263,4 +335,4 @@ def generate_launch_description():
 
     return LaunchDescription(
         [DeclareLaunchArgument(k, default_value=d, description=h) for k, (d, h) in defaults.items()]
-        + [OpaqueFunction(function=_nodes)])
+        + [OpaqueFunction(function=_stop_nodes_on_sigterm), OpaqueFunction(function=_nodes)])

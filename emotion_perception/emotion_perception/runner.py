@@ -62,9 +62,11 @@ def default_params_file() -> pathlib.Path:
 def ros_args(params_file: str | os.PathLike | None = None, remaps: list[str] | tuple[str, ...] = (),
              namespace: str | None = None, log_level: str | None = None) -> list[str]:
     """Command-line ROS arguments equivalent to the launch file's settings."""
+    from .launch_description import namespaced_params_file
+
     args = ["--ros-args"]
     if params_file:
-        args += ["--params-file", str(params_file)]
+        args += ["--params-file", namespaced_params_file(params_file, namespace or "")]
     for r in remaps:
         if ":=" not in r:
             raise ValueError(f"remapping {r!r} is not of the form from:=to")

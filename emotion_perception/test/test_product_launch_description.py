@@ -1,8 +1,8 @@
 """The launch description as plain data (no launch_ros needed): nodes, remappings,
 parameters, classifier switches, the Fast DDS transport, and the CLI using it.
 
-The launch_ros conversion is tested in test_product_launch_ros.py, which conftest.py
-collects only where launch_ros is importable (it has no pip wheels).
+The launch_ros conversion is tested in test_product_launch_ros.py, and the real
+``ros2 launch`` in test_launch_ros2.py (both skip where launch_ros is not installed).
 """
 
 import argparse
@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from emotion_perception.launch_description import (CLASSIFIER_ARGS, COMPRESSED_PARAMETERS, LAUNCH_ARGUMENTS,
-                                                   describe, description_from_launch_arguments, parse_bool)
+                                                   describe, description_from_launch_arguments,
+                                                   namespaced_params_file, parse_bool)
 from emotion_perception.nodes import NODES
 
 PKG = pathlib.Path(__file__).resolve().parents[1]
@@ -117,3 +118,32 @@ def test_pipeline_cli_prints_the_same_description(capsys):
     assert all("/cam/image_raw/compressed" in line for line in lines)
     assert "namespace: robot" in out
     assert set(CLASSIFIER_ARGS.values()) >= {"fusion", "lstm"}
+
+
+def test_a_params_file_keyed_by_node_name_follows_the_namespace(tmp_path):
+    """ROS applies ``landmark_node:`` to /landmark_node only: under a namespace the
+    launch and the one-process runner hand over a copy keyed /<ns>/<node>."""
+    src = tmp_path / "p.yaml"
+    src.write_text(yaml.safe_dump({"landmark_node": {"ros__parameters": {"max_faces": 1}},
+                                   "/other/attention_node": {"ros__parameters": {"hfov_deg": 70.0}},
+                                   "/**": {"ros__parameters": {"use_sim_time": False}}}))
+    assert namespaced_params_file(src, "") == str(src)
+    copy = namespaced_params_file(src, "/robot1/")
+    assert copy != str(src) and namespaced_params_file(src, "robot1") == copy  # written once
+    assert yaml.safe_load(open(copy)) == {"/robot1/landmark_node": {"ros__parameters": {"max_faces": 1}},
+                                          "/other/attention_node": {"ros__parameters": {"hfov_deg": 70.0}},
+                                          "/**": {"ros__parameters": {"use_sim_time": False}}}
+    assert yaml.safe_load(open(namespaced_params_file(src, "a/b")))["/a/b/landmark_node"]
+
+
+def test_one_process_pipeline_in_a_namespace_applies_the_params_file(tmp_path):
+    from emotion_perception.runner import Pipeline
+
+    params = yaml.safe_load(open(PKG / "config" / "params.yaml"))
+    params["lstm_node"]["ros__parameters"]["min_frames"] = 5
+    src = tmp_path / "p.yaml"
+    src.write_text(yaml.safe_dump(params))
+    with Pipeline(["lstm"], params_file=src, namespace="robot1") as p:
+        node = p.nodes["lstm"]
+        assert node.get_fully_qualified_name() == "/robot1/lstm_node"
+        assert node.get_parameter("min_frames").value == 5
