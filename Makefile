@@ -1,13 +1,17 @@
 # emotion_perception: the two commands a new user runs are `make demo` and `make test`.
 SHELL := /bin/bash
-VENV ?= .venv
+# ROS 2 distribution of the venv: kilted (default, .venv) or jazzy (.venv-jazzy).
+ROS_DISTRO ?= kilted
+VENV ?= $(if $(filter kilted,$(ROS_DISTRO)),.venv,.venv-$(ROS_DISTRO))
+# launch, launch_ros and the ros2 command line (wheels); installed when present.
+LAUNCH_KIT ?= ../shared/ros2-launch-kit
 PY := $(VENV)/bin/python
-SETUP_STAMP := $(VENV)/.stamps/ready
+export ROS_DISTRO VENV LAUNCH_KIT
 
 .PHONY: setup demo test test-fast bench clean
 
-# Creates .venv with the ROS 2 Kilted wheels, builds the messages, installs the
-# package; a no-op (about a second) when nothing changed.
+# Creates the venv with the ROS 2 wheels, builds the messages, installs the
+# package (and ros2 launch where the kit is); a no-op (about a second) when nothing changed.
 setup:
 	@scripts/setup_env.sh
 
