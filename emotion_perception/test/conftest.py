@@ -75,10 +75,3 @@ def read_rgb(path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     assert bgr is not None, f"cannot read {path}"
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-# launch and launch_ros have no pip wheels: their test is collected only on a ROS 2
-# install (colcon workspace), where `import launch_ros` works.
-import importlib.util as _ilu  # noqa: E402
-
-collect_ignore = [] if _ilu.find_spec("launch_ros") else ["test_product_launch_ros.py"]

@@ -1,10 +1,15 @@
-"""launch_ros actions of pipeline.launch.py (collected only where launch_ros exists,
-see conftest.py: launch and launch_ros have no pip wheels, so this runs in a colcon
-workspace on a ROS 2 install)."""
+"""launch_ros actions of pipeline.launch.py, without starting anything (the real
+``ros2 launch`` is in test_launch_ros2.py)."""
 
-from launch import LaunchContext
-from launch.actions import SetEnvironmentVariable
-from launch_ros.actions import Node
+import pytest
+
+from ros2_cli import NO_LAUNCH, launch_available
+
+pytestmark = pytest.mark.skipif(not launch_available(), reason=NO_LAUNCH)
+if launch_available():
+    from launch import LaunchContext
+    from launch.actions import SetEnvironmentVariable
+    from launch_ros.actions import Node
 
 from emotion_perception.launch_description import describe, to_launch_actions
 
