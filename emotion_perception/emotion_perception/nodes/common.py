@@ -463,7 +463,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     import signal
 
     from .. import transport
-    from .executor import spin
+    from .executor import LeanExecutor, spin
 
     keep_large_buffers()
 
@@ -475,6 +475,9 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     cleaned = transport.prepare_process()
     rclpy.init(args=args)
     context = rclpy.get_default_context()
+    # Made at once: an executor made after a signal has shut the context down fails
+    # half-built, and its __del__ prints a traceback (spin(node) would make one late).
+    executor = LeanExecutor(context=context)
     log = rclpy.logging.get_logger("emotion_perception")
     if cleaned:
         log.info(cleaned)
@@ -483,7 +486,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     try:
         node = factory()
         limit_native_threads()
-        spin(node)
+        spin(node, executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as e:  # noqa: BLE001 - one clear line instead of a traceback
@@ -494,6 +497,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         # else: a signal shut the context down while the node was starting or a
         # callback was publishing; that is a clean shutdown
     finally:
+        executor.shutdown(timeout_sec=0)  # spin() did unless the node never started
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()  # uninstalls rclpy's handler, restoring SIG_IGN
