@@ -184,7 +184,8 @@ def test_transport_default_respects_user_choice():
 
     env = {}
     profile = transport.configure_process(env)
-    assert env == {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
+    # the name this distribution's Fast DDS reads (see the test below)
+    assert env == {k: profile for k in transport.profile_variables()} and len(env) == 1
     # the shipped profile: builtin transports off, shared memory with room for a 1080p frame, UDP
     ns = {"d": "http://www.eprosima.com"}
     root = ET.parse(profile).getroot()
@@ -198,8 +199,23 @@ def test_transport_default_respects_user_choice():
     # a choice of the user's own is left alone
     env = {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}
     assert transport.configure_process(env) == "UDPv4" and env == {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}
-    env = {"FASTRTPS_DEFAULT_PROFILES_FILE": "/x.xml"}
-    assert transport.configure_process(env) == "/x.xml" and env == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/x.xml"}
+    for name in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        env = {name: "/x.xml"}  # the user's profile, under either name, reaches this Fast DDS
+        assert transport.configure_process(env) == "/x.xml"
+        assert env == {name: "/x.xml", **{k: "/x.xml" for k in transport.profile_variables()}}
+    env = {"FASTRTPS_DEFAULT_PROFILES_FILE": "/a.xml", "FASTDDS_DEFAULT_PROFILES_FILE": "/b.xml"}
+    transport.configure_process(env)
+    assert env == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/a.xml", "FASTDDS_DEFAULT_PROFILES_FILE": "/b.xml"}
+
+
+def test_profile_variable_is_the_one_this_distributions_fast_dds_reads():
+    """Kilted (rclpy 9, Fast DDS 3) reads FASTDDS_... and warns at every start about a
+    set FASTRTPS_...; Jazzy (rclpy 7, Fast DDS 2.14) reads only FASTRTPS_...."""
+    from importlib.metadata import version
+
+    major = int(version("ros-rclpy").split(".")[0])
+    want = {9: ("FASTDDS_DEFAULT_PROFILES_FILE",), 7: ("FASTRTPS_DEFAULT_PROFILES_FILE",)}[major]
+    assert transport.profile_variables() == want
 
 
 def test_node_parameters_validated_at_start_and_at_runtime():

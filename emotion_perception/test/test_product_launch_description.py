@@ -11,6 +11,7 @@ import pathlib
 import pytest
 import yaml
 
+from emotion_perception import transport
 from emotion_perception.launch_description import (CLASSIFIER_ARGS, COMPRESSED_PARAMETERS, LAUNCH_ARGUMENTS,
                                                    describe, description_from_launch_arguments,
                                                    namespaced_params_file, parse_bool)
@@ -27,7 +28,8 @@ def test_default_description_starts_every_node_from_the_package_params():
                                          "image_emotion_node", "emotion_fusion_node", "attention_node"]
     assert pathlib.Path(d.params_file) == PKG / "config" / "params.yaml"
     assert d.remap_args() == []  # the nodes' own `image` topic
-    assert d.environment == {"FASTDDS_DEFAULT_PROFILES_FILE": str(PKG / "config" / "fastdds_shm.xml")}
+    profile = str(PKG / "config" / "fastdds_shm.xml")
+    assert d.environment == {k: profile for k in transport.profile_variables()}
     # every executable is a console script of setup.py
     setup_py = (PKG / "setup.py").read_text()
     for n in d.nodes:
@@ -65,7 +67,10 @@ def test_classifier_switches_and_outputs():
 
 def test_user_transport_choice_is_kept():
     assert describe(env={"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}).environment == {}
-    assert describe(env={"FASTDDS_DEFAULT_PROFILES_FILE": "/x.xml"}).environment == {}
+    # a profile given under the other name is passed on under the one this Fast DDS reads
+    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+        assert describe(env={name: "/x.xml"}).environment == {
+            k: "/x.xml" for k in transport.profile_variables() if k != name}
 
 
 def test_launch_arguments_map_to_the_description():
