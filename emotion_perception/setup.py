@@ -52,7 +52,8 @@ setup(
     maintainer_email="maintainers@emotion-perception.org",
     description="Facial emotion and attention perception for robots (ROS 2).",
     license="Apache-2.0",
-    tests_require=["pytest"],
+    # pytest as an extra, not tests_require (deprecated: setuptools warned on every install)
+    extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": [
             f"{n} = {PACKAGE}.nodes.{n}:main" for n in NODES

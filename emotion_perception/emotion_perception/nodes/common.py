@@ -462,9 +462,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """
     import signal
 
-    from .. import transport
+    from .. import quiet, transport
     from .executor import LeanExecutor, spin
 
+    quiet.install()  # MediaPipe/TFLite native log lines off stderr (EMOTION_PERCEPTION_VERBOSE=1 keeps them)
     keep_large_buffers()
 
     def ignore_signals():
