@@ -15,7 +15,10 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 # a robot's nodes on the default domain 0) never feed each other's nodes. Modules
 # that need a domain of their own still set one.
 os.environ.setdefault("ROS_DOMAIN_ID", str(200 + os.getpid() % 30))
-DATA = pathlib.Path(os.environ.get("EMOTION_PERCEPTION_DATA", REPO.parent / "shared" / "data"))
+#: The data the tests read: samples of ../shared/data kept in the repository
+#: (fixtures/README.md), so that a plain clone runs every test. Training and
+#: evaluation commands keep reading ../shared/data or a path argument.
+DATA = pathlib.Path(__file__).resolve().parent / "fixtures" / "data"
 
 
 def own_ros_domain_fixture(base: int, span: int = 40):
@@ -36,7 +39,8 @@ def own_ros_domain_fixture(base: int, span: int = 40):
 
 @pytest.fixture(scope="session")
 def data_dir() -> pathlib.Path:
-    assert DATA.is_dir(), f"shared data not found at {DATA}; set EMOTION_PERCEPTION_DATA"
+    """The fixtures' data folder, laid out like ../shared/data."""
+    assert DATA.is_dir(), f"test data not found at {DATA}"
     return DATA
 
 
@@ -58,7 +62,7 @@ def astronaut_rgb() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def video(data_dir):
-    """video('single_face.mp4') -> path of a shared video."""
+    """video('single_face.mp4') -> path of a clip of the fixtures (fixtures/data/video/README.md)."""
 
     def _path(name: str) -> pathlib.Path:
         p = data_dir / "video" / name

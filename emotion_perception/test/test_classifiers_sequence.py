@@ -15,15 +15,19 @@ from emotion_perception import classifiers
 from emotion_perception.classifiers.base import FrameInput
 from emotion_perception.types import EMOTIONS_3, EMOTIONS_6, EMOTIONS_7
 
-#: Accuracy on the first 300 rows (fed as one-frame sequences), as in the model cards
-#: (models/lstm.md, models/transformer.md); the same LiteRT file gives the same
-#: numbers up to float round-off, so one row's worth of tolerance is plenty.
+#: Accuracy on the first 300 rows (fed as one-frame sequences). RAF-DB: the first 300
+#: rows of the test split, as in the model cards (models/lstm.md). FER-2013: the
+#: first 300 six-class rows of the test fixture (every 7th row of the label-sorted
+#: public test, fixtures/data/fer2013/README.md), measured with the shipped model when
+#: the fixture was cut; the card's 0.5567 is on every 8th six-class row of the full
+#: split. The same LiteRT file gives the same numbers up to float round-off, so one
+#: row's worth of tolerance is plenty.
 SAMPLE = 300
 ACC_TOL = 1.0 / SAMPLE
 EXPECTED = {
     "lstm": 0.6933,
     "lstm-3class": 0.7767,
-    "transformer": 0.5567,
+    "transformer": 0.58,
 }
 
 
@@ -36,8 +40,8 @@ def raf_test(data_dir):
 @pytest.fixture(scope="module")
 def fer_test6(data_dir):
     with np.load(data_dir / "fer2013" / "public_test.npz", allow_pickle=False) as z:
-        # the file is sorted by label: every 8th six-class row spans all six classes
-        keep = np.flatnonzero(np.isin(z["label"], EMOTIONS_6))[::8][:SAMPLE]
+        # the fixture is a stride sample of the label-sorted split: it spans all six classes
+        keep = np.flatnonzero(np.isin(z["label"], EMOTIONS_6))[:SAMPLE]
         return {"landmarks": z["landmarks"][keep].astype(np.float32), "image_wh": z["image_wh"][keep],
                 "label": z["label"][keep]}
 

@@ -69,7 +69,7 @@ def _ids(mesh_msg) -> list[str]:
     return [f.face_id for f in mesh_msg.faces]
 
 
-@pytest.mark.parametrize("video,face_at_start", [("face_noface.mov", True), ("noface_face.mov", False)])
+@pytest.mark.parametrize("video,face_at_start", [("face_noface.mp4", True), ("noface_face.mp4", False)])
 def test_faces_entering_and_leaving(nodes, video, face_at_start):
     frames = _frames(video, step=2)
     topics = [NODE_OUTPUT[n] for n in nodes]
@@ -87,7 +87,7 @@ def test_faces_entering_and_leaving(nodes, video, face_at_start):
         with_face = [bool(ids) for ids in per_frame]
         assert any(with_face) and not all(with_face), f"{video}: the clip should hold a face only part of the time"
         # the clip's first frames are all one way; its last ones mostly the other
-        # (MediaPipe loses the face in the very last frame of noface_face.mov)
+        # (MediaPipe loses the face in the very last frame of noface_face)
         assert all(w == face_at_start for w in with_face[:10]), with_face
         assert sum(w != face_at_start for w in with_face[-10:]) >= 8, with_face
 

