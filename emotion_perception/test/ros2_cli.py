@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 
+from emotion_perception.quiet import NOISE
+
 #: The venv's ``ros2`` (from a ROS 2 install or ../shared/ros2-launch-kit via make setup).
 ROS2 = pathlib.Path(sys.executable).parent / "ros2"
 #: Why the launch tests skip where there is no ``ros2 launch``.
@@ -32,6 +34,8 @@ def launch_available() -> bool:
 #: Ways to stop a launch: a terminal's Ctrl-C (SIGINT to the process group), SIGINT to
 #: the launch process alone (``kill -INT <pid>``), SIGTERM to it (``kill <pid>``, systemd).
 STOPS = ("ctrl-c", "sigint", "sigterm")
+#: Camera rate of the streaming tests and benchmarks, Hz.
+CAMERA_HZ = 30.0
 #: Lock files of Fast DDS shared-memory segments (Fast DDS 3: fastdds_*, 2.x: fastrtps_*).
 SEGMENT = re.compile(r"^fast(?:dds|rtps)_[0-9a-f]{16}_el$")
 
@@ -51,6 +55,7 @@ class Ros2Process:
                                      stdin=subprocess.DEVNULL, text=True, start_new_session=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.lines: list[tuple[float, str]] = []
+        self._seen: dict = {}  # every descendant ever listed: killed even once orphaned
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -82,9 +87,11 @@ class Ros2Process:
         import psutil
 
         try:
-            return psutil.Process(self.proc.pid).children(recursive=True)
+            found = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
-            return []
+            found = []
+        self._seen.update({p.pid: p for p in found})
+        return found
 
     def stop(self, how: str) -> None:
         """Signal the way a user stops it: one of :data:`STOPS`."""
@@ -111,9 +118,11 @@ class Ros2Process:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        for p in self.descendants():
+        self.descendants()
+        for p in self._seen.values():
             try:
-                p.kill()
+                if p.is_running():  # psutil checks the pid still names the same process
+                    p.kill()
             except Exception:  # noqa: BLE001 - gone meanwhile
                 pass
         self.wait(10.0)
@@ -213,9 +222,12 @@ def stop_problems(proc: Ros2Process, nodes, node_names: list[str], segments: set
         for n in node_names:
             if not re.search(rf"\[{re.escape(n)}-\d+\]: process has finished cleanly", out):
                 problems.append(f"{n} did not finish cleanly")
-    for bad in ("Traceback", "[FATAL]", "process has died", "KeyboardInterrupt", "RCLError"):
+    for bad in ("Traceback", "[FATAL]", "process has died", "KeyboardInterrupt", "RCLError", "deprecated"):
         if bad in out:
             problems.append(f"{bad!r} in the output")
+    native = [line for line in out.splitlines() if NOISE.match(re.sub(r"^\[[\w-]+\] ", "", line).encode())]
+    if native:
+        problems.append(f"MediaPipe/TFLite log lines in the output (quiet by default): {native[:3]}")
     left = [p.pid for p in nodes if p.is_running() and p.status() != "zombie"]
     if left:
         problems.append(f"processes left: {left}")
@@ -223,3 +235,106 @@ def stop_problems(proc: Ros2Process, nodes, node_names: list[str], segments: set
     if kept:
         problems.append(f"shared-memory segments left: {kept}")
     return problems
+
+
+class Camera:
+    """A camera driver and a behaviour tree in one: publishes the clip on a camera topic
+    at 30 Hz (raw, or JPEG on ``<topic>/compressed``) and records ``emotion`` and
+    ``attention`` messages that carry at least one face, with their arrival times."""
+
+    def __init__(self, frames, image_topic: str, compressed: bool = False, namespace: str = ""):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from emotion_perception import transport
+        from emotion_perception.imaging import encode_compressed
+        from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
+        from emotion_perception_msgs.msg import AttentionArray, EmotionArray
+
+        transport.configure_process()  # the camera side loads the package's profile too
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = Node("test_camera", context=self.context)
+        if compressed:
+            self.msgs = []
+            for rgb in frames:
+                m = CompressedImage(format="jpeg")
+                m.data = encode_compressed(rgb, "jpeg")
+                self.msgs.append(m)
+            self.pub = self.node.create_publisher(CompressedImage, image_topic.rstrip("/") + "/compressed",
+                                                  SENSOR_QOS)
+        else:
+            self.msgs = []
+            for rgb in frames:
+                m = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3)
+                m.data = rgb.tobytes()
+                self.msgs.append(m)
+            self.pub = self.node.create_publisher(Image, image_topic, SENSOR_QOS)
+        ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+        self.first: dict[str, float] = {}
+        self.count = {"emotion": 0, "attention": 0}
+        self.node.create_subscription(EmotionArray, f"{ns}/emotion", self._on("emotion", "emotions"), RESULT_QOS)
+        self.node.create_subscription(AttentionArray, f"{ns}/attention", self._on("attention", "faces"), RESULT_QOS)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
+        self._spin.start()
+        self._streaming = threading.Event()
+        self._stream: threading.Thread | None = None
+        self.sent = 0
+
+    def _spin_loop(self):
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except Exception:  # noqa: BLE001 - shutting down
+                return
+
+    def _on(self, topic, field):
+        def cb(msg):
+            if len(getattr(msg, field)) > 0:
+                self.count[topic] += 1
+                self.first.setdefault(topic, time.monotonic())
+        return cb
+
+    def start_streaming(self):
+        self._streaming.set()
+        self._stream = threading.Thread(target=self._stream_loop, daemon=True)
+        self._stream.start()
+
+    def _stream_loop(self):
+        period = 1.0 / CAMERA_HZ
+        t_next = time.monotonic()
+        k = 0
+        while self._streaming.is_set():
+            m = self.msgs[k % len(self.msgs)]
+            stamp = self.node.get_clock().now().to_msg()
+            m.header.stamp = stamp
+            m.header.frame_id = "camera"
+            self.pub.publish(m)
+            self.sent += 1
+            k += 1
+            t_next += period
+            time.sleep(max(0.0, t_next - time.monotonic()))
+
+    def wait_outputs(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.count["emotion"] and self.count["attention"]:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def close(self):
+        import rclpy
+
+        self._streaming.clear()
+        if self._stream is not None:
+            self._stream.join(5.0)
+        rclpy.try_shutdown(context=self.context)
+        self._spin.join(5.0)
+        self.executor.shutdown()
+        self.node.destroy_node()

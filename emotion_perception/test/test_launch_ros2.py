@@ -10,7 +10,6 @@ setup`` installs it when present); without either, this module skips.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import own_ros_domain_fixture
-from ros2_cli import (NO_LAUNCH, Ros2Process, launch_available, owned_segments, param_get, ros2,
+from ros2_cli import (NO_LAUNCH, Camera, Ros2Process, launch_available, owned_segments, param_get, ros2,
                       stop_problems, topic_types, wait_for_nodes)
 
 pytestmark = pytest.mark.skipif(not launch_available(), reason=NO_LAUNCH)
@@ -28,8 +27,6 @@ from emotion_perception.launch_description import CLASSIFIER_ARGS, LAUNCH_ARGUME
 from emotion_perception.nodes import NODES  # noqa: E402
 
 ALL_NODES = [module_name(s) for s in NODES]
-#: Camera rate of the streaming tests, Hz.
-CAMERA_HZ = 30.0
 #: Wait for the nodes of a launch to be listed, s (model loading on a loaded 2-core machine).
 START_TIMEOUT_S = 90.0
 #: Wait for the first fused emotion and attention for the streamed clip, s.
@@ -66,109 +63,6 @@ def clip(video):
     return frames
 
 
-class Camera:
-    """A camera driver and a behaviour tree in one: publishes the clip on a camera topic
-    at 30 Hz (raw, or JPEG on ``<topic>/compressed``) and records ``emotion`` and
-    ``attention`` messages that carry at least one face, with their arrival times."""
-
-    def __init__(self, frames, image_topic: str, compressed: bool = False, namespace: str = ""):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
-        from sensor_msgs.msg import CompressedImage, Image
-
-        from emotion_perception import transport
-        from emotion_perception.imaging import encode_compressed
-        from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
-        from emotion_perception_msgs.msg import AttentionArray, EmotionArray
-
-        transport.configure_process()  # the camera side loads the package's profile too
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = Node("test_camera", context=self.context)
-        if compressed:
-            self.msgs = []
-            for rgb in frames:
-                m = CompressedImage(format="jpeg")
-                m.data = encode_compressed(rgb, "jpeg")
-                self.msgs.append(m)
-            self.pub = self.node.create_publisher(CompressedImage, image_topic.rstrip("/") + "/compressed",
-                                                  SENSOR_QOS)
-        else:
-            self.msgs = []
-            for rgb in frames:
-                m = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3)
-                m.data = rgb.tobytes()
-                self.msgs.append(m)
-            self.pub = self.node.create_publisher(Image, image_topic, SENSOR_QOS)
-        ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-        self.first: dict[str, float] = {}
-        self.count = {"emotion": 0, "attention": 0}
-        self.node.create_subscription(EmotionArray, f"{ns}/emotion", self._on("emotion", "emotions"), RESULT_QOS)
-        self.node.create_subscription(AttentionArray, f"{ns}/attention", self._on("attention", "faces"), RESULT_QOS)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
-        self._spin.start()
-        self._streaming = threading.Event()
-        self._stream: threading.Thread | None = None
-        self.sent = 0
-
-    def _spin_loop(self):
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.1)
-            except Exception:  # noqa: BLE001 - shutting down
-                return
-
-    def _on(self, topic, field):
-        def cb(msg):
-            if len(getattr(msg, field)) > 0:
-                self.count[topic] += 1
-                self.first.setdefault(topic, time.monotonic())
-        return cb
-
-    def start_streaming(self):
-        self._streaming.set()
-        self._stream = threading.Thread(target=self._stream_loop, daemon=True)
-        self._stream.start()
-
-    def _stream_loop(self):
-        period = 1.0 / CAMERA_HZ
-        t_next = time.monotonic()
-        k = 0
-        while self._streaming.is_set():
-            m = self.msgs[k % len(self.msgs)]
-            stamp = self.node.get_clock().now().to_msg()
-            m.header.stamp = stamp
-            m.header.frame_id = "camera"
-            self.pub.publish(m)
-            self.sent += 1
-            k += 1
-            t_next += period
-            time.sleep(max(0.0, t_next - time.monotonic()))
-
-    def wait_outputs(self, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.count["emotion"] and self.count["attention"]:
-                return True
-            time.sleep(0.1)
-        return False
-
-    def close(self):
-        import rclpy
-
-        self._streaming.clear()
-        if self._stream is not None:
-            self._stream.join(5.0)
-        rclpy.try_shutdown(context=self.context)
-        self._spin.join(5.0)
-        self.executor.shutdown()
-        self.node.destroy_node()
-
-
 def launch(*arguments: str) -> Ros2Process:
     return Ros2Process(["launch", "emotion_perception", "pipeline.launch.py", *arguments])
 
@@ -201,7 +95,7 @@ def processes():
     started: list[Ros2Process] = []
     yield started
     for p in started:
-        if p.proc.poll() is None or p.descendants():
+        if p.proc.poll() is None or any(q.is_running() and q.status() != "zombie" for q in p._seen.values()):
             p.kill()
 
 
@@ -334,7 +228,8 @@ def test_ros2_run_each_node_with_a_params_file_and_ctrl_c(processes, clip, tmp_p
                                   "-r", "image:=/cam/run"])
         processes.append(runs[node])
     seen = wait_for_nodes({f"/{n}" for n in ALL_NODES}, START_TIMEOUT_S)
-    assert {f"/{n}" for n in ALL_NODES} <= seen, seen
+    missing = [n for n in ALL_NODES if f"/{n}" not in seen]
+    assert not missing, {n: runs[n].output[-2000:] for n in missing}
     assert param_get("/lstm_node", "min_frames") == "5"
     types = topic_types(expected={"/cam/run": "sensor_msgs/msg/Image",
                                   "/emotion": "emotion_perception_msgs/msg/EmotionArray"})
