@@ -2,8 +2,9 @@
 """Cut the test suite's data samples from ../shared/data into emotion_perception/test/fixtures/data.
 
 The tests read only these samples (emotion_perception/test/fixtures/README.md), so
-``make test`` runs on a plain clone. Deterministic: the same shared data gives
-byte-identical files (fixed zip dates, rows chosen by rule, not at random).
+``make test`` runs on a plain clone. The same shared data gives byte-identical
+arrays and copied clips (fixed zip dates, rows chosen by rule, not at random); the two
+re-encoded clips differ slightly from run to run (checked: same sizes within 1 KiB).
 
     python scripts/make_test_fixtures.py [--data ../shared/data] [--only muxspace,video]
 
