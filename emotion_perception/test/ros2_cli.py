@@ -150,7 +150,7 @@ def wait_for_nodes(expected: set[str], timeout: float = 90.0) -> set[str]:
     return seen
 
 
-def topic_types(timeout: float = 30.0, expected: dict[str, str] | None = None) -> dict[str, str]:
+def topic_types(timeout: float = 60.0, expected: dict[str, str] | None = None) -> dict[str, str]:
     """``ros2 topic list -t``: topic -> type (polled until ``expected`` is a subset)."""
     end = time.monotonic() + timeout
     found: dict[str, str] = {}
@@ -163,6 +163,27 @@ def topic_types(timeout: float = 30.0, expected: dict[str, str] | None = None) -
                 found[m.group(1)] = m.group(2)
         if not expected or expected.items() <= found.items() or time.monotonic() > end:
             return found
+        time.sleep(0.5)
+
+
+def node_subscriptions(node: str, timeout: float = 30.0, expected: dict[str, str] | None = None) -> dict[str, str]:
+    """``ros2 node info NODE``: its subscribed topic -> type (polled until ``expected``
+    is a subset, or the timeout)."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            out = ros2("node", "info", "--no-daemon", "--spin-time", "2", node)
+        except RuntimeError:
+            out = ""
+        subs, section = {}, None
+        for line in out.splitlines():
+            if line.strip().endswith(":") and not line.startswith("      "):
+                section = line.strip()[:-1]
+            elif section == "Subscribers" and ": " in line:
+                topic, kind = line.strip().split(": ", 1)
+                subs[topic] = kind
+        if not expected or expected.items() <= subs.items() or time.monotonic() > end:
+            return subs
         time.sleep(0.5)
 
 
@@ -284,6 +305,7 @@ class Camera:
         self._spin.start()
         self._streaming = threading.Event()
         self._stream: threading.Thread | None = None
+        self._closed = False
         self.sent = 0
 
     def _spin_loop(self):
@@ -329,8 +351,12 @@ class Camera:
         return False
 
     def close(self):
+        """Stop streaming, shut the context down (idempotent)."""
         import rclpy
 
+        if self._closed:
+            return
+        self._closed = True
         self._streaming.clear()
         if self._stream is not None:
             self._stream.join(5.0)

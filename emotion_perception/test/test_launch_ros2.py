@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from conftest import own_ros_domain_fixture
-from ros2_cli import (NO_LAUNCH, Camera, Ros2Process, launch_available, owned_segments, param_get, ros2,
-                      stop_problems, topic_types, wait_for_nodes)
+from ros2_cli import (NO_LAUNCH, Camera, Ros2Process, launch_available, node_subscriptions, owned_segments,
+                      param_get, ros2, stop_problems, topic_types, wait_for_nodes)
 
 pytestmark = pytest.mark.skipif(not launch_available(), reason=NO_LAUNCH)
 own_ros_domain = own_ros_domain_fixture(100, 20)
@@ -91,9 +91,14 @@ def stop_and_check(proc: Ros2Process, node_names: list[str], how: str, camera: C
 
 @pytest.fixture
 def processes():
-    """Every ros2 process a test starts; killed at the end if the test left one."""
-    started: list[Ros2Process] = []
+    """Every ros2 process (and Camera) a test starts; killed (closed) at the end if the
+    test left one: a live rclpy context at interpreter exit aborts it ("terminate
+    called without an active exception")."""
+    started: list = []
     yield started
+    for c in [c for c in started if isinstance(c, Camera)]:
+        c.close()
+    started[:] = [p for p in started if isinstance(p, Ros2Process)]
     for p in started:
         if p.proc.poll() is None or any(q.is_running() and q.status() != "zombie" for q in p._seen.values()):
             p.kill()
@@ -111,21 +116,19 @@ def test_default_launch_answers_on_emotion_and_attention_and_stops_on_ctrl_c(pro
     """All seven nodes, their topics with types, the package's YAML applied, real
     output for a real clip; then Ctrl-C in the terminal while the camera streams."""
     camera = Camera(clip, "/image")
+    processes.append(camera)
     proc = launch()
     processes.append(proc)
     seen = wait_for_nodes(set(expected_nodes()), START_TIMEOUT_S)
     assert set(expected_nodes()) <= seen, (seen, proc.output[-3000:])
-    types = topic_types(expected={"/faces/mesh": "emotion_perception_msgs/msg/FaceMeshArray",
-                                  "/emotion": "emotion_perception_msgs/msg/EmotionArray",
-                                  "/attention": "emotion_perception_msgs/msg/AttentionArray",
-                                  "/image": "sensor_msgs/msg/Image"})
-    assert types["/image"] == "sensor_msgs/msg/Image"
-    assert types["/faces/mesh"] == "emotion_perception_msgs/msg/FaceMeshArray"
-    assert types["/faces/blendshapes"] == "emotion_perception_msgs/msg/BlendshapesArray"
-    for t in ("/emotion", "/emotion/transformer", "/emotion/lstm", "/emotion/frame", "/emotion/image"):
-        assert types[t] == "emotion_perception_msgs/msg/EmotionArray", t
-    assert types["/attention"] == "emotion_perception_msgs/msg/AttentionArray"
-    assert types["/diagnostics"] == "diagnostic_msgs/msg/DiagnosticArray"
+    want = {"/image": "sensor_msgs/msg/Image", "/faces/mesh": "emotion_perception_msgs/msg/FaceMeshArray",
+            "/faces/blendshapes": "emotion_perception_msgs/msg/BlendshapesArray",
+            **{t: "emotion_perception_msgs/msg/EmotionArray"
+               for t in ("/emotion", "/emotion/transformer", "/emotion/lstm", "/emotion/frame", "/emotion/image")},
+            "/attention": "emotion_perception_msgs/msg/AttentionArray",
+            "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
+    types = topic_types(expected=want)
+    assert {t: types.get(t) for t in want} == want
 
     from emotion_perception.launch_description import default_params_file
 
@@ -151,16 +154,22 @@ def test_image_topic_namespace_and_params_file_take_effect_and_sigterm_stops(pro
     custom.write_text(yaml.safe_dump(params))
 
     camera = Camera(clip, "/cam/front/image_raw", namespace="robot1")
+    processes.append(camera)
     proc = launch("image_topic:=/cam/front/image_raw", "namespace:=robot1", f"params_file:={custom}")
     processes.append(proc)
     want = set(expected_nodes("robot1"))
     seen = wait_for_nodes(want, START_TIMEOUT_S)
     assert want <= seen and not any(n.startswith("/landmark_node") for n in seen), (seen, proc.output[-3000:])
-    types = topic_types(expected={"/cam/front/image_raw": "sensor_msgs/msg/Image",
-                                  "/robot1/emotion": "emotion_perception_msgs/msg/EmotionArray"})
-    assert types["/cam/front/image_raw"] == "sensor_msgs/msg/Image"
-    assert "/image" not in types and "/robot1/image" not in types
-    assert types["/robot1/attention"] == "emotion_perception_msgs/msg/AttentionArray"
+    want = {"/robot1/emotion": "emotion_perception_msgs/msg/EmotionArray",
+            "/robot1/attention": "emotion_perception_msgs/msg/AttentionArray",
+            "/robot1/faces/mesh": "emotion_perception_msgs/msg/FaceMeshArray"}
+    types = topic_types(expected=want)
+    assert {t: types.get(t) for t in want} == want
+    # both camera readers subscribe to the given topic, not to image or /robot1/image
+    for node in ("/robot1/landmark_node", "/robot1/image_emotion_node"):
+        subs = node_subscriptions(node, expected={"/cam/front/image_raw": "sensor_msgs/msg/Image"})
+        assert subs.get("/cam/front/image_raw") == "sensor_msgs/msg/Image", (node, subs)
+        assert not {"/image", "/robot1/image"} & set(subs), (node, subs)
     assert param_get("/robot1/landmark_node", "max_faces") == "1"
     assert float(param_get("/robot1/attention_node", "max_blink_s")) == pytest.approx(0.5)
 
@@ -174,14 +183,16 @@ def test_compressed_and_node_switches_take_effect_and_sigint_to_launch_stops(pro
     feeds the fused emotion from JPEGs; SIGINT to the launch process while streaming."""
     off = ("transformer", "lstm", "frame")
     camera = Camera(clip, "/cam/c", compressed=True)
+    processes.append(camera)
     proc = launch("image_topic:=/cam/c", "compressed:=true", *[f"{CLASSIFIER_ARGS[s]}:=false" for s in off])
     processes.append(proc)
     want = set(expected_nodes(off=off))
     seen = wait_for_nodes(want, START_TIMEOUT_S)
     assert want <= seen, (seen, proc.output[-3000:])
-    types = topic_types(expected={"/cam/c/compressed": "sensor_msgs/msg/CompressedImage"})
-    assert types["/cam/c/compressed"] == "sensor_msgs/msg/CompressedImage"
-    assert "/cam/c" not in types
+    for node in ("/landmark_node", "/image_emotion_node"):
+        subs = node_subscriptions(node, expected={"/cam/c/compressed": "sensor_msgs/msg/CompressedImage"})
+        assert subs.get("/cam/c/compressed") == "sensor_msgs/msg/CompressedImage", (node, subs)
+        assert "/cam/c" not in subs, (node, subs)
     assert param_get("/landmark_node", "use_compressed") == "True"
     assert param_get("/image_emotion_node", "use_compressed") == "True"
 
@@ -222,6 +233,7 @@ def test_ros2_run_each_node_with_a_params_file_and_ctrl_c(processes, clip, tmp_p
     custom.write_text(yaml.safe_dump(params))
 
     camera = Camera(clip, "/cam/run")
+    processes.append(camera)
     runs = {}
     for node in ALL_NODES:
         runs[node] = Ros2Process(["run", "emotion_perception", node, "--ros-args", "--params-file", str(custom),
@@ -231,9 +243,10 @@ def test_ros2_run_each_node_with_a_params_file_and_ctrl_c(processes, clip, tmp_p
     missing = [n for n in ALL_NODES if f"/{n}" not in seen]
     assert not missing, {n: runs[n].output[-2000:] for n in missing}
     assert param_get("/lstm_node", "min_frames") == "5"
-    types = topic_types(expected={"/cam/run": "sensor_msgs/msg/Image",
-                                  "/emotion": "emotion_perception_msgs/msg/EmotionArray"})
-    assert types["/cam/run"] == "sensor_msgs/msg/Image"
+    want = {"/cam/run": "sensor_msgs/msg/Image", "/emotion": "emotion_perception_msgs/msg/EmotionArray",
+            "/attention": "emotion_perception_msgs/msg/AttentionArray"}
+    types = topic_types(expected=want)
+    assert {t: types.get(t) for t in want} == want
     camera.start_streaming()
     assert camera.wait_outputs(OUTPUT_TIMEOUT_S), (camera.count, camera.sent)
     nodes = {n: p.descendants() for n, p in runs.items()}
