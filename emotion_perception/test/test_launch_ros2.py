@@ -204,6 +204,21 @@ def test_compressed_and_node_switches_take_effect_and_sigint_to_launch_stops(pro
     stop_and_check(proc, [module_name(s) for s in NODES if s not in off], "sigint", camera)
 
 
+def test_one_process_launch_answers_and_stops_on_ctrl_c(processes, clip):
+    """one_process:=true: every node in one emotion-perception pipeline process, the
+    same topics; Ctrl-C while the camera streams."""
+    camera = Camera(clip, "/image")
+    processes.append(camera)
+    proc = launch("one_process:=true")
+    processes.append(proc)
+    seen = wait_for_nodes(set(expected_nodes()), START_TIMEOUT_S)
+    assert set(expected_nodes()) <= seen, (seen, proc.output[-3000:])
+    assert len([p for p in proc.descendants() if "emotion-perception" in " ".join(p.cmdline())]) == 1
+    camera.start_streaming()
+    assert camera.wait_outputs(OUTPUT_TIMEOUT_S), (camera.count, camera.sent, proc.output[-3000:])
+    stop_and_check(proc, ["emotion_perception_pipeline"], "ctrl-c", camera)
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "sigint", "sigterm"])
 def test_idle_launch_stops_cleanly(processes, how):
     """Idle (no camera): each way of stopping; this launch also switches off the

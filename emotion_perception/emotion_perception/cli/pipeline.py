@@ -78,4 +78,9 @@ def run(args: argparse.Namespace) -> int:
                   namespace=desc.namespace or None, parameter_overrides=desc.parameter_overrides(),
                   log_level=args.log_level):
         stop.wait(args.duration)
+    # A terminal's Ctrl-C reaches this process twice under ros2 launch (the process group,
+    # then launch); once the interpreter finalises, Python's default handler is back and
+    # a late second SIGINT would kill it (exit -2 instead of "finished cleanly").
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
