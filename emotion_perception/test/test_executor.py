@@ -335,3 +335,31 @@ def test_outside_topic_read_by_two_nodes_is_taken_once(contexts):
         time.sleep(0.3)
     assert [m.data for m in got_a] == [str(i) for i in range(10)]
     assert all(x is y for x, y in zip(got_a, got_b))  # the same message object: taken once
+
+
+def test_in_process_nodes_feeding_others_go_first(contexts):
+    """A node whose output another node of the process reads (an emotion model, read by
+    the fusion node) gets each message before a node whose output leaves the process
+    (attention), and the reader of its output runs before that leaf too."""
+    from emotion_perception.nodes.in_process import InProcessDelivery
+
+    order = []
+    talker = Node("talker", context=contexts[0])
+    leaf, feeder, sink = (Node(n, context=contexts[0]) for n in ("leaf", "feeder", "sink"))
+    pub = talker.create_publisher(String, "source", RESULT_QOS)
+    relay = feeder.create_publisher(String, "relayed", RESULT_QOS)
+    leaf.create_subscription(String, "source", lambda m: order.append(("leaf", m.data)), RESULT_QOS)
+    feeder.create_subscription(String, "source", lambda m: (order.append(("feeder", m.data)),
+                                                             relay.publish(String(data=m.data))), RESULT_QOS)
+    sink.create_subscription(String, "relayed", lambda m: order.append(("sink", m.data)), RESULT_QOS)
+    ex = LeanExecutor(context=contexts[0])
+    nodes = [talker, leaf, feeder, sink]  # the leaf subscribed before the feeder
+    for n in nodes:
+        ex.add_node(n)
+    InProcessDelivery(ex, nodes)
+    with Spinner(ex):
+        wait_matched(pub, 2)
+        wait_matched(relay, 1)
+        pub.publish(String(data="1"))
+        assert wait_until(lambda: len(order) == 3)
+    assert order == [("feeder", "1"), ("sink", "1"), ("leaf", "1")]

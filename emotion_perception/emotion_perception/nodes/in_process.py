@@ -25,6 +25,11 @@ process read (the landmark and image_emotion nodes) is taken once and the same
 message goes to every one of them: a 640x480 image cost each subscription a
 deserialisation and two copies of 921,600 bytes.
 
+Within the process, the subscribers whose own output other nodes of the process read
+(the emotion models, read by the fusion node) get each message first; the others
+(the attention node) get it after what the first ones published has been delivered,
+so the fusion node publishes ``emotion`` without waiting for the attention model.
+
 Callbacks receive the publisher's object itself (every node reads, none modifies, the
 messages it receives) and run on the executor thread, as they do over DDS.
 """
@@ -72,10 +77,14 @@ class InProcessDelivery:
         self.shared: dict[str, int] = {}
         self.delivered = 0
         self.published = 0
-        published = set()
+        published = {(pub.topic_name, pub.msg_type) for node in nodes for pub in node.publishers}
+        # nodes whose output another node of the process reads (the emotion models feed
+        # the fusion node) get a message before the nodes whose output leaves the process
+        # (attention): the deepest output, emotion, is then not delayed by them
+        self._feeds = {id(s) for node in nodes if any((p.topic_name, p.msg_type) in subs for p in node.publishers)
+                       for s in node.subscriptions}
         for node in nodes:
             for pub in node.publishers:
-                published.add((pub.topic_name, pub.msg_type))
                 local = subs.get((pub.topic_name, pub.msg_type))
                 if local and not any(_wants_info(s) for s in local):  # a local message has no DDS info
                     self._route(pub, local)
@@ -88,13 +97,22 @@ class InProcessDelivery:
 
     def _route(self, pub, local: list) -> None:
         publish_dds = pub.publish  # the bound method: what publish() did before
-        callbacks = [s.callback for s in local]
+        first = [s.callback for s in local if id(s) in self._feeds]
+        last = [s.callback for s in local if id(s) not in self._feeds]
         own = len(local)
         call_soon = self._executor.call_soon
 
-        def deliver(msg) -> None:
-            for cb in callbacks:
+        def deliver_last(msg) -> None:
+            for cb in last:
                 cb(msg)
+
+        def deliver(msg) -> None:
+            for cb in first:
+                cb(msg)
+            if last and first:  # after what the first ones published (queued meanwhile) has run
+                call_soon(lambda: deliver_last(msg))
+            else:
+                deliver_last(msg)
 
         def publish(msg) -> None:
             if pub.get_subscription_count() > own:
