@@ -18,10 +18,10 @@ import numpy as np
 
 from common import PKG, VENV_PY, proc_cpu_s, proc_fds, proc_rss_mb, proc_threads, thread_cpu_s
 
-from emotion_perception.transport import PROFILE_ENVS, TRANSPORT_ENV
+from emotion_perception.transport import PROFILE_ENVS, QOS_FROM_XML_ENV, TRANSPORT_ENV
 
 #: Every environment variable that chooses a Fast DDS transport or profile.
-TRANSPORT_VARS = (TRANSPORT_ENV, *PROFILE_ENVS)
+TRANSPORT_VARS = (TRANSPORT_ENV, *PROFILE_ENVS, QOS_FROM_XML_ENV)
 
 #: short name -> (module, output topic, message class)
 NODES = {

@@ -22,6 +22,8 @@ import time
 from common import PKG, VENV_PY, Table, bare_max_fps, compose_frames, isolate_domain, ratio, summary
 from procs import TRANSPORT_VARS
 
+from emotion_perception.transport import QOS_FROM_XML_ENV
+
 PROFILE = PKG / "config" / "fastdds_shm.xml"
 LARGE_DATA_PROFILE = PKG / "config" / "fastdds_large_data.xml"
 #: name -> (environment changes, compressed?)
@@ -31,7 +33,10 @@ CONFIGS = {
     "SHM": ({"FASTDDS_BUILTIN_TRANSPORTS": "SHM"}, False),
     "LARGE_DATA": ({"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}, False),
     "XML profile config/fastdds_large_data.xml": ({"FASTDDS_DEFAULT_PROFILES_FILE": str(LARGE_DATA_PROFILE)}, False),
-    "XML profile config/fastdds_shm.xml (package default)": ({"FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)}, False),
+    "XML profile config/fastdds_shm.xml (package default)": ({"FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE),
+                                                              QOS_FROM_XML_ENV: "1"}, False),
+    "config/fastdds_shm.xml without RMW_FASTRTPS_USE_QOS_FROM_XML (buffers kept)": (
+        {"FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)}, False),
     "CompressedImage (JPEG q90), default transports": ({}, True),
 }
 

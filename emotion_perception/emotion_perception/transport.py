@@ -28,6 +28,10 @@ PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 #: ... and of Fast DDS 2.x (Jazzy: 2.14, Humble: 2.6), which ignores the other one.
 LEGACY_PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"
 PROFILE_ENVS = (PROFILE_ENV, LEGACY_PROFILE_ENV)
+#: Makes rmw_fastrtps take readers' and writers' settings from the profile (their
+#: history memory policy: buffers freed after each sample instead of kept at the
+#: largest size ever received; see config/fastdds_shm.xml). Set with the profile.
+QOS_FROM_XML_ENV = "RMW_FASTRTPS_USE_QOS_FROM_XML"
 #: The package's default profile, a file of ``config/``.
 DEFAULT_PROFILE = "fastdds_shm.xml"
 
@@ -69,7 +73,9 @@ def profile_variables() -> tuple[str, ...]:
 def configure_process(env: dict | None = None) -> str:
     """Load the package's Fast DDS profile in this process unless the user chose one.
 
-    Must run before ``rclpy.init``. Returns what decides the transport: the value of
+    Must run before ``rclpy.init``. With the package's profile it also sets
+    ``RMW_FASTRTPS_USE_QOS_FROM_XML=1`` (unless set), so that the profile's reader and
+    writer settings apply. Returns what decides the transport: the value of
     ``FASTDDS_BUILTIN_TRANSPORTS`` or the path of the profile file in force.
     """
     env = os.environ if env is None else env
@@ -87,6 +93,8 @@ def configure_process(env: dict | None = None) -> str:
     for k in profile_variables():
         if not env.get(k):
             env[k] = profile
+    if profile == default_profile_path():  # also where a camera's process names it itself
+        env.setdefault(QOS_FROM_XML_ENV, "1")
     return profile
 
 

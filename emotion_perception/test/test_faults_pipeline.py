@@ -373,7 +373,8 @@ LOSSY_CAMERA = textwrap.dedent("""
 
 def _run_camera(mode: str) -> None:
     env = {k: v for k, v in os.environ.items() if mode == "profile" or k not in (
-        "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS")}
+        "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS",
+        "RMW_FASTRTPS_USE_QOS_FROM_XML")}
     r = subprocess.run([sys.executable, "-c", LOSSY_CAMERA, str(FACE_PHOTO), mode], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -389,23 +390,88 @@ def test_frames_the_transport_cannot_carry_are_counted_and_said(capfd):
         probe = Probe(p, ["faces/mesh"])
         node = p.nodes["landmark"]
         capfd.readouterr()
+        rss0 = _proc_rss_mb(os.getpid())
         _run_camera("profile")
         time.sleep(1.5)
+        end = time.monotonic() + 10.0  # an incomplete sample may be held a moment: "no lasting" growth
+        while (grew := _proc_rss_mb(os.getpid()) - rss0) >= 100 and time.monotonic() < end:
+            time.sleep(0.5)
         snap = node._diag.snapshot()
         err = capfd.readouterr().err
         lines = [ln for ln in err.splitlines() if "[landmark_node]" in ln and ("never reached" in ln or
                                                                             "8000x8000" in ln)]
-        print(f"oversized frame: bad_input_total {snap['bad_input_total']}, lost {node._lost}, "
+        print(f"oversized frame: RSS {grew:+.0f} MB, bad_input_total {snap['bad_input_total']}, lost {node._lost}, "
               f"served {len(probe.arrays['faces/mesh'])}, lines {lines}")
         assert snap["bad_input_total"] >= 1, f"the 8000x8000 frame vanished without a count: {snap}"
         assert len(lines) == 1, f"not one line about the oversized frame:\n{err}"
         assert len(probe.arrays["faces/mesh"]) >= 10, "the normal frames around it were not served"
+        # the reader's buffers are freed after each sample (config/fastdds_shm.xml): the
+        # 192 MB a frame like this takes is not kept (it was, +185 MB for good)
+        assert grew < 100, f"resident memory +{grew:.0f} MB after the 8000x8000 frame"
         _run_camera("default transports")
         time.sleep(1.0)
         err = capfd.readouterr().err
         said = [ln for ln in err.splitlines() if "another Fast DDS transport" in ln]
-        print(f"default transports: lost {node._lost}; {said}")
+        print(f"default transports: lost {node._lost}; {said}; RSS now {_proc_rss_mb(os.getpid()) - rss0:+.0f} MB")
         assert len(said) == 1, f"a camera losing most frames was not said to mismatch, once:\n{err}"
+
+
+def _proc_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+#: How far over its level before two overload bursts the landmark node's resident memory
+#: may be 30 s after them (the issue's target, 10% within a minute, is measured by
+#: benchmarks/memory.py: 4 bursts; a 2-core CI runner shares memory behaviour with it
+#: but not its timing). It kept +124% before the fix.
+MEMORY_AFTER_OVERLOAD = 1.30
+
+
+def test_memory_returns_after_overload_bursts(face_rgb, tmp_path):
+    """The landmark node in its own process: two 3 s bursts of 1080p at 120 Hz, then a
+    quiet camera at 5 Hz. Its resident memory comes back near its level before the
+    bursts (it once stayed +136 MB after one burst and grew with every next one)."""
+    big = np.full((1080, 1920, 3), 90, np.uint8)
+    big[290:640, 785:1135] = cv2.resize(read_rgb(FACE_PHOTO), (350, 350))
+    log = open(tmp_path / "landmark.log", "w")
+    node = subprocess.Popen([sys.executable, "-m", "emotion_perception.nodes.landmark_node", "--ros-args",
+                             "-p", "max_faces:=1"], env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with Pipeline([]) as p:
+            probe = Probe(p, ["faces/mesh"])
+            stamp = [1_000_000_000]
+
+            def send(msg, seconds: float, rate_hz: float) -> None:
+                start = time.monotonic()
+                k = 0
+                while time.monotonic() - start < seconds:
+                    stamp[0] += int(1e9 / rate_hz)
+                    probe.publish_msg(msg, stamp[0])
+                    k += 1
+                    time.sleep(max(0.0, start + k / rate_hz - time.monotonic()))
+
+            assert probe.send_until_served(face_rgb, stamp[0], tries=10, timeout=60.0) is not None, \
+                "the landmark node process never answered"
+            small_msg, big_msg = image_msg(face_rgb, 0), image_msg(big, 0)
+            send(small_msg, 8.0, 5.0)
+            before = _proc_rss_mb(node.pid)
+            for _ in range(2):
+                send(big_msg, 3.0, 120.0)
+                peak = _proc_rss_mb(node.pid)
+                send(small_msg, 10.0, 5.0)
+            send(small_msg, 25.0, 5.0)
+            after = _proc_rss_mb(node.pid)
+            trims = probe.wait_diag("landmark_node", "memory_trims_total", 1, timeout=3.0)
+    finally:
+        node.send_signal(2)
+        node.wait(timeout=30)
+        log.close()
+    print(f"landmark node RSS: {before:.0f} MB before, {peak:.0f} MB at the end of the 2nd burst, {after:.0f} MB "
+          f"after, {trims:g} trims")
+    assert trims >= 1, "memory was never trimmed after the bursts"
+    assert after <= before * MEMORY_AFTER_OVERLOAD, \
+        f"resident memory {after:.0f} MB after the bursts, {before:.0f} MB before ({after / before - 1:+.0%})"
 
 
 SLOW_CONSUMER = textwrap.dedent("""

@@ -184,8 +184,10 @@ def test_transport_default_respects_user_choice():
 
     env = {}
     profile = transport.configure_process(env)
-    # the name this distribution's Fast DDS reads (see the test below)
-    assert env == {k: profile for k in transport.profile_variables()} and len(env) == 1
+    # the name this distribution's Fast DDS reads (see the test below), and the profile's
+    # reader and writer settings switched on
+    assert env == {**{k: profile for k in transport.profile_variables()}, "RMW_FASTRTPS_USE_QOS_FROM_XML": "1"}
+    assert len(env) == 2
     # the shipped profile: builtin transports off, shared memory with room for a 1080p frame, UDP
     ns = {"d": "http://www.eprosima.com"}
     root = ET.parse(profile).getroot()
@@ -196,6 +198,8 @@ def test_transport_default_respects_user_choice():
     used = [t.text for t in root.iterfind(".//d:participant//d:userTransports/d:transport_id", ns)]
     assert sorted(used) == sorted(kinds)
     assert root.findtext(".//d:participant//d:useBuiltinTransports", namespaces=ns) == "false"
+    # readers free each sample's buffer (a 192 MB frame once stayed resident for good)
+    assert root.findtext(".//d:data_reader/d:historyMemoryPolicy", namespaces=ns) == "DYNAMIC"
     # a choice of the user's own is left alone
     env = {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}
     assert transport.configure_process(env) == "UDPv4" and env == {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}

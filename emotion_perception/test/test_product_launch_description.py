@@ -29,7 +29,8 @@ def test_default_description_starts_every_node_from_the_package_params():
     assert pathlib.Path(d.params_file) == PKG / "config" / "params.yaml"
     assert d.remap_args() == []  # the nodes' own `image` topic
     profile = str(PKG / "config" / "fastdds_shm.xml")
-    assert d.environment == {k: profile for k in transport.profile_variables()}
+    assert d.environment == {**{k: profile for k in transport.profile_variables()},
+                             "RMW_FASTRTPS_USE_QOS_FROM_XML": "1"}
     # every executable is a console script of setup.py
     setup_py = (PKG / "setup.py").read_text()
     for n in d.nodes:

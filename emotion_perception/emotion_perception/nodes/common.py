@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import gc
 import math
+import os
 import threading
 import time
 from typing import Any, Callable
@@ -298,7 +300,9 @@ class Diagnostics:
                     "dropped_total": self.dropped_total, "bad_input_total": self.errors_total}
 
     def publish(self) -> None:
+        MEMORY_TRIM.check()
         snap = self.snapshot()
+        snap.update(rss_mb=MEMORY_TRIM.rss_mb(), memory_trims_total=MEMORY_TRIM.trims)
         if self._extra:
             snap.update(self._extra())
         status = DiagnosticStatus()
@@ -413,6 +417,9 @@ def limit_native_threads(n: int = NATIVE_THREADS) -> None:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's largest: a 4K rgb8 frame (24.9 MB) stays on the heap
 TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES
+#: glibc's own default trim threshold, bytes.
+_GLIBC_TRIM_THRESHOLD = 128 * 1024
+_large_buffers_kept = False  # keep_large_buffers ran in this process
 
 
 def keep_large_buffers() -> None:
@@ -434,7 +441,91 @@ def keep_large_buffers() -> None:
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
         libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     except (OSError, AttributeError):
-        pass
+        return
+    global _large_buffers_kept
+    _large_buffers_kept = True
+
+
+class MemoryTrim:
+    """Gives the heap memory a load peak left free back to the system (glibc's
+    ``malloc_trim``), once resident memory has grown past the level after the last
+    trim; process-wide, checked by every node's diagnostics timer.
+
+    Why: glibc keeps freed memory in its arenas (one per thread that allocated: the
+    executor, MediaPipe's workers, Fast DDS's receive threads) and, with the mmap
+    threshold raised so that camera-sized buffers are reused (:func:`keep_large_buffers`),
+    camera frames come from those arenas too. After a burst of 1080p frames at 120 Hz
+    the landmark node kept +384 MB for good, growing with every burst; after a 192 MB
+    frame, +185 MB (benchmarks/memory.py). ``malloc_trim(0)`` releases the free pages of
+    every arena. It runs at most every ``interval_s`` and only after growth, so a
+    steady stream (whose reused buffers the threshold is there to keep) costs nothing.
+    """
+
+    def __init__(self, grow_ratio: float = 1.10, interval_s: float = 10.0):
+        self.grow_ratio = grow_ratio
+        self.interval_s = interval_s
+        self.trims = 0
+        self.freed_mb = 0.0
+        self._lock = threading.Lock()
+        self._low_mb: float | None = None  # lowest resident memory seen at a check or after a trim
+        self._last = -math.inf
+        self._trim = self._mallopt = None
+        self._lowered = False  # trim threshold at glibc's default until memory is back
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            self._trim, self._mallopt = libc.malloc_trim, libc.mallopt
+        except (OSError, AttributeError):  # not glibc: nothing to trim
+            pass
+        self._page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 0.0
+
+    def rss_mb(self) -> float:
+        """This process's resident memory, MB (0 where /proc is not there)."""
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * self._page_mb
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def check(self) -> None:
+        """Trim when resident memory is ``grow_ratio`` over the lowest level seen, at
+        most every ``interval_s``; while it stays there the trim threshold is lowered.
+
+        malloc_trim gives back the free chunks of every arena, but the free top of a
+        thread's arena (MediaPipe's workers, Fast DDS's receive threads) only a free()
+        in it trims, and only above the trim threshold (64 MiB with
+        :func:`keep_large_buffers`, so that camera-sized buffers are reused): until
+        memory is back, glibc's 128 KiB applies. A trim during a burst leaves the low
+        level where it was, so what the burst frees is given back after it.
+        """
+        if self._trim is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self.interval_s:
+                return
+            self._last = now
+            rss = self.rss_mb()
+            if self._low_mb is not None and rss > self._low_mb * self.grow_ratio:
+                gc.collect()
+                self._trim(0)
+                if not self._lowered:
+                    self._mallopt(_M_TRIM_THRESHOLD, _GLIBC_TRIM_THRESHOLD)
+                    self._lowered = True
+                self.trims += 1
+                after = self.rss_mb()
+                self.freed_mb += max(0.0, rss - after)
+                rss = after
+            elif self._lowered:
+                self._mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES if _large_buffers_kept else _GLIBC_TRIM_THRESHOLD)
+                self._lowered = False
+            self._low_mb = rss if self._low_mb is None else min(self._low_mb, rss)
+
+
+#: The process's one :class:`MemoryTrim` (every node's :class:`Diagnostics` checks it).
+MEMORY_TRIM = MemoryTrim()
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
