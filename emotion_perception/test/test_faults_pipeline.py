@@ -422,58 +422,105 @@ def _proc_rss_mb(pid: int) -> float:
 MEMORY_AFTER_OVERLOAD = 1.30
 
 
-def test_memory_returns_after_overload_bursts(face_rgb, tmp_path):
+MEMORY_CAMERA = textwrap.dedent("""
+    import json, sys, threading, time, cv2, numpy as np, rclpy, rclpy.executors
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+    from emotion_perception import transport
+    from emotion_perception.nodes.common import RESULT_QOS
+    from emotion_perception_msgs.msg import FaceMeshArray
+    transport.configure_process()  # the camera loads the package's profile, as docs/transport.md asks
+    photo, pid = sys.argv[1], int(sys.argv[2])
+    def rss():
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+    face = cv2.resize(cv2.cvtColor(cv2.imread(photo), cv2.COLOR_BGR2RGB), (350, 350))
+    small = np.full((480, 640, 3), 90, np.uint8); small[65:415, 145:495] = face
+    big = np.full((1080, 1920, 3), 90, np.uint8); big[290:640, 785:1135] = face
+    rclpy.init()
+    node = Node("memory_camera")
+    pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
+    got, diag = [], {}
+    node.create_subscription(FaceMeshArray, "faces/mesh", lambda m: got.append(1), RESULT_QOS)
+    def on_diag(msg):
+        for st in msg.status:
+            if st.name.endswith("landmark_node"):
+                diag.update({kv.key: kv.value for kv in st.values})
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, RESULT_QOS)
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    def image(pixels):
+        m = Image()
+        m.height, m.width = pixels.shape[:2]
+        m.encoding, m.step, m.data = "rgb8", pixels.shape[1] * 3, pixels.tobytes()
+        return m
+    msgs = {"small": image(small), "big": image(big)}
+    def send(m, seconds, rate):
+        start, k = time.monotonic(), 0
+        while time.monotonic() - start < seconds:
+            t = time.time_ns()
+            m.header.stamp.sec, m.header.stamp.nanosec = divmod(t, 1_000_000_000)
+            pub.publish(m)
+            k += 1
+            time.sleep(max(0.0, start + k / rate - time.monotonic()))
+    end = time.monotonic() + 90
+    while not got and time.monotonic() < end:
+        send(msgs["small"], 1.0, 5.0)
+    out = {"answered": bool(got)}
+    if got:
+        send(msgs["small"], 8.0, 5.0)
+        out["before"] = rss()
+        for _ in range(2):
+            send(msgs["big"], 3.0, 120.0)
+            out["peak"] = rss()
+            send(msgs["small"], 10.0, 5.0)
+        send(msgs["small"], 15.0, 5.0)
+        out["after_bursts"] = rss()
+        send(image(np.full((8000, 8000, 3), 120, np.uint8)), 0.05, 10.0)  # 192 MB: more than a 16 MiB segment
+        send(msgs["small"], 15.0, 5.0)
+        out["after"] = rss()
+        out["trims"] = float(diag.get("memory_trims_total", "0"))
+    print(json.dumps(out), flush=True)
+    executor.shutdown(timeout_sec=2.0)
+    spinner.join(2.0)
+    node.destroy_node()
+    rclpy.try_shutdown()
+""")
+
+
+def test_memory_returns_after_overload_bursts(tmp_path):
     """The landmark node in its own process: two 3 s bursts of 1080p at 120 Hz, then a
     quiet camera at 5 Hz, then one 8000x8000 frame (192 MB, more than the transport
     carries). Its resident memory comes back near its level before the bursts (it once
     stayed +136 MB after one burst and grew with every next one; the big frame left
-    +185 MB for good)."""
-    big = np.full((1080, 1920, 3), 90, np.uint8)
-    big[290:640, 785:1135] = cv2.resize(read_rgb(FACE_PHOTO), (350, 350))
+    +185 MB for good). The camera is a process of its own too, with the package's
+    profile (participants this test process made earlier may not have it)."""
+    import json
+
     log = open(tmp_path / "landmark.log", "w")
     node = subprocess.Popen([sys.executable, "-m", "emotion_perception.nodes.landmark_node", "--ros-args",
                              "-p", "max_faces:=1"], env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
     try:
-        with Pipeline([]) as p:
-            probe = Probe(p, ["faces/mesh"])
-            stamp = [1_000_000_000]
-
-            def send(msg, seconds: float, rate_hz: float) -> None:
-                start = time.monotonic()
-                k = 0
-                while time.monotonic() - start < seconds:
-                    stamp[0] += int(1e9 / rate_hz)
-                    probe.publish_msg(msg, stamp[0])
-                    k += 1
-                    time.sleep(max(0.0, start + k / rate_hz - time.monotonic()))
-
-            end = time.monotonic() + 60.0
-            while probe.pub.get_subscription_count() == 0 and time.monotonic() < end:
-                time.sleep(0.2)
-            assert probe.send_until_served(face_rgb, stamp[0], tries=10, timeout=60.0) is not None, \
-                "the landmark node process never answered"
-            small_msg, big_msg = image_msg(face_rgb, 0), image_msg(big, 0)
-            send(small_msg, 8.0, 5.0)
-            before = _proc_rss_mb(node.pid)
-            for _ in range(2):
-                send(big_msg, 3.0, 120.0)
-                peak = _proc_rss_mb(node.pid)
-                send(small_msg, 10.0, 5.0)
-            send(small_msg, 15.0, 5.0)
-            after_bursts = _proc_rss_mb(node.pid)
-            send(image_msg(np.full((8000, 8000, 3), 120, np.uint8), 0), 0.1, 10.0)
-            send(small_msg, 15.0, 5.0)
-            after = _proc_rss_mb(node.pid)
-            trims = probe.wait_diag("landmark_node", "memory_trims_total", 1, timeout=3.0)
+        r = subprocess.run([sys.executable, "-c", MEMORY_CAMERA, str(FACE_PHOTO), str(node.pid)],
+                           env=dict(os.environ), capture_output=True, text=True, timeout=300)
     finally:
         node.send_signal(2)
         node.wait(timeout=30)
         log.close()
-    print(f"landmark node RSS: {before:.0f} MB before, {peak:.0f} MB at the end of the 2nd burst, {after_bursts:.0f} "
-          f"MB 25 s after, {after:.0f} MB 15 s after an 8000x8000 frame; {trims:g} trims")
-    assert trims >= 1, "memory was never trimmed after the bursts"
-    assert after <= before * MEMORY_AFTER_OVERLOAD, \
-        f"resident memory {after:.0f} MB after the bursts, {before:.0f} MB before ({after / before - 1:+.0%})"
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    assert m["answered"], "the landmark node process never answered"
+    print(f"landmark node RSS: {m['before']:.0f} MB before, {m['peak']:.0f} MB at the end of the 2nd burst, "
+          f"{m['after_bursts']:.0f} MB 25 s after, {m['after']:.0f} MB 15 s after an 8000x8000 frame; "
+          f"{m['trims']:g} trims")
+    assert m["trims"] >= 1, "memory was never trimmed after the bursts"
+    assert m["after"] <= m["before"] * MEMORY_AFTER_OVERLOAD, \
+        f"resident memory {m['after']:.0f} MB after the bursts, {m['before']:.0f} MB before " \
+        f"({m['after'] / m['before'] - 1:+.0%})"
 
 
 SLOW_CONSUMER = textwrap.dedent("""
