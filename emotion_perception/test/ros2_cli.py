@@ -138,12 +138,14 @@ def ros2(*args: str, timeout: float = 60.0) -> str:
 
 
 def wait_for_nodes(expected: set[str], timeout: float = 90.0) -> set[str]:
-    """Poll ``ros2 node list`` until every expected node is listed (discovery under load
-    can list some of them on one call and all on the next); the last list seen."""
+    """Poll ``ros2 node list`` until every expected node has been listed; every node
+    listed by any of the calls. Each call is a fresh participant that discovers for a
+    moment: under load (and on Jazzy) one call lists 0 to 7 of 7 running nodes, so a
+    node counts as up once it has been listed."""
     end = time.monotonic() + timeout
     seen: set[str] = set()
     while time.monotonic() < end:
-        seen = set(ros2("node", "list", "--no-daemon", "--spin-time", "1").split())
+        seen |= set(ros2("node", "list", "--no-daemon", "--spin-time", "2").split())
         if expected <= seen:
             break
         time.sleep(0.5)
@@ -153,10 +155,9 @@ def wait_for_nodes(expected: set[str], timeout: float = 90.0) -> set[str]:
 def topic_types(timeout: float = 60.0, expected: dict[str, str] | None = None) -> dict[str, str]:
     """``ros2 topic list -t``: topic -> type (polled until ``expected`` is a subset)."""
     end = time.monotonic() + timeout
-    found: dict[str, str] = {}
+    found: dict[str, str] = {}  # every topic listed by any call (see wait_for_nodes)
     while True:
-        out = ros2("topic", "list", "-t", "--no-daemon", "--spin-time", "1")
-        found = {}
+        out = ros2("topic", "list", "-t", "--no-daemon", "--spin-time", "2")
         for line in out.splitlines():
             m = re.match(r"^(\S+) \[(\S+)\]$", line.strip())
             if m:
