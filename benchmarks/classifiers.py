@@ -3,7 +3,7 @@ MediaPipe's cost for the frame they came from.
 
 Inputs are real: the shared talking-face video (``video/franck.mp4``) through the
 package's landmarker gives per-frame landmarks, blendshapes, head-pose matrices and
-face crops; each model then gets those frames one by one through its public
+aligned face crops (the landmark node's ``faces/crops``); each model then gets those frames one by one through its public
 interface (``classifiers.load(name).update(face_id, FrameInput)``, the attention
 core's ``AttentionEstimator.update(face, t)``), exactly as its node drives it. A model
 that is not shipped yet is listed as such.
@@ -17,8 +17,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
-
 from common import BareMediaPipe, Table, data_dir, ratio, summary, video_frames
 
 
@@ -26,6 +24,10 @@ def real_faces(frames):
     """(faces, crops, bare MediaPipe ms) for each frame that holds a face."""
     from emotion_perception.landmarks import FaceLandmarker, LandmarkerOptions
 
+    from emotion_perception.classifiers.image_cnn import crop_spec
+    from emotion_perception.face_crop import aligned_crop
+
+    spec = crop_spec()
     faces, crops, bare_ms = [], [], []
     with FaceLandmarker(LandmarkerOptions(max_faces=1)) as lm, BareMediaPipe(1) as bare:
         for i, f in enumerate(frames):
@@ -33,10 +35,8 @@ def real_faces(frames):
             ms, _ = bare.timed(f)
             if found:
                 face = found[0]
-                b = face.bbox
-                crop = f[b.y:b.y + max(b.height, 1), b.x:b.x + max(b.width, 1)]
                 faces.append(face)
-                crops.append(np.ascontiguousarray(crop))
+                crops.append(aligned_crop(f, face.landmarks, spec.size, spec.margin))  # what faces/crops carries
                 if i >= 5:
                     bare_ms.append(ms)
     return faces, crops, bare_ms

@@ -25,6 +25,7 @@ BENCHMARKS = {
     "startup": (["--starts", "10"], ["--quick"]),
     "landmark_node": (["--frames", "80"], ["--quick"]),
     "classifiers": (["--frames", "300"], ["--quick"]),
+    "image_cnn": (["--frames", "200"], ["--quick"]),
     "profile": (["--final-only", "--seconds", "20"], ["--final-only", "--seconds", "10"]),
     "profile_in_process": (["--in-process", "--final-only", "--seconds", "20"],
                            ["--in-process", "--final-only", "--seconds", "10"]),

@@ -11,8 +11,9 @@ import array
 import math
 
 import numpy as np
-from emotion_perception_msgs.msg import Blendshapes, BlendshapesArray, Emotion, EmotionArray, FaceMesh, FaceMeshArray
-from sensor_msgs.msg import RegionOfInterest
+from emotion_perception_msgs.msg import (Blendshapes, BlendshapesArray, Emotion, EmotionArray, FaceCrop, FaceCropArray,
+                                         FaceMesh, FaceMeshArray)
+from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from .types import MAX_FACES_LIMIT, NUM_BLENDSHAPES, NUM_LANDMARKS, BoundingBox, EmotionEstimate, Face
@@ -104,6 +105,38 @@ def image_of(msg) -> tuple[int, int]:
     """``(image_seq, stream_time_ns)`` of one of the package's array messages: which
     image it is about, to pass on to the arrays made from it."""
     return int(msg.image_seq), int(msg.stream_time_ns)
+
+
+def crops_to_msg(crops, header: Header, image_seq: int = 0, stream_time_ns: int = 0) -> FaceCropArray:
+    """A FaceCropArray from ``(face_id, crop, geometry, margin)`` tuples: ``crop`` a square
+    (S, S) uint8 grey array, ``geometry`` a :class:`~emotion_perception.face_crop.CropGeometry`;
+    with the image's number and stream time (see ``FaceMeshArray.msg``)."""
+    faces = []
+    for face_id, crop, geo, margin in crops:
+        c = np.ascontiguousarray(crop, dtype=np.uint8)
+        img = Image(header=header, height=c.shape[0], width=c.shape[1], encoding="mono8", is_bigendian=0,
+                    step=c.shape[1], data=c.tobytes())
+        faces.append(FaceCrop(face_id=face_id, image=img, center_x=float(geo.centre[0]),
+                              center_y=float(geo.centre[1]), side=float(geo.side), angle=float(geo.angle),
+                              margin=float(margin)))
+    return FaceCropArray(header=header, image_seq=int(image_seq), stream_time_ns=int(stream_time_ns), faces=faces)
+
+
+def crop_msg_pixels(msg: FaceCrop) -> np.ndarray:
+    """(S, S) uint8 grey pixels of a FaceCrop, validated (no copy of the message's buffer).
+
+    Raises:
+        ConversionError: not mono8, not square, empty, or data disagreeing with the size.
+    """
+    img = msg.image
+    if img.encoding != "mono8":
+        raise ConversionError(f"FaceCrop {msg.face_id!r} has encoding {img.encoding!r}, expected mono8")
+    if img.width == 0 or img.width != img.height:
+        raise ConversionError(f"FaceCrop {msg.face_id!r} is {img.width}x{img.height}, expected a non-empty square")
+    if img.step != img.width or len(img.data) != img.width * img.height:
+        raise ConversionError(f"FaceCrop {msg.face_id!r}: {len(img.data)} bytes with step {img.step} do not make "
+                              f"a {img.width}x{img.height} mono8 image")
+    return np.frombuffer(img.data, dtype=np.uint8).reshape(img.height, img.width)
 
 
 def mesh_msg_landmarks(msg: FaceMesh) -> np.ndarray:

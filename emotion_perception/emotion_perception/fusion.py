@@ -106,6 +106,9 @@ class Profile:
         members: the models it was fitted with.
         temperature, weight: per model name.
         bias: (7,) class bias, log units.
+        requires: members that must be present for the profile to apply (its weights
+            assume them: the FER+ profile requires the image model, whose evidence
+            the other members' weights were fitted beside).
     """
 
     name: str
@@ -113,6 +116,7 @@ class Profile:
     temperature: dict
     weight: dict
     bias: np.ndarray
+    requires: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,8 +124,9 @@ class PoolingParams:
     """Fitted pooling parameters (``fusion.json``): one :class:`Profile` per set of
     members fitted together, and the weight of a model no profile knows.
 
-    The inputs present for a face pick the profile that shares the most members with
-    them (ties: the one with fewest members absent, then the first listed). A present model the profile
+    The inputs present for a face pick, among the profiles whose required members are
+    present, the one that shares the most members with them (ties: the one with fewest
+    members absent, then the first listed). A present model the profile
     does not know (e.g. image-cnn, which has no labelled images here to be fitted
     on, or a model trained after the fusion) joins with ``default_weight`` and
     temperature 1.
@@ -133,7 +138,8 @@ class PoolingParams:
     @classmethod
     def from_json(cls, d: dict) -> "PoolingParams":
         profiles = tuple(Profile(name=p["name"], members=tuple(p["members"]), temperature=dict(p["temperature"]),
-                                 weight=dict(p["weight"]), bias=np.asarray(p["bias"], dtype=np.float64))
+                                 weight=dict(p["weight"]), bias=np.asarray(p["bias"], dtype=np.float64),
+                                 requires=tuple(p.get("requires", ())))
                          for p in d["profiles"])
         return cls(profiles=profiles, default_weight=float(d.get("default_weight", 0.5)))
 
@@ -145,9 +151,10 @@ class PoolingParams:
 
     def profile_for(self, present) -> Profile | None:
         present = set(present)
-        if not self.profiles:
+        eligible = [p for p in self.profiles if set(p.requires) <= present]
+        if not eligible:
             return None
-        return max(self.profiles, key=lambda p: (len(present & set(p.members)), -len(set(p.members) - present)))
+        return max(eligible, key=lambda p: (len(present & set(p.members)), -len(set(p.members) - present)))
 
     def pool(self, per_model: dict[str, np.ndarray]) -> np.ndarray | None:
         """Fused (7,) or (N, 7) probabilities from mapped member probabilities;
@@ -353,14 +360,27 @@ class FusedModel(EmotionModel):
         self.fusion.reset()
 
     def predict_frames(self, **arrays: np.ndarray) -> np.ndarray:
-        """Pool the members' frame predictions (no temporal smoothing: rows are independent)."""
-        available = {k for k in arrays if k in ("landmarks", "blendshapes", "face_crop")}
-        per = {}
-        for n, m in self._runnable(available).items():
-            per[n] = np.stack([to_7(m.class_names, r) for r in m.predict_frames(**arrays)])
-        out = self.params.pool(per)
-        if out is None:
-            raise ValueError(f"no fused member can run on {', '.join(sorted(available))}")
+        """Pool the members' frame predictions (no temporal smoothing: rows are
+        independent). Rows are grouped by which inputs they hold (finite values), so a
+        photo without landmarks still gets the image model's answer."""
+        keys = [k for k in ("landmarks", "blendshapes", "face_crop") if k in arrays]
+        if not keys:
+            raise ValueError("the fused model needs landmarks, blendshapes or face crops")
+        n = len(arrays[keys[0]])
+        has = np.stack([np.isfinite(np.asarray(arrays[k], np.float64).reshape(n, -1)).all(1) for k in keys], 1)
+        out = np.full((n, len(EMOTIONS_7)), np.nan, np.float32)
+        for pattern in np.unique(has, axis=0):
+            rows = np.flatnonzero((has == pattern).all(1))
+            available = {k for k, h in zip(keys, pattern) if h}
+            if not available:
+                continue
+            sub = {k: v[rows] for k, v in arrays.items() if isinstance(v, np.ndarray) and len(v) == n}
+            per = {name: np.stack([to_7(m.class_names, r) for r in m.predict_frames(**sub)])
+                   for name, m in self._runnable(available).items()}
+            pooled = self.params.pool(per)
+            if pooled is None:
+                raise ValueError(f"no fused member can run on {', '.join(sorted(available))}")
+            out[rows] = pooled
         return out
 
     def __enter__(self):

@@ -33,8 +33,9 @@ CLASSIFIER_ARGS = {
     "attention": "attention",
 }
 #: Nodes that subscribe to the camera image (``image`` or ``image/compressed``) and
-#: their boolean parameter that selects ``image/compressed``.
-COMPRESSED_PARAMETERS = {"landmark": "use_compressed", "image_emotion": "use_compressed"}
+#: their boolean parameter that selects ``image/compressed``. (The image model's node
+#: reads the landmark node's aligned ``faces/crops``, not the camera.)
+COMPRESSED_PARAMETERS = {"landmark": "use_compressed"}
 IMAGE_NODES = tuple(COMPRESSED_PARAMETERS)
 #: Topic names the nodes use before remapping (relative, so a namespace applies).
 IMAGE_TOPIC = "image"
@@ -42,7 +43,7 @@ COMPRESSED_SUFFIX = "/compressed"
 
 #: Every output topic, by the short name of the node that publishes it.
 OUTPUT_TOPICS = {
-    "landmark": ("faces/mesh", "faces/blendshapes"),
+    "landmark": ("faces/mesh", "faces/blendshapes", "faces/crops"),
     "transformer": ("emotion/transformer",),
     "lstm": ("emotion/lstm",),
     "frame": ("emotion/frame",),

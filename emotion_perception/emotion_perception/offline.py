@@ -268,10 +268,13 @@ class OfflinePipeline:
         return self._make(Pipeline, self.desc).start()
 
     def _subscribe(self, topic: str):
-        from emotion_perception_msgs.msg import AttentionArray, BlendshapesArray, EmotionArray, FaceMeshArray
+        from emotion_perception_msgs.msg import (AttentionArray, BlendshapesArray, EmotionArray, FaceCropArray,
+                                                 FaceMeshArray)
 
         from .nodes.common import RESULT_QOS
 
+        if topic == "faces/crops":  # waited for like every output, not recorded (the image model's input)
+            return self.node.create_subscription(FaceCropArray, topic, lambda m: self._on_any(topic, m), RESULT_QOS)
         if topic == "faces/mesh":
             return self.node.create_subscription(FaceMeshArray, topic, lambda m: self._on_mesh(topic, m), RESULT_QOS)
         if topic == "faces/blendshapes":

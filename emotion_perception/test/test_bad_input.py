@@ -446,7 +446,7 @@ NODE_LOG_LINE = re.compile(r"^\[(ERROR|WARN|FATAL)\] \[[0-9.]+\] \[(\w+)\]", re.
 
 
 def _mesh_case(mutate):
-    def make(mesh, shapes):
+    def make(mesh, shapes, crops=None):
         m = copy.deepcopy(mesh)
         mutate(m.faces[0])
         return [("faces/mesh", m), ("faces/blendshapes", copy.deepcopy(shapes))]
@@ -454,7 +454,7 @@ def _mesh_case(mutate):
 
 
 def _shapes_case(mutate):
-    def make(mesh, shapes):
+    def make(mesh, shapes, crops=None):
         s = copy.deepcopy(shapes)
         mutate(s.faces[0])
         return [("faces/mesh", copy.deepcopy(mesh)), ("faces/blendshapes", s)]
@@ -473,8 +473,16 @@ def _nan_at(attr, i=10):
     return mutate
 
 
+def _crop_case(mutate):
+    def make(mesh, shapes, crops):
+        c = copy.deepcopy(crops)
+        mutate(c.faces[0])
+        return [("faces/crops", c)]
+    return make
+
+
 def _emotion_case(mutate):
-    def make(mesh, shapes):
+    def make(mesh, shapes, crops=None):
         from emotion_perception_msgs.msg import Emotion, EmotionArray
 
         arr = EmotionArray()
@@ -508,8 +516,8 @@ MESSAGE_CASES = {
     "mesh landmark of -50 image sizes": _mesh_case(lambda f: setattr(f, "x", [-50.0] + list(f.x)[1:])),
     "blendshape score of 7.5": _shapes_case(lambda f: setattr(f, "scores", [7.5] + list(f.scores)[1:])),
     "blendshape score of -0.5": _shapes_case(lambda f: setattr(f, "scores", list(f.scores)[:-1] + [-0.5])),
-    "500 faces in one array": lambda mesh, shapes: [
-        ("faces/mesh", _many(mesh, 500)), ("faces/blendshapes", _many(shapes, 500))],
+    "500 faces in one array": lambda mesh, shapes, crops: [
+        ("faces/mesh", _many(mesh, 500)), ("faces/blendshapes", _many(shapes, 500)), ("faces/crops", _many(crops, 500))],
     "emotion with probabilities of the wrong length": _emotion_case(
         lambda e: setattr(e, "probabilities", [0.5, 0.5])),
     "emotion with NaN probabilities": _emotion_case(lambda e: setattr(e, "probabilities", [float("nan")] * 7)),
@@ -518,6 +526,11 @@ MESSAGE_CASES = {
     "emotion with no classes": _emotion_case(lambda e: (setattr(e, "class_names", []),
                                                         setattr(e, "probabilities", []))),
     "emotion of an unknown model": _emotion_case(_set("model", "crystal-ball")),
+    "face crop in rgb8": _crop_case(lambda f: setattr(f.image, "encoding", "rgb8")),
+    "face crop not square": _crop_case(lambda f: setattr(f.image, "height", f.image.height - 1)),
+    "face crop with too few bytes": _crop_case(lambda f: setattr(f.image, "data", bytes(f.image.data)[:100])),
+    "face crop of 0x0 pixels": _crop_case(lambda f: (setattr(f.image, "width", 0), setattr(f.image, "height", 0),
+                                                     setattr(f.image, "step", 0), setattr(f.image, "data", b""))),
 }
 
 
@@ -529,6 +542,10 @@ MUST_DROP = {
     "blendshape score of 7.5": ("emotion/lstm",),
     "blendshape score of -0.5": ("emotion/lstm",),
     "500 faces in one array": ("attention", "emotion/transformer", "emotion/lstm", "emotion/frame", "emotion/image"),
+    "face crop in rgb8": ("emotion/image",),
+    "face crop not square": ("emotion/image",),
+    "face crop with too few bytes": ("emotion/image",),
+    "face crop of 0x0 pixels": ("emotion/image",),
 }
 
 
@@ -551,10 +568,18 @@ def good_face_msgs(good_rgb):
     from emotion_perception.conversions import faces_to_msgs
     from emotion_perception.landmarks import FaceLandmarker, LandmarkerOptions
 
+    from emotion_perception.classifiers.image_cnn import crop_spec
+    from emotion_perception.conversions import crops_to_msg
+    from emotion_perception.face_crop import crop_geometry, crop_with_geometry
+
     with FaceLandmarker(LandmarkerOptions(max_faces=1)) as lm:
         faces = lm.process(good_rgb, 1)
     assert len(faces) == 1
-    return faces_to_msgs(faces, Header(frame_id="camera"))
+    spec, f = crop_spec(), faces[0]
+    geo = crop_geometry(f.landmarks, f.image_wh, spec.margin)
+    crops = crops_to_msg([(f.face_id, crop_with_geometry(good_rgb, geo, spec.size), geo, spec.margin)],
+                         Header(frame_id="camera"))
+    return (*faces_to_msgs(faces, Header(frame_id="camera")), crops)
 
 
 def test_bad_messages_downstream_nodes(good_rgb, good_face_msgs, capfd):
@@ -562,13 +587,13 @@ def test_bad_messages_downstream_nodes(good_rgb, good_face_msgs, capfd):
     downstream node logs at most once per case and keeps answering good frames."""
     from pipeline_probe import NODE_OUTPUT, OUTPUTS, constructible_nodes
 
-    from emotion_perception_msgs.msg import BlendshapesArray, EmotionArray
+    from emotion_perception_msgs.msg import BlendshapesArray, EmotionArray, FaceCropArray
     from emotion_perception_msgs.msg import FaceMeshArray as MeshArray
 
     nodes = constructible_nodes(DOWNSTREAM_NODES)
     assert nodes, "no downstream node can be built"
     outputs = [NODE_OUTPUT[n] for n in nodes]
-    mesh, shapes = good_face_msgs
+    mesh, shapes, crops = good_face_msgs
     # Malformed messages are the subject here, not a topic going quiet: the attention
     # node's "no blendshapes for N s" notice must not depend on how slow the machine is.
     with Pipeline(nodes, parameter_overrides={"attention": {"blendshapes_timeout_s": 30.0}}) as p:
@@ -576,6 +601,7 @@ def test_bad_messages_downstream_nodes(good_rgb, good_face_msgs, capfd):
         pubs = {"faces/mesh": probe.create_publisher(MeshArray, "faces/mesh", RESULT_QOS),
                 "faces/blendshapes": probe.create_publisher(BlendshapesArray, "faces/blendshapes", RESULT_QOS),
                 "emotion/frame": probe.create_publisher(EmotionArray, "emotion/frame", RESULT_QOS),
+                "faces/crops": probe.create_publisher(FaceCropArray, "faces/crops", RESULT_QOS),
                 "image": probe.create_publisher(Image, "image", SENSOR_QOS)}
         got: dict[str, dict[int, object]] = {t: {} for t in outputs}
         cond = threading.Condition()
@@ -607,7 +633,7 @@ def test_bad_messages_downstream_nodes(good_rgb, good_face_msgs, capfd):
                 s = stamp[0]
                 img = _image(good_rgb)
                 publish([("image", img), ("faces/mesh", copy.deepcopy(mesh)),
-                         ("faces/blendshapes", copy.deepcopy(shapes))], s)
+                         ("faces/blendshapes", copy.deepcopy(shapes)), ("faces/crops", copy.deepcopy(crops))], s)
                 end = time.monotonic() + timeout / 3
                 with cond:
                     while not all(s in got[t] for t in outputs) and time.monotonic() < end:
@@ -628,7 +654,7 @@ def test_bad_messages_downstream_nodes(good_rgb, good_face_msgs, capfd):
             for _ in range(2):
                 stamp[0] += 40_000_000
                 bad_stamps.append(stamp[0])
-                publish(make(copy.deepcopy(mesh), copy.deepcopy(shapes)), stamp[0])
+                publish(make(copy.deepcopy(mesh), copy.deepcopy(shapes), crops), stamp[0])
                 time.sleep(BAD_SPACING_S)
             reply = good_round()
             with cond:
@@ -662,7 +688,7 @@ def test_pauses_do_not_start_the_mesh_only_fallback(good_face_msgs, capfd):
     from emotion_perception_msgs.msg import AttentionArray, BlendshapesArray
     from emotion_perception_msgs.msg import FaceMeshArray as MeshArray
 
-    mesh, shapes = good_face_msgs
+    mesh, shapes, _ = good_face_msgs
     with Pipeline(["attention"], parameter_overrides={"attention": {"blendshapes_timeout_s": 1.0}}) as p:
         probe = Node("pause_probe", context=p.context)
         mesh_pub = probe.create_publisher(MeshArray, "faces/mesh", RESULT_QOS)

@@ -12,7 +12,7 @@ from emotion_perception.classifiers.litert import LiteRTModel
 
 
 def test_runs_shipped_model_with_batch_one():
-    m = LiteRTModel("fer_mini_xception.tflite")
+    m = LiteRTModel("image_cnn.tflite")
     assert m.input_shapes[0][0] == 1
     x = np.random.default_rng(0).random(m.input_shapes[0][1:], dtype=np.float32)
     y1, y2 = m.run(x), m.run(x[None])
@@ -28,7 +28,7 @@ def test_refuses_tampered_file(tmp_path):
     from emotion_perception.assets import models_dir
 
     p = tmp_path / "m.tflite"
-    shutil.copy(models_dir() / "fer_mini_xception.tflite", p)
+    shutil.copy(models_dir() / "image_cnn.tflite", p)
     with pytest.raises(ModelFileError):
         LiteRTModel(p)  # no recorded digest
     with pytest.raises(ModelFileError):

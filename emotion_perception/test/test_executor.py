@@ -273,8 +273,9 @@ def test_one_process_pipeline_hands_arrays_over_in_process():
     finals = ("emotion", "attention")
     with Pipeline(nodes, parameter_overrides={"landmark": {"max_faces": 1}}) as p:
         assert p.delivery is not None and "/faces/mesh" in p.delivery.routes
-        if "image_emotion" in nodes:
-            assert p.delivery.shared == {"/image": 2}  # one take of each camera image
+        if "image_emotion" in nodes:  # it reads the landmark node's crops, handed over in-process
+            assert "/faces/crops" in p.delivery.routes
+        assert p.delivery.shared == {}  # only the landmark node takes the camera images
         probe = Probe(p, topics=finals)
         stamp = 1_000_000_000
         assert probe.send_until_served(frame, stamp, topic="emotion", tries=6, timeout=30.0) is not None

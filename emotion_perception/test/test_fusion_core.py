@@ -130,6 +130,23 @@ def test_valence_arousal_table_is_sane():
     assert valence_arousal(onehot("neutral", 1.0)) == (0.0, 0.0)
 
 
+def test_a_profile_that_requires_the_image_model_applies_only_with_it():
+    """The FER+ profile's weights were fitted beside the image model: without it the
+    landmark profile (fitted without it) must apply."""
+    prm = PoolingParams.from_json({"profiles": [
+        {"name": "ferplus_valid", "members": ["image-cnn", "lstm", "svm-landmarks", "transformer"],
+         "temperature": {}, "weight": {"image-cnn": 1.0}, "bias": [0.0] * 7, "requires": ["image-cnn"]},
+        {"name": "fer_cal", "members": ["lstm", "svm-landmarks"], "temperature": {}, "weight": {}, "bias": [0.0] * 7},
+        {"name": "rafdb_val", "members": ["svm-blendshapes", "lstm"], "temperature": {}, "weight": {},
+         "bias": [0.0] * 7}]})
+    pick = lambda *present: prm.profile_for(present).name  # noqa: E731
+    assert pick("image-cnn", "lstm", "svm-landmarks", "transformer") == "ferplus_valid"
+    assert pick("image-cnn", "lstm", "svm-landmarks") == "ferplus_valid"
+    assert pick("image-cnn") == "ferplus_valid"
+    assert pick("lstm", "svm-landmarks", "transformer") == "fer_cal"
+    assert pick("svm-blendshapes", "lstm") == "rafdb_val"
+
+
 # ---------------------------------------------------------------- the shipped fusion
 
 @pytest.fixture(scope="module")
@@ -174,3 +191,18 @@ def test_fusion_was_fitted_on_the_shipped_members(fusion_meta):
 
     for m, sha in fusion_meta["member_sha256"].items():
         assert sums.get(MEMBER_FILES[m]) == sha, f"{m} changed since the fusion was fitted"
+
+
+def test_ferplus_profile_is_the_one_its_cross_validation_chose(fusion_meta):
+    """The image profile pools the landmark models with the image model only where
+    5-fold cross-validation on FER+ valid showed it beats the image model alone on
+    accuracy and NLL; otherwise the image model carries the fused emotion."""
+    cv = fusion_meta["ferplus_valid_cross_validated"]
+    prof = next(p for p in fusion_meta["profiles"] if p["name"] == "ferplus_valid")
+    assert prof["requires"] == ["image-cnn"] and "image-cnn" in prof["members"]
+    fused, alone = cv["fused_5fold"], cv["image_cnn_alone_calibrated_5fold"]
+    if cv["pooling_shipped"]:
+        assert fused["accuracy"] > alone["accuracy"] and fused["nll"] < alone["nll"]
+    else:
+        assert prof["weight"]["image-cnn"] == 1.0
+        assert all(w == 0.0 for m, w in prof["weight"].items() if m != "image-cnn")

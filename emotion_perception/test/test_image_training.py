@@ -52,11 +52,15 @@ def test_tiny_training_resumes_and_exports(ferplus_dir, tmp_path):
     v = meta["valid"]
     assert v["majority"]["n"] == 120 and set(v["majority"]["recall"]) >= {"angry", "happy"}
     assert np.array(v["majority"]["confusion"]).sum() == 120
+    # every export considered is scored the same way (the card's quantisation table)
+    assert set(meta["exports_compared"]) == {"float32", "float16", "int8 (shipped)", "float16, no mirrored crop",
+                                             "int8, no mirrored crop"}
+    assert meta["quantisation"] == "int8" and meta["epochs_logged"] == 2
     assert v["test_fixture_sample"]["n"] == 120 and len(v["test_fixture_sample"]["predicted"]) == 120
     model = LiteRTModel(out / "image_cnn.tflite")  # verified against the SHA256SUMS written beside it
     assert model.input_shapes == [(1, meta["input_size"], meta["input_size"], 1)]
     p = model.run(np.full((48, 48, 1), 128, np.float32))
-    assert p.shape == (7,) and abs(float(p.sum()) - 1) < 1e-5
+    assert p.shape == (7,) and abs(float(p.sum()) - 1) < 0.02  # int8 output steps; the classifier renormalises
 
     # the same recipe with other settings must not silently reuse these checkpoints
     with pytest.raises(ValueError, match="another recipe"):

@@ -165,11 +165,15 @@ def test_image_topic_namespace_and_params_file_take_effect_and_sigterm_stops(pro
             "/robot1/faces/mesh": "emotion_perception_msgs/msg/FaceMeshArray"}
     types = topic_types(expected=want)
     assert {t: types.get(t) for t in want} == want
-    # both camera readers subscribe to the given topic, not to image or /robot1/image
-    for node in ("/robot1/landmark_node", "/robot1/image_emotion_node"):
-        subs = node_subscriptions(node, expected={"/cam/front/image_raw": "sensor_msgs/msg/Image"})
-        assert subs.get("/cam/front/image_raw") == "sensor_msgs/msg/Image", (node, subs)
-        assert not {"/image", "/robot1/image"} & set(subs), (node, subs)
+    # the camera reader subscribes to the given topic, not to image or /robot1/image; the
+    # image model's node reads the landmark node's crops in the namespace
+    subs = node_subscriptions("/robot1/landmark_node", expected={"/cam/front/image_raw": "sensor_msgs/msg/Image"})
+    assert subs.get("/cam/front/image_raw") == "sensor_msgs/msg/Image", subs
+    assert not {"/image", "/robot1/image"} & set(subs), subs
+    subs = node_subscriptions("/robot1/image_emotion_node",
+                              expected={"/robot1/faces/crops": "emotion_perception_msgs/msg/FaceCropArray"})
+    assert subs.get("/robot1/faces/crops") == "emotion_perception_msgs/msg/FaceCropArray", subs
+    assert not {"/cam/front/image_raw", "/image", "/robot1/image"} & set(subs), subs
     assert param_get("/robot1/landmark_node", "max_faces") == "1"
     assert float(param_get("/robot1/attention_node", "max_blink_s")) == pytest.approx(0.5)
 
@@ -189,12 +193,10 @@ def test_compressed_and_node_switches_take_effect_and_sigint_to_launch_stops(pro
     want = set(expected_nodes(off=off))
     seen = wait_for_nodes(want, START_TIMEOUT_S)
     assert want <= seen, (seen, proc.output[-3000:])
-    for node in ("/landmark_node", "/image_emotion_node"):
-        subs = node_subscriptions(node, expected={"/cam/c/compressed": "sensor_msgs/msg/CompressedImage"})
-        assert subs.get("/cam/c/compressed") == "sensor_msgs/msg/CompressedImage", (node, subs)
-        assert "/cam/c" not in subs, (node, subs)
+    subs = node_subscriptions("/landmark_node", expected={"/cam/c/compressed": "sensor_msgs/msg/CompressedImage"})
+    assert subs.get("/cam/c/compressed") == "sensor_msgs/msg/CompressedImage", subs
+    assert "/cam/c" not in subs, subs
     assert param_get("/landmark_node", "use_compressed") == "True"
-    assert param_get("/image_emotion_node", "use_compressed") == "True"
 
     camera.start_streaming()
     assert camera.wait_outputs(OUTPUT_TIMEOUT_S), (camera.count, camera.sent, proc.output[-3000:])

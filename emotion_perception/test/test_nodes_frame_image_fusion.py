@@ -121,15 +121,55 @@ def test_real_photos_through_landmark_frame_image_and_fusion_nodes(muxspace_imag
         assert out["emotion/frame"].emotions == [] and out["emotion/image"].emotions == []
 
 
-def test_image_node_reads_compressed_images_and_frame_node_runs_blendshape_svm(muxspace_images):
-    overrides = {"image_emotion": {"use_compressed": True}, "frame": {"model": "svm-blendshapes"},
-                 "landmark": {"use_compressed": True}}
+def test_image_node_gets_crops_of_compressed_images_and_frame_node_runs_blendshape_svm(muxspace_images):
+    overrides = {"frame": {"model": "svm-blendshapes"}, "landmark": {"use_compressed": True}}
     with Pipeline(["landmark", "frame", "image_emotion"], parameter_overrides=overrides) as p:
         probe = Probe(p, compressed=True)
         rgb = read_rgb(muxspace_images[18][0])
         out = probe.ask_image(lambda h: conversions.rgb_to_compressed_msg(rgb, h), ("emotion/frame", "emotion/image"))
         assert out["emotion/frame"].emotions[0].model == "svm-blendshapes"
         assert len(out["emotion/image"].emotions) == 1
+
+
+def test_a_real_face_clip_gets_image_model_estimates_from_aligned_crops(video):
+    """A real video through landmark_node -> faces/crops -> image_emotion_node: every
+    frame with a face gets one image-cnn estimate under the face's id, from a mono8
+    crop of the shipped model's size; the node never subscribes to the camera."""
+    import cv2
+
+    from emotion_perception.classifiers.image_cnn import crop_spec
+    from emotion_perception_msgs.msg import FaceCropArray, FaceMeshArray
+
+    spec = crop_spec()
+    with Pipeline(["landmark", "image_emotion"]) as p:
+        probe = Probe(p)
+        crops, meshes = {}, {}
+        probe.node.create_subscription(FaceCropArray, "faces/crops", lambda m: crops.__setitem__(stamp_ns(m.header), m),
+                                       RESULT_QOS)
+        probe.node.create_subscription(FaceMeshArray, "faces/mesh", lambda m: meshes.__setitem__(stamp_ns(m.header), m),
+                                       RESULT_QOS)
+        cap = cv2.VideoCapture(str(video("single_face.mp4")))
+        answered = []
+        for _ in range(24):
+            ok, bgr = cap.read()
+            assert ok
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            answered.append(probe.ask_image(lambda h: conversions.rgb_to_image_msg(rgb, h), ("emotion/image",)))
+        cap.release()
+        ids = set()
+        for out in answered:
+            arr = out["emotion/image"]
+            key = stamp_ns(arr.header)
+            assert len(arr.emotions) == 1 and arr.emotions[0].model == "image-cnn"
+            ids.add(arr.emotions[0].face_id)
+            c = crops[key].faces[0]
+            assert c.face_id == arr.emotions[0].face_id == meshes[key].faces[0].face_id
+            assert (c.image.encoding, c.image.width, c.image.height) == ("mono8", spec.size, spec.size)
+            assert c.margin == pytest.approx(spec.margin) and c.side > 20
+            assert np.frombuffer(bytes(c.image.data), np.uint8).std() > 10  # a face, not a blank
+        assert len(ids) == 1, f"one face, one id: {ids}"
+        topics = {sub.topic_name for sub in p.nodes["image_emotion"].subscriptions}
+        assert topics == {"/faces/crops"}, f"image_emotion_node subscribes {topics}, not the camera"
 
 
 def _est(face, model, label, classes=EMOTIONS_7, strength=0.8):

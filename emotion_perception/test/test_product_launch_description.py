@@ -44,22 +44,22 @@ def test_raw_camera_topic_is_remapped_and_nodes_read_raw():
     assert d.namespace == "robot"
     by = {n.short: n for n in d.nodes}
     assert by["landmark"].overrides == {"use_compressed": False}
-    assert by["image_emotion"].overrides == {"use_compressed": False}
+    assert by["image_emotion"].overrides == {}  # it reads faces/crops, not the camera
+    assert all(r == ("image", "/camera/color/image_raw") for n in d.nodes for r in n.remappings)
     assert by["attention"].overrides == {}
 
 
 def test_compressed_reads_the_image_transport_sibling_topic():
     d = describe(image_topic="/camera/image_raw", compressed=True, env={})
     assert d.remap_args() == ["image/compressed:=/camera/image_raw/compressed"]
-    assert d.parameter_overrides() == {"landmark": {"use_compressed": True},
-                                       "image_emotion": {"use_compressed": True}}
+    assert d.parameter_overrides() == {"landmark": {"use_compressed": True}}
 
 
 def test_classifier_switches_and_outputs():
     d = describe(enabled={"lstm": False, "image_emotion": False, "emotion_fusion": False}, env={})
     assert d.short_names == ("landmark", "transformer", "frame", "attention")
-    assert set(d.output_topics()) == {"faces/mesh", "faces/blendshapes", "emotion/transformer", "emotion/frame",
-                                      "attention"}
+    assert set(d.output_topics()) == {"faces/mesh", "faces/blendshapes", "faces/crops", "emotion/transformer",
+                                      "emotion/frame", "attention"}
     with pytest.raises(ValueError, match="unknown classifier"):
         describe(enabled={"landmark": False})
     with pytest.raises(ValueError, match="empty"):

@@ -147,4 +147,4 @@ def test_run_on_a_compressed_bag_replays_it_compressed(video, tmp_path):
     assert summary["input_kind"] == "rosbag2" and summary["compressed"] is True
     assert summary["frames"] == 6 and summary["frames_with_face"] == 6
     assert set(summary["nodes"]) == {"landmark", "image_emotion"}
-    assert summary["faces"]["face_1"]["majority"]["image"]  # image_emotion read image/compressed too
+    assert summary["faces"]["face_1"]["majority"]["image"]  # crops of the decompressed frames reached image_emotion

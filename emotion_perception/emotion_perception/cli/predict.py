@@ -66,10 +66,13 @@ def _model_inputs(model, arrays: dict) -> list[str]:
     return keys
 
 
-def _row_has_face(arrays: dict, keys: list[str], i) -> bool:
+def _row_has_face(arrays: dict, keys: list[str], i, any_key: bool = False) -> bool:
+    """Whether row ``i`` has every input (``any_key``: at least one, for the fusion, whose
+    members each run where their own input is there)."""
     import numpy as np
 
-    return all(np.all(np.isfinite(arrays[k][i])) for k in keys if k != "image_wh")
+    found = [bool(np.all(np.isfinite(arrays[k][i]))) for k in keys if k != "image_wh"]
+    return any(found) if any_key else all(found)
 
 
 def predict_arrays(model, arrays: dict):
@@ -93,7 +96,7 @@ def predict_arrays(model, arrays: dict):
     if not is_sequence_layout(arrays):
         n = len(arrays[data_keys[0]])
         probs = np.full((n, c), np.nan, dtype=np.float32)
-        ok = np.array([_row_has_face(arrays, data_keys, i) for i in range(n)], dtype=bool)
+        ok = np.array([_row_has_face(arrays, data_keys, i, any_key=not model.needs) for i in range(n)], dtype=bool)
         if ok.any():
             probs[ok] = model.predict_frames(**{k: arrays[k][ok] for k in keys})
     else:

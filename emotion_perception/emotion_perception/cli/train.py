@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--checkpoint-dir", default=None,
                    help="where each epoch's state is kept; an interrupted run given the same directory resumes "
                         "(default: .cache/image-cnn-ARCH under the repository)")
-    g.add_argument("--quant", default="float16", choices=("float32", "float16", "int8"),
-                   help="weights of the exported .tflite (default float16)")
+    g.add_argument("--quant", default="int8", choices=("float32", "float16", "int8"),
+                   help="weights of the exported .tflite (default int8: as accurate as float16 on FER+ valid, a quarter of the size, faster)")
     g.add_argument("--no-tta", action="store_true", help="export without averaging the mirrored crop")
     p.set_defaults(func=run)
 

@@ -7,9 +7,12 @@ publishes for every processed image, reliably and with the image's header:
 * ``faces/mesh`` (``FaceMeshArray``): 478 landmarks, pixel box, head pose, score;
 * ``faces/blendshapes`` (``BlendshapesArray``): MediaPipe's 52 scores;
 * ``faces/blendshapes/names`` (``std_msgs/String``, latched): the 52 category names,
-  one per line, once.
+  one per line, once;
+* ``faces/crops`` (``FaceCropArray``, with ``publish_crops``): each face's aligned grey
+  crop (:mod:`emotion_perception.face_crop`) at the size and margin of the shipped
+  image model, so that the image model's node never receives whole camera frames.
 
-Both arrays are empty when an image holds no face. The subscription callback keeps at
+The arrays are empty when an image holds no face. The subscription callback keeps at
 most ``queue_size`` images (default 2: one in work, one waiting); when a newer image
 arrives to a full queue the oldest waiting one is dropped and counted. A worker
 thread woken by the callback does the work, so the executor never blocks on
@@ -29,12 +32,13 @@ import math
 import threading
 import time
 
-from emotion_perception_msgs.msg import BlendshapesArray, FaceMeshArray
+from emotion_perception_msgs.msg import BlendshapesArray, FaceCropArray, FaceMeshArray
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from ..conversions import compressed_msg_to_rgb, faces_to_msgs, image_msg_to_rgb
+from ..conversions import compressed_msg_to_rgb, crops_to_msg, faces_to_msgs, image_msg_to_rgb
+from ..face_crop import MIN_FACE_PX, crop_geometry, crop_with_geometry
 from ..imaging import ImageError
 from ..landmarks import (DEFAULT_MODEL, LATE_FRAME_TOLERANCE_NS, MAX_FACES_LIMIT, FaceIdentifier, FaceLandmarker,
                          LandmarkerOptions, StreamClock)
@@ -81,6 +85,8 @@ PARAMS = [
           "still published in image order with one set of face ids. Each one more raises the rate the node "
           "holds where a core is free (alone on 2 cores: 130 Hz with 1, over 170 Hz with 2) for about "
           "30 MB; it does not lower the latency of one image", 1, 4, read_only=True),
+    Param("publish_crops", True, "publish each face's aligned grey crop on faces/crops (the image model's "
+          "input, at its size and margin; about 0.3 ms per face)", read_only=True),
     Param("warn_processing_ms", 50.0, "/diagnostics turns WARN when the 95th percentile processing time "
           "exceeds this, ms", 1.0, 10_000.0, read_only=True),
 ]
@@ -149,6 +155,9 @@ class LandmarkNode(Node):
         self._mesh_pub = self.create_publisher(FaceMeshArray, "faces/mesh", RESULT_QOS)
         self._shapes_pub = self.create_publisher(BlendshapesArray, "faces/blendshapes", RESULT_QOS)
         self._names_pub = self.create_publisher(String, "faces/blendshapes/names", LATCHED_QOS)
+        self._crop_spec = self._load_crop_spec() if self._params["publish_crops"] else None
+        self._crops_pub = (self.create_publisher(FaceCropArray, "faces/crops", RESULT_QOS)
+                           if self._crop_spec is not None else None)
         self._names_pub.publish(String(data="\n".join(BLENDSHAPE_NAMES)))
         self._diag = Diagnostics(self, warn_processing_ms=self._params["warn_processing_ms"], extra=self._extra)
 
@@ -264,6 +273,18 @@ class LandmarkNode(Node):
                 **{f"stamps_{k}_total": v for k, v in sorted(self._stamp_faults.items())},
                 **{f"bad_input_{k}": v for k, v in sorted(self._bad.items())}}
 
+    def _load_crop_spec(self):
+        """The image model's crop size and margin (from its verified JSON); None, with one
+        error line, when that file is missing or tampered: meshes still flow."""
+        from ..assets import ModelFileError
+        from ..classifiers.image_cnn import crop_spec
+
+        try:
+            return crop_spec()
+        except (ModelFileError, KeyError, ValueError) as e:
+            self.get_logger().error(f"faces/crops not published: {e}")
+            return None
+
     # ------------------------------------------------------------ worker
 
     def _work(self, index: int) -> None:
@@ -279,20 +300,21 @@ class LandmarkNode(Node):
                 seq, self._next_seq = self._next_seq, self._next_seq + 1
                 options, self._pending_options[index] = self._pending_options[index], None
             t0 = time.perf_counter()
-            detections = None
+            detections = crops = None
             try:
                 if options is not None:
                     engine.update_options(options)
-                detections = self._detect(engine, msg, image_time)
+                detections, crops = self._detect(engine, msg, image_time)
             except Exception as e:  # noqa: BLE001 - the worker must outlive any one frame
                 self._diag.error()
                 self._once.error(f"failed:{type(e).__name__}", f"processing an image failed: {type(e).__name__}: {e}")
             finally:
-                self._commit(seq, msg, image_seq, detections, t0)
+                self._commit(seq, msg, image_seq, detections, crops, t0)
 
     def _detect(self, engine: FaceLandmarker, msg, image_time: int):
-        """MediaPipe on one image message at its stream time; None for a bad image
-        (logged once per kind)."""
+        """MediaPipe on one image message at its stream time, and the faces' aligned
+        crops (None without ``publish_crops``); (None, None) for a bad image (logged once
+        per kind)."""
         try:
             rgb = (compressed_msg_to_rgb(msg, self._on_decode_warning) if self._compressed
                    else image_msg_to_rgb(msg))
@@ -300,8 +322,20 @@ class LandmarkNode(Node):
             self._bad[e.reason] += 1
             self._diag.error()
             self._once.error(f"bad_image:{e.reason}", f"dropping an image from {self._sub.topic_name}: {e}")
-            return None
-        return engine.detect(rgb, image_time)
+            return None, None
+        detections = engine.detect(rgb, image_time)
+        return detections, (self._crops(rgb, detections) if self._crop_spec is not None else None)
+
+    def _crops(self, rgb, detections) -> list:
+        """(crop, geometry) per detected face; None for a face too small to crop."""
+        spec, out = self._crop_spec, []
+        for landmarks in detections.landmarks:
+            geo = crop_geometry(landmarks, detections.image_wh, spec.margin)
+            if geo.side / (1.0 + 2.0 * spec.margin) < MIN_FACE_PX:
+                out.append(None)
+            else:
+                out.append((crop_with_geometry(rgb, geo, spec.size), geo))
+        return out
 
     def _on_decode_warning(self, text: str) -> None:
         """A decoder warning on an image that was still decoded whole: said once per run."""
@@ -309,7 +343,7 @@ class LandmarkNode(Node):
         self._once_per_run.warn("decode_warning", f"{self._sub.topic_name}: {text} (the image is processed; "
                                 "later warnings are only counted: /diagnostics decode_warnings_total)")
 
-    def _commit(self, seq: int, msg, image_seq: int, detections, t0: float) -> None:
+    def _commit(self, seq: int, msg, image_seq: int, detections, crops, t0: float) -> None:
         """Give ids and publish, in the order the images were taken from the queue.
 
         Waits until every earlier image is committed (only with workers > 1 can a
@@ -322,7 +356,7 @@ class LandmarkNode(Node):
                 self._order.wait(0.5)
             try:
                 if detections is not None and not self._stop:
-                    self._publish(msg, image_seq, detections, t0)
+                    self._publish(msg, image_seq, detections, crops, t0)
             except Exception as e:  # noqa: BLE001 - a publish failure must not stall the order
                 if self.context.ok():  # else shutdown began under the worker: nothing went wrong
                     self._diag.error()
@@ -331,7 +365,7 @@ class LandmarkNode(Node):
                 self._committed = seq + 1
                 self._order.notify_all()
 
-    def _publish(self, msg, image_seq: int, detections, t0: float) -> None:
+    def _publish(self, msg, image_seq: int, detections, crops, t0: float) -> None:
         with self._cond:
             tracker_options, self._pending_tracker = self._pending_tracker, None
         if tracker_options is not None:
@@ -341,6 +375,10 @@ class LandmarkNode(Node):
         meshes, shapes = faces_to_msgs(faces, msg.header, image_seq, detections.stamp_ns)
         self._mesh_pub.publish(meshes)
         self._shapes_pub.publish(shapes)
+        if self._crops_pub is not None:
+            self._crops_pub.publish(crops_to_msg(
+                [(f.face_id, c[0], c[1], self._crop_spec.margin) for f, c in zip(faces, crops) if c is not None],
+                msg.header, image_seq, detections.stamp_ns))
         self._faces_last = len(faces)
         self._diag.tick((time.perf_counter() - t0) * 1e3)
 

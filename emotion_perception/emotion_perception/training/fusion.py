@@ -10,6 +10,14 @@ Validation sets (never a test split):
   svm-blendshapes and by the LSTMs): blendshape models only.
 - ``fer_cal``: the FER-2013-train + muxspace-train rows svm-landmarks kept back for
   its calibrator (``frame.svm_landmarks_rows``): landmark and blendshape models.
+- ``ferplus_valid``: the FER+ ``valid`` faces (FER-2013 PublicTest) where MediaPipe
+  found a face (landmarks and blendshapes from the face upscaled 4x, as
+  ``shared/data/fer2013``) and a majority label exists: the image model with the
+  landmark and blendshape models that run beside it in the pipeline. No member
+  trained on these rows. Its fused metrics are 5-fold cross-validated (the pooling
+  fitted on four folds, scored on the fifth); the pooling is shipped only where that
+  beats the image model alone on accuracy and NLL, otherwise the profile gives the
+  image model the whole say (the others weight 0).
 A model takes part in a set only if it can run on its inputs and the set is held out
 for it (:data:`HELD_OUT`).
 
@@ -44,13 +52,14 @@ from .metrics import expected_calibration_error, report
 #: gnn-landmarks is left out: it is weaker than svm-landmarks on the same rows
 #: (models/gnn-landmarks.md); lstm-3class says nothing about 5 of the classes and
 #: joins with the default weight when it is the LSTM head running.
-CANDIDATES = ("svm-blendshapes", "lstm", "svm-landmarks", "transformer")
+CANDIDATES = ("image-cnn", "svm-blendshapes", "lstm", "svm-landmarks", "transformer")
 #: Model files whose sha256 fusion.json records (a retrained member makes the
 #: recorded fit stale; the tests compare these with SHA256SUMS).
-MEMBER_FILES = {"svm-blendshapes": "svm_blendshapes.skops", "svm-landmarks": "svm_landmarks.skops",
+MEMBER_FILES = {"image-cnn": "image_cnn.tflite", "svm-blendshapes": "svm_blendshapes.skops", "svm-landmarks": "svm_landmarks.skops",
                 "lstm": "lstm.tflite", "transformer": "transformer.tflite"}
 #: Validation set -> models fitted on it (the set must be held out for each).
 HELD_OUT = {
+    "ferplus_valid": ("image-cnn", "svm-landmarks", "lstm", "transformer"),
     "rafdb_val": ("svm-blendshapes", "lstm"),
     "fer_cal": ("svm-landmarks", "lstm"),
 }
@@ -76,9 +85,53 @@ def _load_members(names):
 
 
 def _predict(model, arrays) -> np.ndarray:
-    keys = {k: v for k, v in arrays.items() if k in ("landmarks", "blendshapes", "image_wh")}
+    keys = {k: v for k, v in arrays.items() if k in ("landmarks", "blendshapes", "image_wh", "face_crop")}
     p = model.predict_frames(**keys)
     return np.stack([to_7(model.class_names, r) for r in p])
+
+
+def ferplus_valid_set(data_dir) -> tuple[dict, np.ndarray]:
+    """The ``ferplus_valid`` arrays (landmarks, blendshapes, image_wh, face_crop) and
+    labels: FER+ valid faces with MediaPipe landmarks and a majority label."""
+    from ..classifiers.image_cnn import crop_spec
+    from ..face_crop import aligned_crop
+    from . import ferplus
+
+    split = ferplus.load_split(pathlib.Path(data_dir) / "ferplus", "valid")
+    faces = ferplus.mediapipe_faces(split)
+    maj = ferplus.majority_labels(split["votes"])
+    spec = crop_spec()
+    rows, crops = [], []
+    for i in np.flatnonzero(faces["found"] & (maj >= 0)):
+        try:
+            crops.append(aligned_crop(split["image"][i], faces["landmarks"][i], spec.size, spec.margin))
+        except ValueError:
+            continue
+        rows.append(i)
+    rows = np.array(rows)
+    side = split["image"].shape[1] * ferplus.UPSCALE  # the landmarks were found on the upscaled face
+    arrays = {"landmarks": faces["landmarks"][rows], "blendshapes": faces["blendshapes"][rows],
+              "image_wh": np.tile([side, side], (len(rows), 1)).astype(np.int32),
+              "face_crop": np.stack(crops).astype(np.float32)}
+    return arrays, np.array([EMOTIONS_7[k] for k in maj[rows]])
+
+
+def _cross_validated(per: dict, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Fused probabilities of each row from a pooling fitted on the other folds."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), int)
+    for c in np.unique(y):  # stratified
+        idx = rng.permutation(np.flatnonzero(y == c))
+        fold[idx] = np.arange(len(idx)) % folds
+    out = np.zeros((len(y), len(EMOTIONS_7)))
+    names = list(per)
+    for k in range(folds):
+        tr, te = fold != k, fold == k
+        temps = {m: _fit_temperature(per[m][tr], y[tr]) for m in names}
+        w, b = _fit_pooling([({m: p[tr] for m, p in per.items()}, y[tr])], names, temps)
+        prm = PoolingParams.single(temps, w, np.asarray(b))
+        out[te] = prm.pool({m: p[te] for m, p in per.items()})
+    return out
 
 
 def _can_run(model, arrays) -> bool:
@@ -123,6 +176,24 @@ def _fit_pooling(sets, members, temps):
     return {k: round(float(v), 5) for k, v in w.items()}, (b - b.mean()).round(5).tolist()
 
 
+def _image_decision(per: dict, labels, y) -> dict:
+    """Cross-validated fused metrics against the image model alone (raw and with its
+    temperature fitted in-fold), and whether the pooling beats it on both accuracy and NLL."""
+    fused = _cross_validated(per, y)
+    image_cal = _cross_validated({"image-cnn": per["image-cnn"]}, y)
+    res = {"n": int(len(y)), "members": sorted(per, key=CANDIDATES.index),
+           "fused_5fold": report(fused, labels), "image_cnn_alone": report(per["image-cnn"], labels),
+           "image_cnn_alone_calibrated_5fold": report(image_cal, labels),
+           "members_alone": {m: report(p, labels) for m, p in per.items()}}
+    ref = res["image_cnn_alone_calibrated_5fold"]
+    res["pooling_shipped"] = bool(res["fused_5fold"]["accuracy"] > ref["accuracy"]
+                                  and res["fused_5fold"]["nll"] < ref["nll"])
+    print(f"fusion on ferplus_valid (5-fold): {res['fused_5fold']} vs image-cnn alone {ref}: "
+          f"{'pooling shipped' if res['pooling_shipped'] else 'the image model carries the fused emotion'}",
+          flush=True)
+    return res
+
+
 def _labels(lab) -> np.ndarray:
     return np.array([EMOTIONS_7.index(str(v)) for v in lab])
 
@@ -146,8 +217,9 @@ def train_fusion(data_dir, out, register: bool = True) -> dict:
     raf = D.load_rafdb(data_dir, "train")
     val = D.rafdb_validation_mask(raf["label"])
     rows, _, cal, _ = svm_landmarks_rows(data_dir)
-    # profile order matters for ties (PoolingParams.profile_for): the landmark profile first
-    vsets = {"fer_cal": ({k: rows[k][cal] for k in ("landmarks", "blendshapes", "image_wh")}, rows["label"][cal]),
+    # profile order matters for ties (PoolingParams.profile_for): the image profile first
+    vsets = {"ferplus_valid": ferplus_valid_set(data_dir),
+             "fer_cal": ({k: rows[k][cal] for k in ("landmarks", "blendshapes", "image_wh")}, rows["label"][cal]),
              "rafdb_val": ({"blendshapes": raf["blendshapes"][val]}, raf["label"][val])}
     preds = {}
     for s, (arrays, lab) in vsets.items():
@@ -156,13 +228,19 @@ def train_fusion(data_dir, out, register: bool = True) -> dict:
                 preds.setdefault(s, {})[m] = _predict(model, arrays)
                 print(f"fusion: {m} on {s}: {report(preds[s][m], lab)}", flush=True)
     used = sorted({m for s in preds for m in preds[s]}, key=CANDIDATES.index)
-    profiles = []
+    profiles, image_decision = [], None
     for s, per in preds.items():
         y = _labels(vsets[s][1])
         fitted = sorted(per, key=CANDIDATES.index)
         temps = {m: round(_fit_temperature(per[m], y), 5) for m in fitted}
         weights, bias = _fit_pooling([(per, y)], fitted, temps)
-        profiles.append({"name": s, "members": fitted, "temperature": temps, "weight": weights, "bias": bias})
+        if "image-cnn" in per:
+            image_decision = _image_decision(per, vsets[s][1], y)
+            if not image_decision["pooling_shipped"]:
+                weights = {m: (1.0 if m == "image-cnn" else 0.0) for m in fitted}
+                bias = [0.0] * len(EMOTIONS_7)
+        profiles.append({"name": s, "members": fitted, "temperature": temps, "weight": weights, "bias": bias,
+                         "requires": ["image-cnn"] if "image-cnn" in per else []})
     params = PoolingParams.from_json({"profiles": profiles, "default_weight": DEFAULT_WEIGHT})
 
     tests = {"rafdb_test": D.load_rafdb(data_dir, "test"), "fer2013_public_test": D.load_fer(data_dir, "public_test"),
@@ -199,6 +277,7 @@ def train_fusion(data_dir, out, register: bool = True) -> dict:
                                 "lstm-3class (happy, sad, unknown)": "unknown spread evenly over the other 5"},
               "validation_sets": {s: sorted(p, key=CANDIDATES.index) for s, p in preds.items()},
               "metrics": metrics, "calibration": calibration, "valence_arousal": va,
+              "ferplus_valid_cross_validated": image_decision,
               "sample_accuracy_first_300_rafdb_test": sample}
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,8 @@
 * **Resuming**: Keras' ``BackupAndRestore`` writes the model, optimiser and epoch to
   ``--checkpoint-dir`` after every epoch; the same command resumes an interrupted run.
 
-Outputs ``image_cnn.tflite`` (float16 weights, batch 1, input (1, S, S, 1) grey levels
-0-255), ``image_cnn.json`` (classes, crop size and margin, metrics, wall time) and
+Outputs ``image_cnn.tflite`` (int8 weights and activations calibrated on 300 training
+crops, float input and output, batch 1, input (1, S, S, 1) grey levels 0-255), ``image_cnn.json`` (classes, crop size and margin, metrics, wall time) and
 ``image_cnn_confusion.png`` in ``--out``, recorded in its ``SHA256SUMS``.
 """
 
@@ -51,7 +51,7 @@ class Recipe:
     arch: str = "vgg"
     size: int = 48
     widths: tuple = (32, 64, 128, 256)
-    epochs: int = 30
+    epochs: int = 20
     batch: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -433,8 +433,9 @@ def logged_training_s(log) -> float:
     return total
 
 
-def train_image_cnn(data, out, recipe: Recipe | None = None, checkpoint_dir=None, quant: str = "float16",
-                    tta_flip: bool = True, register: bool = True, progress: bool = True, callbacks=()) -> dict:
+def train_image_cnn(data, out, recipe: Recipe | None = None, checkpoint_dir=None, quant: str = "int8",
+                    tta_flip: bool = True, register: bool = True, progress: bool = True, callbacks=(),
+                    compare_exports: bool = True) -> dict:
     """Train, export, evaluate the exported file with LiteRT on FER+ valid, write the JSON
     and confusion PNG; returns the JSON's content."""
     from .frame import register_sums
@@ -452,7 +453,8 @@ def train_image_cnn(data, out, recipe: Recipe | None = None, checkpoint_dir=None
     tr = P["train"]
     vx = crops(va["image"], va["geo"], r.size)
     variants = {}  # every export considered, scored the same way: quantisation and mirrored-crop losses
-    for q, flip in (("float32", True), ("float16", True), ("int8", True), ("float16", False)):
+    others = (("float32", True), ("float16", True), ("int8", True), ("float16", False), ("int8", False))
+    for q, flip in others if compare_exports else ():
         if (q, flip) == (quant, tta_flip):
             continue
         tmp = out / f".{MODEL_STEM}_{q}_{'tta' if flip else 'plain'}.tflite"
@@ -499,7 +501,7 @@ def train_image_cnn(data, out, recipe: Recipe | None = None, checkpoint_dir=None
     mpath = out / f"{MODEL_STEM}.json"
     mpath.write_text(json.dumps(meta, indent=2) + "\n")
     if register:
-        register_sums([path, mpath])
+        register_sums([path, mpath, png])
     if progress:
         m = metrics["majority"]
         print(f"FER+ valid (majority label, n={m['n']}): accuracy {m['accuracy']}, macro-F1 {m['macro_f1']}; "

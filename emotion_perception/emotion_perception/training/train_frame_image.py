@@ -28,7 +28,8 @@ def run_target(args, data, out) -> int:
         if args.quick:  # a tiny network on 2% of the faces: a smoke test, not a model
             r.epochs, r.train_fraction, r.widths = args.epochs or 1, 0.02, (8, 16, 16, 16)
         ckpt = pathlib.Path(args.checkpoint_dir) if args.checkpoint_dir else checkpoint_default(r)
-        train_image_cnn(data, out, r, checkpoint_dir=ckpt, quant=args.quant, tta_flip=not args.no_tta)
+        train_image_cnn(data, out, r, checkpoint_dir=ckpt, quant=args.quant, tta_flip=not args.no_tta,
+                        compare_exports=not args.quick)
     else:
         raise SystemExit(f"unknown target {t}")
     return 0
