@@ -19,7 +19,7 @@ def test_actions_mirror_the_description():
     actions = to_launch_actions(d)
     envs = [a for a in actions if isinstance(a, SetEnvironmentVariable)]
     nodes = [a for a in actions if isinstance(a, Node)]
-    assert len(envs) == len(d.environment) == 1
+    assert len(envs) == len(d.environment) and "FASTDDS_DEFAULT_PROFILES_FILE" in d.environment
     assert len(nodes) == len(d.nodes)
     ctx = LaunchContext()
     for action, spec in zip(nodes, d.nodes):
