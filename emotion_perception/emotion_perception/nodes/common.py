@@ -417,8 +417,10 @@ def limit_native_threads(n: int = NATIVE_THREADS) -> None:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's largest: a 4K rgb8 frame (24.9 MB) stays on the heap
 TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES
-#: glibc's own default trim threshold, bytes.
+#: glibc's own default trim threshold (and mmap threshold), bytes.
 _GLIBC_TRIM_THRESHOLD = 128 * 1024
+#: The mmap threshold while memory is being given back after a peak, bytes.
+_LOWERED_MMAP_THRESHOLD = 256 * 1024
 _large_buffers_kept = False  # keep_large_buffers ran in this process
 
 
@@ -448,8 +450,8 @@ def keep_large_buffers() -> None:
 
 class MemoryTrim:
     """Gives the heap memory a load peak left free back to the system (glibc's
-    ``malloc_trim``), once resident memory has grown past the level after the last
-    trim; process-wide, checked by every node's diagnostics timer.
+    ``malloc_trim``) once resident memory is more than ``grow_ratio`` over the lowest
+    level seen; process-wide, checked by every node's diagnostics timer.
 
     Why: glibc keeps freed memory in its arenas (one per thread that allocated: the
     executor, MediaPipe's workers, Fast DDS's receive threads) and, with the mmap
@@ -459,11 +461,29 @@ class MemoryTrim:
     frame, +185 MB (benchmarks/memory.py). ``malloc_trim(0)`` releases the free pages of
     every arena. It runs at most every ``interval_s`` and only after growth, so a
     steady stream (whose reused buffers the threshold is there to keep) costs nothing.
+    After a peak, until memory has been back for ``restore_after_s`` (0: the first check
+    that finds it back), the trim and mmap thresholds are glibc's small ones:
+    camera-sized buffers are then mapped fresh (page faults: about 1 ms of CPU per frame,
+    the cost keep_large_buffers avoids) instead of refilling the holes the peak left.
+
+    Measured (benchmarks/memory.py, four 4 s bursts of 1080p at 120 Hz, load 8-13):
+    60 s after the last burst the landmark node saw-tooths between +5% and +27% of its
+    level before the bursts (trim, then the next frames touch freed pages again); with
+    trims alone +12% to +35%; without any, +124% and growing with every burst. Kept
+    300 s instead of 0, the saw-tooth was +12% to +28%. Thirty trims in a row (five
+    minutes) that leave memory above the bound make its level the new one: a larger
+    working set (a camera switched to 1080p) then costs no trimming and no page faults
+    for good.
     """
 
-    def __init__(self, grow_ratio: float = 1.10, interval_s: float = 10.0):
+    def __init__(self, grow_ratio: float = 1.10, interval_s: float = 10.0, restore_after_s: float = 0.0):
         self.grow_ratio = grow_ratio
         self.interval_s = interval_s
+        self.restore_after_s = restore_after_s
+        #: Trims in a row that leave memory above the bound before its level is raised.
+        self.adopt_after = 30
+        self._futile = 0
+        self._back_since: float | None = None  # when memory came back within bounds while lowered
         self.trims = 0
         self.freed_mb = 0.0
         self._lock = threading.Lock()
@@ -491,14 +511,15 @@ class MemoryTrim:
 
     def check(self) -> None:
         """Trim when resident memory is ``grow_ratio`` over the lowest level seen, at
-        most every ``interval_s``; while it stays there the trim threshold is lowered.
+        most every ``interval_s``, and lower the thresholds until it has been back for
+        ``restore_after_s``.
 
         malloc_trim gives back the free chunks of every arena, but the free top of a
         thread's arena (MediaPipe's workers, Fast DDS's receive threads) only a free()
         in it trims, and only above the trim threshold (64 MiB with
-        :func:`keep_large_buffers`, so that camera-sized buffers are reused): until
-        memory is back, glibc's 128 KiB applies. A trim during a burst leaves the low
-        level where it was, so what the burst frees is given back after it.
+        :func:`keep_large_buffers`): meanwhile glibc's 128 KiB applies. A trim during
+        a burst leaves the low level where it was, so what the burst frees is given
+        back after it.
         """
         if self._trim is None:
             return
@@ -513,15 +534,37 @@ class MemoryTrim:
                 self._trim(0)
                 if not self._lowered:
                     self._mallopt(_M_TRIM_THRESHOLD, _GLIBC_TRIM_THRESHOLD)
+                    # camera-sized buffers mapped fresh meanwhile, not carved from the
+                    # holes the peak left (which the next trim would give back again)
+                    self._mallopt(_M_MMAP_THRESHOLD, _LOWERED_MMAP_THRESHOLD)
                     self._lowered = True
                 self.trims += 1
                 after = self.rss_mb()
                 self.freed_mb += max(0.0, rss - after)
                 rss = after
+                self._back_since = None
+                self._futile = self._futile + 1 if rss > self._low_mb * self.grow_ratio else 0
+                if self._futile >= self.adopt_after:
+                    # Five minutes of trims that do not bring it back: a larger working set
+                    # (the camera now sends 1080p), not a peak. It becomes the level.
+                    self._low_mb = rss
+                    self._restore()
             elif self._lowered:
-                self._mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES if _large_buffers_kept else _GLIBC_TRIM_THRESHOLD)
-                self._lowered = False
+                # Back within bounds: the thresholds that let camera-sized buffers be
+                # reused come back once it has stayed so for restore_after_s.
+                self._back_since = self._back_since if self._back_since is not None else now
+                if now - self._back_since >= self.restore_after_s:
+                    self._restore()
             self._low_mb = rss if self._low_mb is None else min(self._low_mb, rss)
+
+    def _restore(self) -> None:
+        """The thresholds that let camera-sized buffers be reused, back (lock held)."""
+        if self._lowered:
+            self._mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES if _large_buffers_kept else _GLIBC_TRIM_THRESHOLD)
+            self._mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES if _large_buffers_kept else _GLIBC_TRIM_THRESHOLD)
+        self._lowered = False
+        self._back_since = None
+        self._futile = 0
 
 
 #: The process's one :class:`MemoryTrim` (every node's :class:`Diagnostics` checks it).

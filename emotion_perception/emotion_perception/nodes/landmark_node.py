@@ -192,7 +192,7 @@ class LandmarkNode(Node):
             image_time, fault = self._stream_clock(stamp_ns(msg.header), arrival)
             if fault is not None:  # said before the image's result can be out
                 self._on_stamp_fault(fault, msg)
-            self._queue.append((msg, self._image_seq, image_time))
+            self._queue.append((msg, self._image_seq, image_time, fault == StreamClock.LATE))
             while len(self._queue) > self._params["queue_size"]:
                 self._queue.popleft()
                 self._diag.dropped()
@@ -296,7 +296,7 @@ class LandmarkNode(Node):
                     self._cond.wait()
                 if self._stop:
                     return
-                msg, image_seq, image_time = self._queue.popleft()
+                msg, image_seq, image_time, late = self._queue.popleft()
                 seq, self._next_seq = self._next_seq, self._next_seq + 1
                 options, self._pending_options[index] = self._pending_options[index], None
             t0 = time.perf_counter()
@@ -305,6 +305,14 @@ class LandmarkNode(Node):
                 if options is not None:
                     engine.update_options(options)
                 detections, crops = self._detect(engine, msg, image_time)
+                if late and detections is not None and not detections.boxes and self._faces_last:
+                    # A late frame that lost every face: perhaps not late but a cut back
+                    # (a short bag that loops), which MediaPipe tracked from the newer
+                    # frame's face regions. Retried on a restarted landmarker, as a time
+                    # jump is; a late frame of the same scene keeps its faces and costs
+                    # nothing.
+                    engine.reset()
+                    detections, crops = self._detect(engine, msg, image_time)
             except Exception as e:  # noqa: BLE001 - the worker must outlive any one frame
                 self._diag.error()
                 self._once.error(f"failed:{type(e).__name__}", f"processing an image failed: {type(e).__name__}: {e}")
