@@ -42,15 +42,16 @@ IMAGE_MODEL_FRAMES = 150
 
 
 def image_model_cpu_ms(frames, rate_hz: float) -> float:
-    """Thread CPU ms of one ``image-cnn`` update (the image node's model call: crop
-    resize, grey levels, LiteRT) on the face crops of ``frames``, paced at ``rate_hz``
-    like the node's calls. NaN if the model cannot be loaded."""
+    """Thread CPU ms of one ``image-cnn`` update (the image node's model call on an
+    aligned crop from ``faces/crops``: LiteRT) on the face crops of ``frames``, paced at
+    ``rate_hz`` like the node's calls. NaN if the model cannot be loaded."""
     import numpy as np
 
     from common import BareMediaPipe
     from emotion_perception.classifiers import load as load_model
     from emotion_perception.classifiers.base import FrameInput
-    from emotion_perception.classifiers.image_cnn import DEFAULT_MARGIN, crop_face, landmarks_box
+    from emotion_perception.classifiers.image_cnn import crop_spec
+    from emotion_perception.face_crop import aligned_crop
 
     try:
         model = load_model("image-cnn")
@@ -63,7 +64,8 @@ def image_model_cpu_ms(frames, rate_hz: float) -> float:
             r = mp_.detect(f)
             if r.face_landmarks:
                 lm = np.array([(p.x, p.y, p.z) for p in r.face_landmarks[0]], dtype=np.float32)
-                crops.append(crop_face(f, landmarks_box(lm, (f.shape[1], f.shape[0])), DEFAULT_MARGIN))
+                spec = crop_spec()
+                crops.append(aligned_crop(f, lm, spec.size, spec.margin))
     if not crops:
         return float("nan")
     for c in crops[:5]:
