@@ -11,6 +11,7 @@ if launch_available():
     from launch.actions import SetEnvironmentVariable
     from launch_ros.actions import Node
 
+from emotion_perception import transport
 from emotion_perception.launch_description import describe, to_launch_actions
 
 
@@ -19,7 +20,8 @@ def test_actions_mirror_the_description():
     actions = to_launch_actions(d)
     envs = [a for a in actions if isinstance(a, SetEnvironmentVariable)]
     nodes = [a for a in actions if isinstance(a, Node)]
-    assert len(envs) == len(d.environment) and "FASTDDS_DEFAULT_PROFILES_FILE" in d.environment
+    # the profile variable this distribution's Fast DDS reads (FASTRTPS_... on Jazzy), and any others
+    assert len(envs) == len(d.environment) and set(transport.profile_variables()) <= set(d.environment)
     assert len(nodes) == len(d.nodes)
     ctx = LaunchContext()
     for action, spec in zip(nodes, d.nodes):
