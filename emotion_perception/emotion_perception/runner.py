@@ -125,6 +125,7 @@ class Pipeline:
         self.overrides = parameter_overrides or {}
         self.context: Context | None = None
         self.nodes: dict = {}
+        self._extra_nodes: list = []
         self.executor: LeanExecutor | None = None
         if in_process_delivery is None:
             in_process_delivery = os.environ.get(IN_PROCESS_ENV, "1") != "0"
@@ -173,8 +174,10 @@ class Pipeline:
             pass
 
     def add_node(self, node) -> None:
-        """Spin an extra node (a test probe, a recorder) in the same executor."""
+        """Spin an extra node (a test probe, a recorder) in the same executor; :meth:`stop`
+        destroys it with the pipeline's own nodes."""
         self.executor.add_node(node)
+        self._extra_nodes.append(node)
 
     def stop(self) -> None:
         """Stop spinning, then destroy the nodes and the context.
@@ -193,9 +196,13 @@ class Pipeline:
             self._thread = None
         if self.executor is not None:
             self.executor.shutdown(timeout_sec=2.0)
-        for node in self.nodes.values():
+        # Extra nodes too: a node left to the garbage collector keeps its DDS entities
+        # announced until it is collected, at any later moment. A test saw a probe of an
+        # earlier pipeline vanish from faces/mesh just as its new subscriber matched.
+        for node in [*self.nodes.values(), *self._extra_nodes]:
             node.destroy_node()
         self.nodes = {}
+        self._extra_nodes = []
         if self.context is not None:
             rclpy.try_shutdown(context=self.context)
         self.executor = None

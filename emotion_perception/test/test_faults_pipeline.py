@@ -547,6 +547,18 @@ SLOW_CONSUMER = textwrap.dedent("""
 """)
 
 
+def _subscribers(node, topic: str = "faces/mesh") -> list[str]:
+    """Node names of ``topic``'s subscribers, as the ROS graph shows them to ``node``."""
+    name = node.resolve_topic_name(topic)
+    return [i.node_name for i in node.get_subscriptions_info_by_topic(name)]
+
+
+def _matched(pub, node, name: str) -> bool:
+    """``name`` subscribes to ``pub``'s topic and ``pub`` matched every subscriber there."""
+    subs = _subscribers(node, pub.topic_name)
+    return name in subs and pub.get_subscription_count() >= len(subs)
+
+
 def _serve_at_15hz(probe, rgb, stamp: int, n: int) -> tuple[list[float], int]:
     """Publish ``n`` frames at 15 Hz, each once; latency (s) of those served within 2 s, and the last stamp."""
     lat = []
@@ -579,16 +591,22 @@ def test_slow_consumer_does_not_slow_the_pipeline(face_rgb):
     with Pipeline(["landmark"], parameter_overrides={"landmark": {"max_faces": 1}}) as p:
         probe = Probe(p, ["faces/mesh"])
         mesh_pub = p.nodes["landmark"]._mesh_pub
-        subscribers = mesh_pub.get_subscription_count()
         base, stamp = _serve_at_15hz(probe, face_rgb, 1_000_000_000, 30)
         assert len(base) >= 29, f"only {len(base)} of 30 frames served before the slow consumer came"
         slow = subprocess.Popen([sys.executable, "-c", SLOW_CONSUMER, "30"], env=dict(os.environ),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
+            # Matched when its node is among faces/mesh's subscribers and the publisher
+            # matched every one of them (a count alone once stayed level: a subscriber
+            # of an earlier test left just as it came).
             deadline = time.monotonic() + 20.0
-            while mesh_pub.get_subscription_count() <= subscribers and time.monotonic() < deadline:
+            while not _matched(mesh_pub, p.nodes["landmark"], "slow_consumer") \
+                    and time.monotonic() < deadline and slow.poll() is None:
                 time.sleep(0.1)
-            assert mesh_pub.get_subscription_count() > subscribers, "the slow consumer never matched (test broken)"
+            assert slow.poll() is None, f"the slow consumer exited (test broken): {slow.communicate()[1][-1000:]}"
+            assert _matched(mesh_pub, p.nodes["landmark"], "slow_consumer"), \
+                "the slow consumer never matched (test broken); faces/mesh subscribers: " \
+                f"{_subscribers(p.nodes['landmark'])}, {mesh_pub.get_subscription_count()} matched"
             time.sleep(0.5)
             lat, stamp = _serve_at_15hz(probe, face_rgb, stamp, 45)  # 3 s
         finally:
