@@ -336,7 +336,8 @@ def _json_default(o):
 
 def command_line() -> str:
     argv = [pathlib.Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)]
-    return ".venv/bin/python benchmarks/" + " ".join(argv)
+    venv = pathlib.Path(sys.prefix).name  # .venv (Kilted) or .venv-jazzy: which ROS 2 ran it
+    return f"{venv}/bin/python benchmarks/" + " ".join(argv)
 
 
 def read_labels(folder: pathlib.Path) -> dict[str, str]:

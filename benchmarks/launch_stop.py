@@ -70,9 +70,12 @@ def one_try(frames, how: str) -> dict:
         problems = stop_problems(proc, nodes, NODE_NAMES, segments, rc)
         if not ok:
             problems.append("no emotion/attention output")
-        return {"first_emotion_s": first_emotion, "first_attention_s": first_attention,
-                "last_node_finished_s": max(finished) if len(finished) == len(NODE_NAMES) else float("nan"),
-                "launch_exited_s": exited, "problems": problems}
+        r = {"first_emotion_s": first_emotion, "first_attention_s": first_attention,
+             "last_node_finished_s": max(finished) if len(finished) == len(NODE_NAMES) else float("nan"),
+             "launch_exited_s": exited, "problems": problems}
+        if problems:  # what the launch printed, to tell why (kept in the JSON)
+            r["output"] = [f"{t - proc.started:7.2f} {line}" for t, line in proc.lines][-80:]
+        return r
     finally:
         if proc.proc.poll() is None:
             proc.kill()
