@@ -91,6 +91,13 @@ class _Filter:
         self.thread.join(FLUSH_TIMEOUT_S)
 
 
+def real_stderr_fd() -> int:
+    """The file descriptor of the process's real stderr: the filter's copy of it while
+    the filter is in place (writes to fd 2 then go through the reader thread, which needs
+    the GIL), else 2. For writers that must not depend on Python, as faulthandler."""
+    return _installed.real if _installed is not None else 2
+
+
 def install(verbose: bool = False) -> bool:
     """Filter MediaPipe's and TensorFlow Lite's informational lines out of stderr for
     the rest of this process (see the module docstring). Also asks TensorFlow, where a

@@ -364,3 +364,75 @@ def test_in_process_nodes_feeding_others_go_first(contexts):
         pub.publish(String(data="1"))
         assert wait_until(lambda: len(order) == 3)
     assert order == [("feeder", "1"), ("sink", "1"), ("leaf", "1")]
+
+
+#: A node whose teardown never returns and holds the GIL meanwhile (a C call made
+#: through PyDLL keeps it), as Fast DDS's participant deletion was seen to do.
+HANGING_STOP = '''
+import ctypes, sys
+from rclpy.node import Node
+from emotion_perception.nodes import common
+common.STOP_WATCHDOG_S = 1.0
+
+class Stuck(Node):
+    def __init__(self):
+        super().__init__("stuck_node")
+        print("up", flush=True)
+
+    def destroy_node(self):
+        ctypes.PyDLL("libc.so.6").sleep(60)
+
+sys.exit(common.run_node(Stuck))
+'''
+
+
+def test_a_stop_that_hangs_dumps_every_stack_and_exits():
+    """A node whose stop hangs with the GIL held (so no Python thread can run, the
+    stderr filter's neither) exits with status 1 about STOP_WATCHDOG_S after the
+    signal, and its threads' stacks, naming where it hung, reach stderr."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", HANGING_STOP], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=dict(os.environ))
+    try:
+        assert p.stdout.readline().strip() == "up", p.stderr.read()[-2000:]
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 1, err[-2000:]
+    assert took < 10.0, f"took {took:.1f} s"
+    assert "Timeout" in err and "in destroy_node" in err, err[-2000:]
+
+
+def test_teardown_runs_on_one_cpu_at_idle_priority_then_restores():
+    """yield_to_middleware_threads (around a node's teardown, see its docstring): every
+    thread of the process on one CPU and the calling thread at SCHED_IDLE inside, the
+    previous affinities and policy afterwards."""
+    import os
+
+    from emotion_perception.nodes.common import yield_to_middleware_threads
+
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait, daemon=True)
+    helper.start()
+    try:
+        before = {int(t): os.sched_getaffinity(int(t)) for t in os.listdir("/proc/self/task")}
+        policy = os.sched_getscheduler(0)
+        with yield_to_middleware_threads():
+            inside = {int(t): os.sched_getaffinity(int(t)) for t in os.listdir("/proc/self/task")}
+            assert os.sched_getscheduler(0) == os.SCHED_IDLE
+        assert helper.native_id in inside
+        assert len(set(map(frozenset, inside.values()))) == 1 and len(next(iter(inside.values()))) == 1, inside
+        assert os.sched_getscheduler(0) == policy
+        after = {t: os.sched_getaffinity(t) for t in before if os.path.exists(f"/proc/self/task/{t}")}
+        assert after == {t: before[t] for t in after}
+    finally:
+        stop.set()

@@ -571,6 +571,59 @@ class MemoryTrim:
 MEMORY_TRIM = MemoryTrim()
 
 
+class yield_to_middleware_threads:
+    """Context manager for tearing down rclpy entities: every thread of this process on
+    the calling thread's CPU, and the calling thread at the lowest priority
+    (SCHED_IDLE); both restored on exit.
+
+    Why: Fast DDS 3.2 (Kilted) deletes a participant by first waiting, without a
+    timeout, until no discovery callback is in flight
+    (``DomainParticipant::set_listener(nullptr)`` in ``rmw_destroy_node``). That wait
+    does not block: it re-takes the participant's lock in a tight loop, and a
+    reception thread whose callback (another node leaving) must take the same lock to
+    end was seen to lose that race for good (the node's stop hung until SIGKILL; see
+    docs/running.md). On one CPU, with the deleting thread at idle priority, the
+    waiting thread runs as soon as the lock is let go, and the loop ends. Outside a
+    teardown nothing changes. Does nothing where Linux's scheduling calls are missing.
+    """
+
+    def __enter__(self):
+        self._affinity: dict[int, set] = {}
+        self._policy = None
+        try:
+            import ctypes
+
+            cpu = ctypes.CDLL(None).sched_getcpu()
+            for tid in map(int, os.listdir("/proc/self/task")):
+                try:
+                    self._affinity[tid] = os.sched_getaffinity(tid)
+                    os.sched_setaffinity(tid, {cpu})
+                except OSError:  # a thread that ended meanwhile
+                    pass
+            self._policy = (os.sched_getscheduler(0), os.sched_getparam(0))
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except (OSError, AttributeError):
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self._policy is not None:
+                os.sched_setscheduler(0, *self._policy)
+            for tid, cpus in self._affinity.items():
+                try:
+                    os.sched_setaffinity(tid, cpus)
+                except OSError:
+                    pass
+        except (OSError, AttributeError):
+            pass
+
+
+#: Seconds a node's stop may take before it dumps its threads' stacks and exits with 1
+#: (``ros2 launch`` sends SIGTERM after 5 s, which a stopping node ignores, and SIGKILL after 15 s).
+STOP_WATCHDOG_S = 10.0
+
+
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """``main()`` of every node: init, spin, shut down cleanly on Ctrl-C or SIGTERM.
 
@@ -594,6 +647,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     while the context is being shut down raises RCLError ("publisher's context is
     invalid"); that is part of shutting down, not a failure.
     """
+    import faulthandler
     import signal
 
     from .. import quiet, transport
@@ -632,10 +686,18 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         # else: a signal shut the context down while the node was starting or a
         # callback was publishing; that is a clean shutdown
     finally:
+        # A stop that hangs gets every thread's stack on stderr and exit status 1 after
+        # STOP_WATCHDOG_S instead of waiting for launch's SIGKILL: the dump says where.
+        # faulthandler's C thread needs no GIL, and it writes to the real stderr, not
+        # through quiet's filter thread, which does. Seen: Fast DDS 3.2's participant
+        # deletion (rmw_destroy_node) spinning with the GIL held while a discovery
+        # callback of another node's departure waits (docs/running.md).
+        faulthandler.dump_traceback_later(STOP_WATCHDOG_S, exit=True, file=quiet.real_stderr_fd())
         executor.shutdown(timeout_sec=0)  # spin() did unless the node never started
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()  # uninstalls rclpy's handler, restoring SIG_IGN
+        with yield_to_middleware_threads():
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()  # uninstalls rclpy's handler, restoring SIG_IGN
         ignore_signals()
     return status
 
