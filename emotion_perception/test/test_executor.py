@@ -5,6 +5,10 @@ stops on shutdown."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -390,11 +394,6 @@ def test_a_stop_that_hangs_dumps_every_stack_and_exits():
     """A node whose stop hangs with the GIL held (so no Python thread can run, the
     stderr filter's neither) exits with status 1 about STOP_WATCHDOG_S after the
     signal, and its threads' stacks, naming where it hung, reach stderr."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
     p = subprocess.Popen([sys.executable, "-c", HANGING_STOP], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=dict(os.environ))
     try:
@@ -416,8 +415,6 @@ def test_teardown_runs_on_one_cpu_at_idle_priority_then_restores():
     """yield_to_middleware_threads (around a node's teardown, see its docstring): every
     thread of the process on one CPU and the calling thread at SCHED_IDLE inside, the
     previous affinities and policy afterwards."""
-    import os
-
     from emotion_perception.nodes.common import yield_to_middleware_threads
 
     stop = threading.Event()
