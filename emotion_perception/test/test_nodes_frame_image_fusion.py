@@ -269,45 +269,105 @@ def test_bad_parameters_refused():
         Pipeline(["emotion_fusion"], parameter_overrides={"emotion_fusion": {"hysteresis": 2.0}}).start()
 
 
-def test_frame_node_pairs_mesh_and_blendshapes_by_stamp_then_id(data_dir):
-    """FaceMesh/Blendshapes arrays built from real FER-2013 faces, two faces per image
-    in opposite orders in the two arrays: each estimate is the model's own answer for
-    that face (gnn-landmarks here, the third choice of `model`)."""
+def _publish_fer_faces(fer, k: int, mesh_pub=None, shape_pub=None) -> tuple[int, dict]:
+    """Image ``k``: two real FER-2013 faces, as a FaceMeshArray and (faces in the
+    opposite order) a BlendshapesArray, each published where a publisher is given;
+    returns the image's stamp and {face id: row}."""
+    from emotion_perception_msgs.msg import Blendshapes, BlendshapesArray, FaceMesh, FaceMeshArray
+
+    h = next_header()
+    rows = {f"face_{2 * k + 1}": 2 * k, f"face_{2 * k + 2}": 2 * k + 1}
+    meshes = FaceMeshArray(header=h)
+    for fid, i in rows.items():
+        lm = fer["landmarks"][i].astype(np.float32)
+        m = FaceMesh(header=h, face_id=fid, image_width=192, image_height=192, score=1.0)
+        m.x, m.y, m.z = (lm[:, c].tolist() for c in range(3))
+        meshes.faces.append(m)
+    shapes = BlendshapesArray(header=h, faces=[Blendshapes(header=h, face_id=fid, scores=fer["blendshapes"][i].tolist())
+                                               for fid, i in reversed(list(rows.items()))])
+    if shape_pub is not None:
+        shape_pub.publish(shapes)
+    if mesh_pub is not None:
+        mesh_pub.publish(meshes)
+    return stamp_ns(h), rows
+
+
+def _frame_input_publishers(probe, *needed: str):
+    """Publishers of faces/mesh and faces/blendshapes, once the topics in ``needed`` are matched."""
+    from emotion_perception_msgs.msg import BlendshapesArray, FaceMeshArray
+
+    pubs = {"faces/mesh": probe.node.create_publisher(FaceMeshArray, "faces/mesh", RESULT_QOS),
+            "faces/blendshapes": probe.node.create_publisher(BlendshapesArray, "faces/blendshapes", RESULT_QOS)}
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    while any(pubs[t].get_subscription_count() == 0 for t in needed):
+        assert time.monotonic() < deadline, f"frame_node never subscribed to {needed}"
+        time.sleep(0.05)
+    return pubs
+
+
+def _frame_answer(probe, key: int) -> EmotionArray:
+    with probe.cond:
+        assert probe.cond.wait_for(lambda: key in probe.got["emotion/frame"], timeout=ANSWER_TIMEOUT_S)
+        return probe.got["emotion/frame"][key]
+
+
+@pytest.mark.parametrize("model, topic", [("gnn-landmarks", "faces/mesh"), ("svm-landmarks", "faces/mesh"),
+                                          ("svm-blendshapes", "faces/blendshapes")])
+def test_frame_node_reads_only_what_its_model_needs(data_dir, model, topic):
+    """Each frame model gets one subscription, to the array it reads, and answers every
+    image from that array alone: each estimate is the model's own answer for that face
+    (real FER-2013 faces, two per image). A subscription to the other array cost a
+    wake-up and a deserialisation per image for nothing."""
     from emotion_perception.classifiers import load
     from emotion_perception.classifiers.base import FrameInput
     from emotion_perception.training import data as D
-    from emotion_perception_msgs.msg import Blendshapes, BlendshapesArray, FaceMesh, FaceMeshArray
 
     fer = D.load_fer(data_dir, "public_test")
-    model = load("gnn-landmarks")
-    with Pipeline(["frame"], parameter_overrides={"frame": {"model": "gnn-landmarks"}}) as p:
+    reference = load(model)
+    with Pipeline(["frame"], parameter_overrides={"frame": {"model": model}}) as p:
+        assert [s.topic_name for s in p.nodes["frame"].subscriptions] == ["/" + topic]
         probe = Probe(p)
-        mesh_pub = probe.node.create_publisher(FaceMeshArray, "faces/mesh", RESULT_QOS)
-        shape_pub = probe.node.create_publisher(BlendshapesArray, "faces/blendshapes", RESULT_QOS)
-        deadline = time.monotonic() + ANSWER_TIMEOUT_S
-        while mesh_pub.get_subscription_count() == 0 or shape_pub.get_subscription_count() == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        pub = _frame_input_publishers(probe, topic)[topic]
         for k in range(3):
-            h = next_header()
-            rows = {f"face_{2 * k + 1}": 2 * k, f"face_{2 * k + 2}": 2 * k + 1}
-            meshes = FaceMeshArray(header=h)
-            for fid, i in rows.items():
-                lm = fer["landmarks"][i].astype(np.float32)
-                m = FaceMesh(header=h, face_id=fid, image_width=192, image_height=192, score=1.0)
-                m.x, m.y, m.z = (lm[:, c].tolist() for c in range(3))
-                meshes.faces.append(m)
-            shapes = BlendshapesArray(header=h, faces=[
-                Blendshapes(header=h, face_id=fid, scores=fer["blendshapes"][i].tolist())
-                for fid, i in reversed(list(rows.items()))])
-            shape_pub.publish(shapes)
-            mesh_pub.publish(meshes)
-            key = stamp_ns(h)
-            with probe.cond:
-                assert probe.cond.wait_for(lambda: key in probe.got["emotion/frame"], timeout=ANSWER_TIMEOUT_S)
-                out = probe.got["emotion/frame"][key]
+            key, rows = _publish_fer_faces(fer, k, **{("mesh_pub" if topic == "faces/mesh" else "shape_pub"): pub})
+            out = _frame_answer(probe, key)
+            assert sorted(e.face_id for e in out.emotions) == sorted(rows)
+            for e in out.emotions:
+                i = rows[e.face_id]
+                want = reference.update(e.face_id, FrameInput(landmarks=fer["landmarks"][i].astype(np.float32),
+                                                              blendshapes=fer["blendshapes"][i].astype(np.float32),
+                                                              image_wh=(192, 192)))
+                assert e.model == model and np.allclose(e.probabilities, want.probabilities, atol=1e-5)
+
+
+def test_frame_node_pairs_mesh_and_blendshapes_by_image_then_id(data_dir, monkeypatch):
+    """A frame model that reads landmarks and blendshapes (the gnn here, made to ask for
+    both) gets the two arrays of one image paired, and each face the blendshapes of
+    its own id although the two arrays list the faces in opposite orders."""
+    from emotion_perception.classifiers import load
+    from emotion_perception.nodes import frame_node
+    from emotion_perception.training import data as D
+
+    fer = D.load_fer(data_dir, "public_test")
+    seen = {}
+
+    class BothInputs:
+        def __init__(self, inner):
+            self.inner, self.name, self.class_names = inner, inner.name, inner.class_names
+            self.needs = inner.needs | {"blendshapes"}
+
+        def update(self, face_id, frame):
+            seen[face_id] = frame.blendshapes
+            return self.inner.update(face_id, frame)
+
+    monkeypatch.setattr(frame_node, "load_model", lambda name: BothInputs(load(name)))
+    with Pipeline(["frame"], parameter_overrides={"frame": {"model": "gnn-landmarks"}}) as p:
+        assert sorted(s.topic_name for s in p.nodes["frame"].subscriptions) == ["/faces/blendshapes", "/faces/mesh"]
+        probe = Probe(p)
+        pubs = _frame_input_publishers(probe, "faces/mesh", "faces/blendshapes")
+        for k in range(3):
+            key, rows = _publish_fer_faces(fer, k, pubs["faces/mesh"], pubs["faces/blendshapes"])
+            out = _frame_answer(probe, key)
             assert [e.face_id for e in out.emotions] == list(rows)
-            for e, (fid, i) in zip(out.emotions, rows.items()):
-                want = model.update(fid, FrameInput(landmarks=fer["landmarks"][i].astype(np.float32),
-                                                    image_wh=(192, 192))).probabilities
-                assert e.model == "gnn-landmarks" and np.allclose(e.probabilities, want, atol=1e-5)
+            for fid, i in rows.items():
+                assert np.array_equal(seen[fid], fer["blendshapes"][i].astype(np.float32)), fid

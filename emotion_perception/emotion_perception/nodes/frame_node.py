@@ -1,11 +1,17 @@
 """``frame_node``: a frame emotion classifier over the landmark node's output.
 
-Subscribes ``faces/mesh`` (FaceMeshArray) and ``faces/blendshapes``
-(BlendshapesArray), pairs the two arrays of one image by header stamp
-(:class:`StampSync`) and their faces by id, and publishes ``emotion/frame``
-(EmotionArray, 7 classes) for every pair, empty when the image holds no face.
-Parameter ``model`` picks ``svm-landmarks``, ``gnn-landmarks`` or ``svm-blendshapes``.
-Frame models keep no state: every image is classified on its own.
+Subscribes to what its model reads and nothing more: ``faces/mesh``
+(FaceMeshArray) for the landmark models, ``faces/blendshapes`` (BlendshapesArray)
+for the blendshape model; a model that read both would get the two arrays of one
+image paired by its key (:class:`StampSync`) and their faces by id. Publishes
+``emotion/frame`` (EmotionArray, 7 classes) for every image, empty when the image
+holds no face. Parameter ``model`` picks ``svm-landmarks``, ``gnn-landmarks`` or
+``svm-blendshapes``. Frame models keep no state: every image is classified on its own.
+
+Each subscription costs a wake-up and a deserialisation per image whether the model
+reads the message or not: with both subscribed, the blendshapes array that the
+default ``svm-landmarks`` never reads cost about a quarter of the node's CPU
+(docs/benchmarks.md, "Where the CPU goes").
 """
 
 from __future__ import annotations
@@ -24,13 +30,20 @@ from .common import (RESULT_QOS, Diagnostics, OnceLog, Param, StampSync, declare
 FRAME_MODELS = ("svm-landmarks", "gnn-landmarks", "svm-blendshapes")
 #: p95 processing time above which /diagnostics warns, milliseconds.
 WARN_PROCESSING_MS = 10.0
+#: Input topic and message type of each FrameInput field a model may read.
+INPUTS = {"landmarks": ("faces/mesh", FaceMeshArray), "blendshapes": ("faces/blendshapes", BlendshapesArray)}
 
 PARAMS = [
     Param("model", "svm-landmarks", "frame classifier: svm-landmarks, gnn-landmarks or svm-blendshapes",
           choices=FRAME_MODELS, read_only=True),
-    Param("max_pending", 30, "image stamps waiting for their second array before the oldest is dropped", 1, 1000,
-          read_only=True),
+    Param("max_pending", 30, "images waiting for their second array before the oldest is dropped (models "
+          "that read both faces/mesh and faces/blendshapes)", 1, 1000, read_only=True),
 ]
+
+
+def input_topics(needs) -> list[str]:
+    """The topics a frame model that reads the FrameInput fields ``needs`` subscribes to."""
+    return [INPUTS[k][0] for k in INPUTS if k in needs]
 
 
 class FrameNode(Node):
@@ -39,44 +52,58 @@ class FrameNode(Node):
         self.params = declare_parameters(self, PARAMS)
         self.model = load_model(self.params["model"])
         self.once = OnceLog(self)
-        self.sync = StampSync(2, self.params["max_pending"])
+        self.fields = [k for k in INPUTS if k in self.model.needs]
+        self.sync = StampSync(len(self.fields), self.params["max_pending"])
         self.diagnostics = Diagnostics(self, WARN_PROCESSING_MS, extra=lambda: {"unmatched_arrays": self.sync.unmatched})
         self.pub = self.create_publisher(EmotionArray, "emotion/frame", RESULT_QOS)
-        self.sub_mesh = self.create_subscription(FaceMeshArray, "faces/mesh", lambda m: self._on(0, m), RESULT_QOS)
-        self.sub_shapes = self.create_subscription(BlendshapesArray, "faces/blendshapes", lambda m: self._on(1, m),
-                                                   RESULT_QOS)
-        self.get_logger().info(f"{self.model.name}: faces/mesh + faces/blendshapes -> emotion/frame")
+        self.subs = [self.create_subscription(INPUTS[k][1], INPUTS[k][0], lambda m, s=slot: self._on(s, m), RESULT_QOS)
+                     for slot, k in enumerate(self.fields)]
+        self.get_logger().info(f"{self.model.name}: {' + '.join(input_topics(self.model.needs))} -> emotion/frame")
 
     def _on(self, slot: int, msg) -> None:
-        if refuse_oversized(msg.faces, ("faces/mesh", "faces/blendshapes")[slot], self.once, self.diagnostics):
+        if refuse_oversized(msg.faces, INPUTS[self.fields[slot]][0], self.once, self.diagnostics):
+            return
+        if len(self.fields) == 1:
+            self.on_arrays(msg)
             return
         pair = self.sync.add(slot, image_key(msg), msg)
         if pair is not None:
-            self.on_pair(*pair)
+            self.on_arrays(*pair)
 
-    def on_pair(self, meshes: FaceMeshArray, shapes: BlendshapesArray) -> None:
+    def on_arrays(self, *arrays) -> None:
+        """Classify the faces of one image: ``arrays`` holds one array per field read
+        (``self.fields`` order); faces are matched by id to the first one's."""
         t0 = time.perf_counter()
-        stamp = image_key(meshes)[0]
-        by_id = {b.face_id: b for b in shapes.faces}
+        first = arrays[0]
+        stamp = image_key(first)[0]
+        by_field = {k: {f.face_id: f for f in a.faces} for k, a in zip(self.fields, arrays)}
         estimates = []
-        for mesh in meshes.faces:
+        for face in first.faces:
             try:
-                m = conversions.mesh_msg_to_frame_input(mesh, stamp)
-                b = by_id.get(mesh.face_id)
-                if b is None and "blendshapes" in self.model.needs:
-                    raise conversions.ConversionError(f"no Blendshapes for face {mesh.face_id!r}")
-                scores = conversions.blendshapes_msg_scores(b) if b is not None else None
-                frame = FrameInput(landmarks=m.landmarks, blendshapes=scores, image_wh=m.image_wh, stamp_ns=stamp)
-                estimates.append(self.model.update(mesh.face_id, frame))
+                frame = self._frame_input(face.face_id, by_field, stamp)
+                estimates.append(self.model.update(face.face_id, frame))
             except ValueError as e:  # ConversionError is a ValueError
                 self.diagnostics.error()
                 self.once.warn(f"bad:{type(e).__name__}", f"dropped a face: {e}")
             except Exception as e:  # noqa: BLE001 - a model failure must not stop the node
                 self.diagnostics.error()
                 self.once.error(f"model:{type(e).__name__}", f"{self.model.name} failed on a face: {e}")
-        self.pub.publish(conversions.estimates_to_emotion_array(estimates, meshes.header,
-                                                                *conversions.image_of(meshes)))
+        self.pub.publish(conversions.estimates_to_emotion_array(estimates, first.header, *conversions.image_of(first)))
         self.diagnostics.tick((time.perf_counter() - t0) * 1000.0)
+
+    @staticmethod
+    def _frame_input(face_id: str, by_field: dict, stamp: int) -> FrameInput:
+        kwargs = {"stamp_ns": stamp}
+        for k, faces in by_field.items():
+            msg = faces.get(face_id)
+            if msg is None:
+                raise conversions.ConversionError(f"no {INPUTS[k][0]} entry for face {face_id!r}")
+            if k == "landmarks":
+                m = conversions.mesh_msg_to_frame_input(msg, stamp)
+                kwargs.update(landmarks=m.landmarks, image_wh=m.image_wh)
+            else:
+                kwargs["blendshapes"] = conversions.blendshapes_msg_scores(msg)
+        return FrameInput(**kwargs)
 
 
 def main(args=None) -> int:
