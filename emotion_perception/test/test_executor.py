@@ -317,6 +317,37 @@ def test_call_soon_keeps_order_and_drops_the_oldest_beyond_its_bound(contexts):
     ex.shutdown()
 
 
+def test_call_soon_from_a_soon_function_runs_depth_first(contexts):
+    """What a delivery queues (a node publishing while handling it) runs right after it,
+    in the order queued, before deliveries that were already waiting; calls from other
+    threads still go to the end."""
+    ex = LeanExecutor(context=contexts[0])
+    ran = []
+
+    def a():
+        ran.append("a")
+        ex.call_soon(a1)
+        ex.call_soon(lambda: ran.append("a2"))
+
+    def a1():
+        ran.append("a1")
+        ex.call_soon(lambda: ran.append("a1x"))
+
+    def b():
+        ran.append("b")
+        t = threading.Thread(target=lambda: ex.call_soon(lambda: ran.append("from another thread")))
+        t.start()
+        t.join()
+        ex.call_soon(lambda: ran.append("b1"))
+
+    ex.call_soon(a)
+    ex.call_soon(b)
+    ex.call_soon(lambda: ran.append("c"))
+    ex.spin_once(timeout_sec=1.0)
+    assert ran == ["a", "a1", "a1x", "a2", "b", "b1", "c", "from another thread"]
+    ex.shutdown()
+
+
 def test_outside_topic_read_by_two_nodes_is_taken_once(contexts):
     from emotion_perception.nodes.in_process import InProcessDelivery
 

@@ -81,6 +81,12 @@ class Probe:
                     return {t: self.got[t][key] for t in topics}
         raise AssertionError(f"no answer for stamp {key}: " + ", ".join(f"{t} {key in self.got[t]}" for t in topics))
 
+    def wait_fusion_subscribed(self) -> None:
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while not all(pub.get_subscription_count() for pub in self.emotion_pubs.values()):
+            assert time.monotonic() < deadline, "the fusion node did not subscribe"
+            time.sleep(0.05)
+
     def send_emotions(self, topic, estimates, header) -> EmotionArray:
         """Publish an EmotionArray and wait for the fused array with that stamp."""
         key = stamp_ns(header)
@@ -226,10 +232,7 @@ def test_fusion_node_publishes_every_image_in_order_when_arrays_interleave():
                                     "warmup_s": 0.0}}
     with Pipeline(["emotion_fusion"], parameter_overrides=overrides) as p:
         probe = Probe(p)
-        deadline = time.monotonic() + ANSWER_TIMEOUT_S
-        while not all(pub.get_subscription_count() for pub in probe.emotion_pubs.values()):
-            assert time.monotonic() < deadline, "the fusion node did not subscribe"
-            time.sleep(0.05)
+        probe.wait_fusion_subscribed()
         h0 = next_header()
         for topic, model in (("emotion/lstm", "lstm"), ("emotion/image", "image-cnn"),
                              ("emotion/transformer", "transformer")):
@@ -260,6 +263,69 @@ def test_fusion_node_publishes_every_image_in_order_when_arrays_interleave():
         assert order == keys, f"published {order}, expected each image once in order"
         assert time.monotonic() - sent < 1.0, "waited for max_wait_s although both running models had delivered"
         assert probe.got["emotion"][keys[1]].emotions[0].label == "happy"
+
+
+def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
+    """With the image model running, the shipped pooling gives the transformer, the LSTM
+    and svm-landmarks weight 0: the fused array of an image goes out as soon as the
+    image model's array is in, not after theirs (their processing stayed on the path
+    of `emotion`), and their later arrays publish nothing more. A frame model the
+    profile weighs (svm-blendshapes) is still waited for."""
+    overrides = {"emotion_fusion": {"max_wait_s": 1.0, "smoothing_tau_s": 0.0, "warmup_s": 0.0}}
+    members = {"emotion/transformer": "transformer", "emotion/lstm": "lstm", "emotion/frame": "svm-landmarks",
+               "emotion/image": "image-cnn"}
+
+    def publish(topic, model, label, h):
+        classes = EMOTIONS_6 if model == "transformer" else EMOTIONS_7
+        probe.emotion_pubs[topic].publish(conversions.estimates_to_emotion_array([_est("face_1", model, label, classes)],
+                                                                                 h))
+
+    with Pipeline(["emotion_fusion"], parameter_overrides=overrides) as p:
+        probe = Probe(p)
+        probe.wait_fusion_subscribed()
+        h0 = next_header()
+        for topic, model in members.items():  # every model has spoken once: the node knows who runs
+            publish(topic, model, "sad", h0)
+        with probe.cond:
+            assert probe.cond.wait_for(lambda: stamp_ns(h0) in probe.got["emotion"], timeout=ANSWER_TIMEOUT_S)
+        h1 = next_header()
+        sent = time.monotonic()
+        fused = probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], h1)
+        assert time.monotonic() - sent < 0.5, "waited for models whose weight is 0"
+        assert fused.emotions[0].label == "happy"
+        for topic, model in members.items():
+            if topic != "emotion/image":
+                publish(topic, model, "angry", h1)
+        h2 = next_header()
+        probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], h2)
+        with probe.cond:
+            published = [stamp_ns(m.header) for m in probe.all_fused]
+        assert published.count(stamp_ns(h1)) == 1, "an image published twice"
+        # a face the image model has no crop for (too small) but the others see stays in `emotion`
+        node = p.nodes["emotion_fusion"]
+        for topic, model in members.items():
+            if topic != "emotion/image":
+                classes = EMOTIONS_6 if model == "transformer" else EMOTIONS_7
+                probe.emotion_pubs[topic].publish(conversions.estimates_to_emotion_array(
+                    [_est("face_1", model, "angry", classes), _est("face_2", model, "sad", classes)], h2))
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while not all("face_2" in node._latest.get(t, ((), set()))[1] for t in members if t != "emotion/image"):
+            assert time.monotonic() < deadline, "the late arrays never reached the fusion node"
+            time.sleep(0.02)
+        fused = probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], next_header())
+        assert {e.face_id: e.label for e in fused.emotions} == {"face_1": "happy", "face_2": "sad"}
+        h2 = next_header()
+        probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], h2)
+        # svm-blendshapes (not in the image model's profile: default weight) is waited for
+        publish("emotion/frame", "svm-blendshapes", "sad", h2)
+        h3 = next_header()
+        sent = time.monotonic()
+        publish("emotion/image", "image-cnn", "happy", h3)
+        time.sleep(0.3)
+        with probe.cond:
+            assert stamp_ns(h3) not in probe.got["emotion"], "published without a model that carries weight"
+        fused = probe.send_emotions("emotion/frame", [_est("face_1", "svm-blendshapes", "happy")], h3)
+        assert time.monotonic() - sent < 1.0 and fused.emotions[0].label == "happy"
 
 
 def test_bad_parameters_refused():

@@ -15,8 +15,13 @@ smoothing with hysteresis, ``confident`` flag, valence/arousal).
 - A face id is forgotten when none of the input arrays of the image being fused
   names it, or when no input named it for ``forget_after_s``.
 - One fused array per image, in image order, published as soon as every running
-  model has delivered its array for that image (event-driven: no timer delay), with
-  that image's header. Arrays are fused in image order too, whatever order they
+  model whose array can change it has delivered its array for that image
+  (event-driven: no timer delay), with that image's header. A model whose weight is 0
+  in the pooling profile that applies to the running models (with the image model
+  running, the shipped profile gives the transformer, the LSTM and svm-landmarks 0:
+  models/fused.md) is not waited for: its array of that image arrives after the
+  publication and updates the state as a late one. This keeps the three models'
+  processing off the path of ``emotion`` (docs/benchmarks.md). Arrays are fused in image order too, whatever order they
   arrive in (models finish an image at different times; at high rates their arrays
   of consecutive images interleave). A model that is late by more than
   ``max_wait_s`` is not waited for (a timer publishes without it); one that
@@ -60,7 +65,10 @@ class EmotionFusionNode(Node):
         super().__init__("emotion_fusion_node", **kwargs)
         self.params = declare_parameters(self, PARAMS, self._on_params)
         pooling, meta = load_params()
+        self.pooling = pooling
         self.fusion = EmotionFusion(pooling, **self._fusion_kwargs())
+        self._models: dict[str, str] = {}  # topic -> the model name its last estimates carried
+        self._weightless: dict[frozenset, frozenset] = {}  # running (topic, model) pairs -> topics of weight 0
         self.once = OnceLog(self)
         self._lock = threading.Lock()
         self._latest: dict[str, tuple[tuple[int, int], set[str]]] = {}  # topic -> (newest image key, its face ids)
@@ -115,6 +123,8 @@ class EmotionFusionNode(Node):
                 self._latest.clear()
                 self._silent.clear()
             self._latest[topic] = (key, {e.face_id for e in estimates})
+            if estimates:
+                self._models[topic] = estimates[0].model
             self._silent.discard(topic)
             if self._published is not None and key <= self._published:
                 # a late array of an image already published: it updates the state and
@@ -167,8 +177,9 @@ class EmotionFusionNode(Node):
         while self._pending:
             key = min(self._pending)
             entry = self._pending[key]
-            complete = all(t in entry.arrays or not self._expected(t, sub, key)
-                           for t, sub in zip(INPUT_TOPICS, self.subs))
+            running = [t for t, sub in zip(INPUT_TOPICS, self.subs) if t in entry.arrays or self._expected(t, sub, key)]
+            weightless = self._weightless_topics(running)
+            complete = all(t in entry.arrays or t in weightless for t in running)
             overdue = overdue_after_s is not None and now - entry.since >= overdue_after_s
             if not (complete or overdue or len(self._pending) > MAX_PENDING_IMAGES):
                 break
@@ -176,7 +187,25 @@ class EmotionFusionNode(Node):
                 self._silent |= {t for t, sub in zip(INPUT_TOPICS, self.subs)
                                  if t not in entry.arrays and self._expected(t, sub, key)}
             del self._pending[key]
-            out.append((entry.first, self._fuse(key, entry)))
+            skipped = [t for t in running if t not in entry.arrays and t in weightless]
+            out.append((entry.first, self._fuse(key, entry, skipped)))
+        return out
+
+    def _weightless_topics(self, running: list) -> frozenset:
+        """The topics among ``running`` whose model has weight 0 in the pooling profile
+        for the running models: their arrays cannot change the fused estimate. A topic
+        whose model is not known yet (no face seen on it) counts as weighted."""
+        pairs = frozenset((t, self._models.get(t)) for t in running)
+        out = self._weightless.get(pairs)
+        if out is None:
+            models = {m for _, m in pairs if m is not None}
+            prof = self.pooling.profile_for(models)
+            default = self.pooling.default_weight
+            out = frozenset(t for t, m in pairs if m is not None
+                            and (prof.weight.get(m, default) if prof is not None else default) == 0)
+            if len(self._weightless) > 64:  # model names change only when a node restarts with another
+                self._weightless.clear()
+            self._weightless[pairs] = out
         return out
 
     def _publish_overdue(self) -> None:
@@ -185,7 +214,7 @@ class EmotionFusionNode(Node):
             self._arm_timer()
         self._publish_all(ready)
 
-    def _fuse(self, key: tuple[int, int], entry: "_Pending") -> list:
+    def _fuse(self, key: tuple[int, int], entry: "_Pending", skipped=()) -> list:
         """Add one image's arrays to the fusion and fuse its faces (lock held)."""
         t0 = time.perf_counter()
         stamp = key[0]
@@ -196,6 +225,9 @@ class EmotionFusionNode(Node):
         # Every model sees the same faces of one image: a face none of this image's
         # arrays names has left.
         present = {e.face_id for estimates in entry.arrays.values() for e in estimates}
+        # the models not waited for (weight 0) name the faces of their newest array: a
+        # face they see and the image model has no crop for stays
+        present.update(f for t in skipped if t in self._latest for f in self._latest[t][1])
         for f in self.fusion.face_ids:
             if f not in present:
                 self.fusion.forget(f)

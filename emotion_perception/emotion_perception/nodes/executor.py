@@ -85,6 +85,7 @@ class LeanExecutor(Executor):
         self._handles: list = []  # every handle entered around a wait
         # call_soon: functions run on the executor thread, in order, after the current batch
         self._soon: collections.deque = collections.deque(maxlen=SOON_MAX)
+        self._nested: list | None = None  # what a call_soon function queues while it runs
         self._soon_gc: GuardCondition | None = GuardCondition(callback=None, callback_group=None,
                                                               context=self._context)
         self._spin_thread: int | None = None
@@ -109,19 +110,30 @@ class LeanExecutor(Executor):
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn()`` on the executor thread, after the callbacks of the current batch
         (called from a callback) or at the next wake-up (from another thread), in the
-        order of the calls. At most :data:`SOON_MAX` wait; beyond that the oldest is
+        order of the calls; called from a function call_soon runs, right after that
+        function, before what was queued earlier (depth first: a message a node
+        publishes while handling an in-process delivery reaches its readers before the
+        next delivery starts, so the end of a chain such as crops -> image model ->
+        fusion -> ``emotion`` does not wait behind the other nodes' work on the same
+        image). At most :data:`SOON_MAX` wait; beyond that the oldest is
         dropped and counted in ``soon_dropped``, as a full keep-last queue drops."""
+        if self._nested is not None and threading.get_ident() == self._spin_thread:
+            self._nested.append(fn)
+            return
         if len(self._soon) == self._soon.maxlen:
-            self.soon_dropped += 1
-            now = time.monotonic()
-            if now >= self._next_drop_log:
-                self._next_drop_log = now + DROP_LOG_S
-                rclpy_logging.get_logger("emotion_perception").warning(
-                    f"the executor thread is behind: {self.soon_dropped} in-process deliveries dropped so far "
-                    f"(more than {SOON_MAX} waiting)")
+            self._dropped(1)
         self._soon.append(fn)
         if threading.get_ident() != self._spin_thread and self._soon_gc is not None:
             self._soon_gc.trigger()
+
+    def _dropped(self, n: int) -> None:
+        self.soon_dropped += n
+        now = time.monotonic()
+        if now >= self._next_drop_log:
+            self._next_drop_log = now + DROP_LOG_S
+            rclpy_logging.get_logger("emotion_perception").warning(
+                f"the executor thread is behind: {self.soon_dropped} in-process deliveries dropped so far "
+                f"(more than {SOON_MAX} waiting)")
 
     def mute(self, subscription) -> None:
         """Never take from ``subscription`` (another one serves its callback: see
@@ -174,8 +186,17 @@ class LeanExecutor(Executor):
             except IndexError:
                 break
             ran = True
-            with self._work_tracker:
-                fn()
+            self._nested = nested = []
+            try:
+                with self._work_tracker:
+                    fn()
+            finally:
+                self._nested = None
+                if nested:  # depth first, in the order they were queued; a full queue loses its newest
+                    over = len(self._soon) + len(nested) - SOON_MAX
+                    if over > 0:
+                        self._dropped(over)
+                    self._soon.extendleft(reversed(nested))
         return ran
 
     def _run_tasks(self) -> bool:
