@@ -277,8 +277,8 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
 
     def publish(topic, model, label, h):
         classes = EMOTIONS_6 if model == "transformer" else EMOTIONS_7
-        probe.emotion_pubs[topic].publish(conversions.estimates_to_emotion_array([_est("face_1", model, label, classes)],
-                                                                                 h))
+        estimates = [_est("face_1", model, label, classes)]
+        probe.emotion_pubs[topic].publish(conversions.estimates_to_emotion_array(estimates, h))
 
     with Pipeline(["emotion_fusion"], parameter_overrides=overrides) as p:
         probe = Probe(p)

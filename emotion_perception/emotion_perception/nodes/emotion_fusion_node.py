@@ -21,8 +21,8 @@ smoothing with hysteresis, ``confident`` flag, valence/arousal).
   running, the shipped profile gives the transformer, the LSTM and svm-landmarks 0:
   models/fused.md) is not waited for: its array of that image arrives after the
   publication and updates the state as a late one. This keeps the three models'
-  processing off the path of ``emotion`` (docs/benchmarks.md). Arrays are fused in image order too, whatever order they
-  arrive in (models finish an image at different times; at high rates their arrays
+  processing off the path of ``emotion`` (docs/benchmarks.md). Arrays are fused in
+  image order too, whatever order they arrive in (models finish an image at different times; at high rates their arrays
   of consecutive images interleave). A model that is late by more than
   ``max_wait_s`` is not waited for (a timer publishes without it); one that
   stopped (older than ``stale_after_s``) no longer counts as running. An input

@@ -13,7 +13,10 @@ A message goes the in-process way only while no subscriber outside the process
 listens to its topic (the publisher's matched subscriptions are all the process's
 own): then it is handed to :meth:`LeanExecutor.call_soon
 <emotion_perception.nodes.executor.LeanExecutor.call_soon>`, which runs the callbacks
-on the executor thread in publishing order, and nothing goes to DDS. When anyone else
+on the executor thread in publishing order, depth first (what a callback publishes is
+delivered before the next message already waiting: crops -> image model -> fusion ->
+``emotion`` finish before the other nodes' work on that image), and nothing goes to
+DDS. When anyone else
 listens (``ros2 topic echo faces/mesh``, a recorder, a node in another process), that
 publisher publishes over DDS as before and every subscriber, the process's own
 included, gets it from there; so nobody gets a message twice and the topic looks the
