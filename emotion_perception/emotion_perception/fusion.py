@@ -156,6 +156,11 @@ class PoolingParams:
             return None
         return max(eligible, key=lambda p: (len(present & set(p.members)), -len(set(p.members) - present)))
 
+    def weight(self, model: str, prof: Profile | None) -> float:
+        """``model``'s weight under ``prof`` (:meth:`profile_for`): the fitted one, or
+        ``default_weight`` for a model the profile does not know."""
+        return prof.weight.get(model, self.default_weight) if prof is not None else self.default_weight
+
     def pool(self, per_model: dict[str, np.ndarray]) -> np.ndarray | None:
         """Fused (7,) or (N, 7) probabilities from mapped member probabilities;
         None when no model is given."""
@@ -164,7 +169,7 @@ class PoolingParams:
         prof = self.profile_for(per_model)
         logit = 0.0
         for m, p in per_model.items():
-            w = prof.weight.get(m, self.default_weight) if prof else self.default_weight
+            w = self.weight(m, prof)
             t = prof.temperature.get(m, 1.0) if prof else 1.0
             logit = logit + w * np.log(np.clip(p, EPS, 1.0)) / t
         logit = logit + (prof.bias if prof is not None and set(per_model) & set(prof.members) else 0.0)

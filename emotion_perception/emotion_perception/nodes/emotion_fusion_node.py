@@ -65,7 +65,6 @@ class EmotionFusionNode(Node):
         super().__init__("emotion_fusion_node", **kwargs)
         self.params = declare_parameters(self, PARAMS, self._on_params)
         pooling, meta = load_params()
-        self.pooling = pooling
         self.fusion = EmotionFusion(pooling, **self._fusion_kwargs())
         self._models: dict[str, str] = {}  # topic -> the model name its last estimates carried
         self._weightless: dict[frozenset, frozenset] = {}  # running (topic, model) pairs -> topics of weight 0
@@ -184,8 +183,7 @@ class EmotionFusionNode(Node):
             if not (complete or overdue or len(self._pending) > MAX_PENDING_IMAGES):
                 break
             if not complete:
-                self._silent |= {t for t, sub in zip(INPUT_TOPICS, self.subs)
-                                 if t not in entry.arrays and self._expected(t, sub, key)}
+                self._silent |= {t for t in running if t not in entry.arrays}
             del self._pending[key]
             skipped = [t for t in running if t not in entry.arrays and t in weightless]
             out.append((entry.first, self._fuse(key, entry, skipped)))
@@ -198,11 +196,9 @@ class EmotionFusionNode(Node):
         pairs = frozenset((t, self._models.get(t)) for t in running)
         out = self._weightless.get(pairs)
         if out is None:
-            models = {m for _, m in pairs if m is not None}
-            prof = self.pooling.profile_for(models)
-            default = self.pooling.default_weight
-            out = frozenset(t for t, m in pairs if m is not None
-                            and (prof.weight.get(m, default) if prof is not None else default) == 0)
+            pooling = self.fusion.params
+            prof = pooling.profile_for({m for _, m in pairs if m is not None})
+            out = frozenset(t for t, m in pairs if m is not None and pooling.weight(m, prof) == 0)
             if len(self._weightless) > 64:  # model names change only when a node restarts with another
                 self._weightless.clear()
             self._weightless[pairs] = out

@@ -41,11 +41,6 @@ PARAMS = [
 ]
 
 
-def input_topics(needs) -> list[str]:
-    """The topics a frame model that reads the FrameInput fields ``needs`` subscribes to."""
-    return [INPUTS[k][0] for k in INPUTS if k in needs]
-
-
 class FrameNode(Node):
     def __init__(self, **kwargs):
         super().__init__("frame_node", **kwargs)
@@ -58,7 +53,7 @@ class FrameNode(Node):
         self.pub = self.create_publisher(EmotionArray, "emotion/frame", RESULT_QOS)
         self.subs = [self.create_subscription(INPUTS[k][1], INPUTS[k][0], lambda m, s=slot: self._on(s, m), RESULT_QOS)
                      for slot, k in enumerate(self.fields)]
-        self.get_logger().info(f"{self.model.name}: {' + '.join(input_topics(self.model.needs))} -> emotion/frame")
+        self.get_logger().info(f"{self.model.name}: {' + '.join(INPUTS[k][0] for k in self.fields)} -> emotion/frame")
 
     def _on(self, slot: int, msg) -> None:
         if refuse_oversized(msg.faces, INPUTS[self.fields[slot]][0], self.once, self.diagnostics):
