@@ -87,19 +87,22 @@ class Probe:
             assert time.monotonic() < deadline, "the fusion node did not subscribe"
             time.sleep(0.05)
 
+    def wait_fused(self, header) -> EmotionArray:
+        key = stamp_ns(header)
+        with self.cond:
+            assert self.cond.wait_for(lambda: key in self.got["emotion"], timeout=ANSWER_TIMEOUT_S), \
+                f"no fused array at {key}"
+            return self.got["emotion"][key]
+
     def send_emotions(self, topic, estimates, header) -> EmotionArray:
         """Publish an EmotionArray and wait for the fused array with that stamp."""
-        key = stamp_ns(header)
         pub = self.emotion_pubs[topic]
         deadline = time.monotonic() + ANSWER_TIMEOUT_S
         while pub.get_subscription_count() == 0:
             assert time.monotonic() < deadline, f"nobody subscribes {topic}"
             time.sleep(0.05)
         pub.publish(conversions.estimates_to_emotion_array(estimates, header))
-        with self.cond:
-            assert self.cond.wait_for(lambda: key in self.got["emotion"], timeout=ANSWER_TIMEOUT_S), \
-                f"no fused array for {topic} at {key}"
-            return self.got["emotion"][key]
+        return self.wait_fused(header)
 
 
 def test_real_photos_through_landmark_frame_image_and_fusion_nodes(muxspace_images):
@@ -301,19 +304,56 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
         with probe.cond:
             published = [stamp_ns(m.header) for m in probe.all_fused]
         assert published.count(stamp_ns(h1)) == 1, "an image published twice"
-        # a face the image model has no crop for (too small) but the others see stays in `emotion`
+        # a face the image model has no crop for (too small) but the others see: the node
+        # waits for their arrays of the image, and the face stays in `emotion`
         node = p.nodes["emotion_fusion"]
-        for topic, model in members.items():
-            if topic != "emotion/image":
+        others = {t: m for t, m in members.items() if t != "emotion/image"}
+
+        def publish_others(h, faces):
+            for topic, model in others.items():
                 classes = EMOTIONS_6 if model == "transformer" else EMOTIONS_7
                 probe.emotion_pubs[topic].publish(conversions.estimates_to_emotion_array(
-                    [_est("face_1", model, "angry", classes), _est("face_2", model, "sad", classes)], h2))
-        deadline = time.monotonic() + ANSWER_TIMEOUT_S
-        while not all("face_2" in node._latest.get(t, ((), set()))[1] for t in members if t != "emotion/image"):
-            assert time.monotonic() < deadline, "the late arrays never reached the fusion node"
-            time.sleep(0.02)
-        fused = probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], next_header())
+                    [_est(f, model, label, classes) for f, label in faces.items()], h))
+
+        def wait_latest(h):
+            deadline = time.monotonic() + ANSWER_TIMEOUT_S
+            while not all(node._latest.get(t, ((0, 0), set()))[0] == (stamp_ns(h), 0) for t in others):
+                assert time.monotonic() < deadline, "the arrays never reached the fusion node"
+                time.sleep(0.02)
+
+        publish_others(h2, {"face_1": "angry", "face_2": "sad"})
+        wait_latest(h2)
+        h4 = next_header()
+        publish("emotion/image", "image-cnn", "happy", h4)
+        time.sleep(0.3)
+        with probe.cond:
+            assert stamp_ns(h4) not in probe.got["emotion"], "published before the models that see face_2"
+        publish_others(h4, {"face_1": "angry", "face_2": "sad"})
+        fused = probe.wait_fused(h4)
         assert {e.face_id: e.label for e in fused.emotions} == {"face_1": "happy", "face_2": "sad"}
+        # face_2 leaves: gone from `emotion` at the first image without it
+        h5 = next_header()
+        publish("emotion/image", "image-cnn", "happy", h5)
+        publish_others(h5, {"face_1": "angry"})
+        fused = probe.wait_fused(h5)
+        assert [e.face_id for e in fused.emotions] == ["face_1"]
+        # every face leaves: the image model's empty array waits for the others' too
+        wait_latest(h5)
+        h6 = next_header()
+        probe.emotion_pubs["emotion/image"].publish(conversions.estimates_to_emotion_array([], h6))
+        time.sleep(0.3)
+        with probe.cond:
+            assert stamp_ns(h6) not in probe.got["emotion"], "published while the others last saw face_1"
+        publish_others(h6, {})
+        assert probe.wait_fused(h6).emotions == []
+        wait_latest(h6)
+        # and with nothing to settle, the image model's array alone publishes again
+        h7 = next_header()
+        sent = time.monotonic()
+        fused = probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], h7)
+        assert time.monotonic() - sent < 0.5 and [e.face_id for e in fused.emotions] == ["face_1"]
+        publish_others(h7, {"face_1": "angry"})
+        wait_latest(h7)
         h2 = next_header()
         probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], h2)
         # svm-blendshapes (not in the image model's profile: default weight) is waited for

@@ -19,9 +19,12 @@ smoothing with hysteresis, ``confident`` flag, valence/arousal).
   (event-driven: no timer delay), with that image's header. A model whose weight is 0
   in the pooling profile that applies to the running models (with the image model
   running, the shipped profile gives the transformer, the LSTM and svm-landmarks 0:
-  models/fused.md) is not waited for: its array of that image arrives after the
-  publication and updates the state as a late one. This keeps the three models'
-  processing off the path of ``emotion`` (docs/benchmarks.md). Arrays are fused in
+  models/fused.md) is not waited for while every face it last named is in the
+  image's other arrays: its array of that image arrives after the publication and
+  updates the state as a late one. This keeps the three models' processing off the
+  path of ``emotion`` (docs/benchmarks.md). When it last named a face the others do
+  not (the face left, or is too small for the image model's crop), its array of the
+  image is waited for, so a face that left is gone from that very image. Arrays are fused in
   image order too, whatever order they arrive in (models finish an image at different times; at high rates their arrays
   of consecutive images interleave). A model that is late by more than
   ``max_wait_s`` is not waited for (a timer publishes without it); one that
@@ -177,16 +180,23 @@ class EmotionFusionNode(Node):
             key = min(self._pending)
             entry = self._pending[key]
             running = [t for t, sub in zip(INPUT_TOPICS, self.subs) if t in entry.arrays or self._expected(t, sub, key)]
-            weightless = self._weightless_topics(running)
-            complete = all(t in entry.arrays or t in weightless for t in running)
+            complete = all(t in entry.arrays for t in running)
+            skippable = frozenset()
+            if not complete:
+                # a model of weight 0 is not waited for while the faces it last named are
+                # all in this image's arrays; a face only it names (the image model has no
+                # crop: too small, or gone) is settled by its array for this image
+                named = {e.face_id for estimates in entry.arrays.values() for e in estimates}
+                skippable = frozenset(t for t in self._weightless_topics(running)
+                                      if t not in entry.arrays and self._latest.get(t, (None, set()))[1] <= named)
+                complete = all(t in entry.arrays or t in skippable for t in running)
             overdue = overdue_after_s is not None and now - entry.since >= overdue_after_s
             if not (complete or overdue or len(self._pending) > MAX_PENDING_IMAGES):
                 break
             if not complete:
                 self._silent |= {t for t in running if t not in entry.arrays}
             del self._pending[key]
-            skipped = [t for t in running if t not in entry.arrays and t in weightless]
-            out.append((entry.first, self._fuse(key, entry, skipped)))
+            out.append((entry.first, self._fuse(key, entry)))
         return out
 
     def _weightless_topics(self, running: list) -> frozenset:
@@ -210,7 +220,7 @@ class EmotionFusionNode(Node):
             self._arm_timer()
         self._publish_all(ready)
 
-    def _fuse(self, key: tuple[int, int], entry: "_Pending", skipped=()) -> list:
+    def _fuse(self, key: tuple[int, int], entry: "_Pending") -> list:
         """Add one image's arrays to the fusion and fuse its faces (lock held)."""
         t0 = time.perf_counter()
         stamp = key[0]
@@ -221,9 +231,6 @@ class EmotionFusionNode(Node):
         # Every model sees the same faces of one image: a face none of this image's
         # arrays names has left.
         present = {e.face_id for estimates in entry.arrays.values() for e in estimates}
-        # the models not waited for (weight 0) name the faces of their newest array: a
-        # face they see and the image model has no crop for stays
-        present.update(f for t in skipped if t in self._latest for f in self._latest[t][1])
         for f in self.fusion.face_ids:
             if f not in present:
                 self.fusion.forget(f)
