@@ -303,7 +303,9 @@ class Camera:
                 return float("nan")
 
     def prepare(self, frames) -> None:
-        """Build the Image messages once, so publishing costs no Python copying."""
+        """Build the Image messages once, so publishing costs no Python copying. They
+        replace the frames prepared before, all of them."""
+        msgs = {}
         for i, f in enumerate(frames):
             m = self._Image()
             m.header.frame_id = "camera"
@@ -311,7 +313,8 @@ class Camera:
             m.encoding = "rgb8"
             m.step = f.shape[1] * 3
             m.data = f.tobytes()
-            self._msgs[i] = m
+            msgs[i] = m
+        self._msgs = msgs
 
     def publish(self, i: int) -> int:
         m = self._msgs[i % len(self._msgs)]
