@@ -419,8 +419,8 @@ def _proc_rss_mb(pid: int) -> float:
 #: How far over its level before two overload bursts the landmark node's resident memory
 #: may be 30 s after them (the issue's target, 10% within a minute, is measured by
 #: benchmarks/memory.py: 4 bursts; a 2-core CI runner shares memory behaviour with it
-#: but not its timing). It kept +124% before the fix.
-MEMORY_AFTER_OVERLOAD = 1.30
+#: but not its timing). It kept +124% before the fix; +1% here since (2026-12-01).
+MEMORY_AFTER_OVERLOAD = 1.15
 
 
 MEMORY_CAMERA = textwrap.dedent("""

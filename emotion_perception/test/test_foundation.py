@@ -179,6 +179,49 @@ def test_stamp_sync_pairs_and_bounds_memory():
     assert sync.add(1, 29, "b29") == ("a29", "b29")
 
 
+def test_memory_trim_gives_a_peak_back_and_then_leaves_the_steady_level_alone(monkeypatch):
+    """MemoryTrim judged on anonymous memory: a peak is trimmed, with glibc's small
+    thresholds meanwhile; once the level is back within grow_ratio of the one before,
+    trimming stops and the thresholds that let camera buffers be reused come back. A
+    trim that dips below the steady level (the free chunks the next frames reuse given
+    back too) does not lower the bound onto the steady level, which would trim it every
+    interval for good with the thresholds lowered."""
+    from emotion_perception.nodes import common
+
+    trim = common.MemoryTrim(grow_ratio=1.10, interval_s=0.0, restore_after_s=0.0)
+    level = {"anon": 160.0, "after_trim": None}
+    calls = {"trims": 0, "mallopt": []}
+
+    def fake_trim(_pad):
+        calls["trims"] += 1
+        level["anon"] = level["after_trim"]
+
+    monkeypatch.setattr(trim, "_trim", fake_trim)
+    monkeypatch.setattr(trim, "_mallopt", lambda param, value: calls["mallopt"].append((param, value)))
+    monkeypatch.setattr(trim, "anon_mb", lambda: level["anon"])
+    monkeypatch.setattr(trim, "rss_mb", lambda: level["anon"] + 150.0)  # + shared memory and files: not judged
+    monkeypatch.setattr(common, "_large_buffers_kept", True)
+
+    trim.check()  # the level before
+    level["anon"] = 170.0  # +6%: within bounds, nothing to do
+    trim.check()
+    assert calls["trims"] == 0 and not trim._lowered
+    level.update(anon=300.0, after_trim=150.0)  # a peak; the trim dips below the steady level
+    trim.check()
+    assert calls["trims"] == 1 and trim._lowered
+    assert (common._M_MMAP_THRESHOLD, common._LOWERED_MMAP_THRESHOLD) in calls["mallopt"]
+    for _ in range(5):  # the frames bring it back to 172 (+7.5% of 160, +14.7% of the dip)
+        level["anon"] = 172.0
+        trim.check()
+    assert calls["trims"] == 1, "the steady level was trimmed again"
+    assert not trim._lowered
+    assert calls["mallopt"][-2:] == [(common._M_TRIM_THRESHOLD, common.TRIM_THRESHOLD_BYTES),
+                                     (common._M_MMAP_THRESHOLD, common.MMAP_THRESHOLD_BYTES)]
+    level.update(anon=200.0, after_trim=165.0)  # the next peak is judged against 160 again
+    trim.check()
+    assert calls["trims"] == 2 and trim.freed_mb == pytest.approx(150.0 + 35.0)
+
+
 def test_transport_default_respects_user_choice():
     import xml.etree.ElementTree as ET
 

@@ -450,30 +450,33 @@ def keep_large_buffers() -> None:
 
 class MemoryTrim:
     """Gives the heap memory a load peak left free back to the system (glibc's
-    ``malloc_trim``) once resident memory is more than ``grow_ratio`` over the lowest
-    level seen; process-wide, checked by every node's diagnostics timer.
+    ``malloc_trim``) once resident anonymous memory is more than ``grow_ratio`` over the
+    lowest level seen; process-wide, checked by every node's diagnostics timer.
 
     Why: glibc keeps freed memory in its arenas (one per thread that allocated: the
     executor, MediaPipe's workers, Fast DDS's receive threads) and, with the mmap
     threshold raised so that camera-sized buffers are reused (:func:`keep_large_buffers`),
-    camera frames come from those arenas too. After a burst of 1080p frames at 120 Hz
-    the landmark node kept +384 MB for good, growing with every burst; after a 192 MB
-    frame, +185 MB (benchmarks/memory.py). ``malloc_trim(0)`` releases the free pages of
-    every arena. It runs at most every ``interval_s`` and only after growth, so a
+    camera frames come from those arenas too. After bursts of 1080p frames at 120 Hz
+    the landmark node kept +200 MB, growing with every burst (benchmarks/memory.py).
+    ``malloc_trim(0)`` releases the free pages of every arena. It runs at most every ``interval_s`` and only after growth, so a
     steady stream (whose reused buffers the threshold is there to keep) costs nothing.
     After a peak, until memory has been back for ``restore_after_s`` (0: the first check
     that finds it back), the trim and mmap thresholds are glibc's small ones:
     camera-sized buffers are then mapped fresh (page faults: about 1 ms of CPU per frame,
     the cost keep_large_buffers avoids) instead of refilling the holes the peak left.
 
-    Measured (benchmarks/memory.py, four 4 s bursts of 1080p at 120 Hz, load 8-13):
-    60 s after the last burst the landmark node saw-tooths between +5% and +27% of its
-    level before the bursts (trim, then the next frames touch freed pages again); with
-    trims alone +12% to +35%; without any, +124% and growing with every burst. Kept
-    300 s instead of 0, the saw-tooth was +12% to +28%. Thirty trims in a row (five
-    minutes) that leave memory above the bound make its level the new one: a larger
-    working set (a camera switched to 1080p) then costs no trimming and no page faults
-    for good.
+    Judged on anonymous memory (RssAnon), the part a trim can give back: resident
+    memory also counts the transport's shared-memory segment (a 1080p burst touches all
+    16 MiB of it for good, 5% of the landmark node) and mapped files, and with them in
+    the sum the steady level after a burst sat at the bound and was trimmed every
+    ``interval_s``, the thresholds lowered for good.
+
+    Measured (benchmarks/memory.py, four 4 s bursts of 1080p at 120 Hz, then 640x480 at
+    5 Hz; docs/benchmarks.md): within 10% of the level before 10 s after the last burst,
+    -3% to +6% after 60 s, no trim after that; without any trim, +59% and growing with
+    every burst. Thirty trims in a row (five minutes) that leave memory above the bound
+    make its level the new one: a larger working set (a camera switched to 1080p) then costs
+    no trimming and no page faults for good.
     """
 
     def __init__(self, grow_ratio: float = 1.10, interval_s: float = 10.0, restore_after_s: float = 0.0):
@@ -509,8 +512,22 @@ class MemoryTrim:
         except (OSError, ValueError, IndexError):
             return 0.0
 
+    def anon_mb(self) -> float:
+        """This process's resident anonymous memory (heap, thread arenas, mapped
+        buffers), MB: what trimming can give back. Resident memory also counts the
+        transport's shared-memory segments and mapped files, which no trim changes.
+        Falls back to :meth:`rss_mb` where /proc/self/status has no RssAnon."""
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        return int(line.split()[1]) / 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return self.rss_mb()
+
     def check(self) -> None:
-        """Trim when resident memory is ``grow_ratio`` over the lowest level seen, at
+        """Trim when anonymous memory is ``grow_ratio`` over the lowest level seen, at
         most every ``interval_s``, and lower the thresholds until it has been back for
         ``restore_after_s``.
 
@@ -528,7 +545,7 @@ class MemoryTrim:
             if now - self._last < self.interval_s:
                 return
             self._last = now
-            rss = self.rss_mb()
+            rss = self.anon_mb()
             if self._low_mb is not None and rss > self._low_mb * self.grow_ratio:
                 gc.collect()
                 self._trim(0)
@@ -539,17 +556,22 @@ class MemoryTrim:
                     self._mallopt(_M_MMAP_THRESHOLD, _LOWERED_MMAP_THRESHOLD)
                     self._lowered = True
                 self.trims += 1
-                after = self.rss_mb()
+                after = self.anon_mb()
                 self.freed_mb += max(0.0, rss - after)
-                rss = after
                 self._back_since = None
-                self._futile = self._futile + 1 if rss > self._low_mb * self.grow_ratio else 0
+                self._futile = self._futile + 1 if after > self._low_mb * self.grow_ratio else 0
                 if self._futile >= self.adopt_after:
                     # Five minutes of trims that do not bring it back: a larger working set
                     # (the camera now sends 1080p), not a peak. It becomes the level.
-                    self._low_mb = rss
+                    self._low_mb = after
                     self._restore()
-            elif self._lowered:
+                # The level right after a trim is not the lowest level: the free chunks
+                # the next frames reuse were given back too, and the next frames touch
+                # them again. Taken as the lowest (after four bursts, 147 MB against a
+                # steady 156-164 MB), it put the bound at the steady level, which then
+                # was trimmed every interval_s, the thresholds lowered for good.
+                return
+            if self._lowered:
                 # Back within bounds: the thresholds that let camera-sized buffers be
                 # reused come back once it has stayed so for restore_after_s.
                 self._back_since = self._back_since if self._back_since is not None else now
