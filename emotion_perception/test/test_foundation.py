@@ -221,6 +221,20 @@ def test_memory_trim_gives_a_peak_back_and_then_leaves_the_steady_level_alone(mo
     trim.check()
     assert calls["trims"] == 2 and trim.freed_mb == pytest.approx(150.0 + 35.0)
 
+    # a small node (40 MB): +20% is two camera frames in flight, not a peak; +16 MB is
+    small = common.MemoryTrim(grow_ratio=1.10, interval_s=0.0, restore_after_s=0.0)
+    small_calls = []
+    monkeypatch.setattr(small, "_trim", lambda _pad: small_calls.append(1) or level.update(anon=41.0))
+    monkeypatch.setattr(small, "_mallopt", lambda param, value: None)
+    monkeypatch.setattr(small, "anon_mb", lambda: level["anon"])
+    for anon in (40.0, 48.0, 55.0):
+        level["anon"] = anon
+        small.check()
+    assert small_calls == []
+    level["anon"] = 57.0
+    small.check()
+    assert small_calls == [1]
+
 
 def test_transport_default_respects_user_choice():
     import xml.etree.ElementTree as ET

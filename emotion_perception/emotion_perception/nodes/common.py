@@ -450,8 +450,9 @@ def keep_large_buffers() -> None:
 
 class MemoryTrim:
     """Gives the heap memory a load peak left free back to the system (glibc's
-    ``malloc_trim``) once resident anonymous memory is more than ``grow_ratio`` over the
-    lowest level seen; process-wide, checked by every node's diagnostics timer.
+    ``malloc_trim``) once resident anonymous memory is more than ``grow_ratio`` (and
+    ``min_growth_mb``) over the lowest level seen; process-wide, checked by every node's
+    diagnostics timer.
 
     Why: glibc keeps freed memory in its arenas (one per thread that allocated: the
     executor, MediaPipe's workers, Fast DDS's receive threads) and, with the mmap
@@ -472,15 +473,19 @@ class MemoryTrim:
     ``interval_s``, the thresholds lowered for good.
 
     Measured (benchmarks/memory.py, four 4 s bursts of 1080p at 120 Hz, then 640x480 at
-    5 Hz; docs/benchmarks.md): within 10% of the level before 10 s after the last burst,
-    -3% to +6% after 60 s, no trim after that; without any trim, +59% and growing with
+    5 Hz; docs/benchmarks.md): within 10% of the level before 5-10 s after the last
+    burst, -3% to +6% after 60 s, no trim after that; without any trim, +59% and growing with
     every burst. Thirty trims in a row (five minutes) that leave memory above the bound
     make its level the new one: a larger working set (a camera switched to 1080p) then costs
     no trimming and no page faults for good.
     """
 
-    def __init__(self, grow_ratio: float = 1.10, interval_s: float = 10.0, restore_after_s: float = 0.0):
+    def __init__(self, grow_ratio: float = 1.10, interval_s: float = 10.0, restore_after_s: float = 0.0,
+                 min_growth_mb: float = 16.0):
         self.grow_ratio = grow_ratio
+        #: Growth below this never counts, MB: the small nodes hold 35-45 MB of anonymous
+        #: memory, where 10% is a few camera frames in flight (one 1080p frame is 6 MB).
+        self.min_growth_mb = min_growth_mb
         self.interval_s = interval_s
         self.restore_after_s = restore_after_s
         #: Trims in a row that leave memory above the bound before its level is raised.
@@ -546,7 +551,7 @@ class MemoryTrim:
                 return
             self._last = now
             rss = self.anon_mb()
-            if self._low_mb is not None and rss > self._low_mb * self.grow_ratio:
+            if self._low_mb is not None and rss > self._bound():
                 gc.collect()
                 self._trim(0)
                 if not self._lowered:
@@ -559,7 +564,7 @@ class MemoryTrim:
                 after = self.anon_mb()
                 self.freed_mb += max(0.0, rss - after)
                 self._back_since = None
-                self._futile = self._futile + 1 if after > self._low_mb * self.grow_ratio else 0
+                self._futile = self._futile + 1 if after > self._bound() else 0
                 if self._futile >= self.adopt_after:
                     # Five minutes of trims that do not bring it back: a larger working set
                     # (the camera now sends 1080p), not a peak. It becomes the level.
@@ -578,6 +583,10 @@ class MemoryTrim:
                 if now - self._back_since >= self.restore_after_s:
                     self._restore()
             self._low_mb = rss if self._low_mb is None else min(self._low_mb, rss)
+
+    def _bound(self) -> float:
+        """Anonymous memory above which a check trims, MB (lock held, level known)."""
+        return max(self._low_mb * self.grow_ratio, self._low_mb + self.min_growth_mb)
 
     def _restore(self) -> None:
         """The thresholds that let camera-sized buffers be reused, back (lock held)."""
