@@ -459,8 +459,9 @@ class MemoryTrim:
     threshold raised so that camera-sized buffers are reused (:func:`keep_large_buffers`),
     camera frames come from those arenas too. After bursts of 1080p frames at 120 Hz
     the landmark node kept +200 MB, growing with every burst (benchmarks/memory.py).
-    ``malloc_trim(0)`` releases the free pages of every arena. It runs at most every ``interval_s`` and only after growth, so a
-    steady stream (whose reused buffers the threshold is there to keep) costs nothing.
+    ``malloc_trim(0)`` releases the free pages of every arena. It runs at most every
+    ``interval_s`` and only after growth, so a steady stream (whose reused buffers the
+    threshold is there to keep) costs nothing.
     After a peak, until memory has been back for ``restore_after_s`` (0: the first check
     that finds it back), the trim and mmap thresholds are glibc's small ones:
     camera-sized buffers are then mapped fresh (page faults: about 1 ms of CPU per frame,
@@ -474,10 +475,10 @@ class MemoryTrim:
 
     Measured (benchmarks/memory.py, four 4 s bursts of 1080p at 120 Hz, then 640x480 at
     5 Hz; docs/benchmarks.md): within 10% of the level before 5-10 s after the last
-    burst, -3% to +6% after 60 s, no trim after that; without any trim, +59% and growing with
-    every burst. Thirty trims in a row (five minutes) that leave memory above the bound
-    make its level the new one: a larger working set (a camera switched to 1080p) then costs
-    no trimming and no page faults for good.
+    burst, -3% to +6% after 60 s, no trim after that; without any trim, +59% and
+    growing with every burst. Thirty trims in a row (five minutes) that leave memory
+    above the bound make its level the new one: a larger working set (a camera switched
+    to 1080p) then costs no trimming and no page faults for good.
     """
 
     def __init__(self, grow_ratio: float = 1.10, interval_s: float = 10.0, restore_after_s: float = 0.0,
@@ -532,7 +533,7 @@ class MemoryTrim:
         return self.rss_mb()
 
     def check(self) -> None:
-        """Trim when anonymous memory is ``grow_ratio`` over the lowest level seen, at
+        """Trim when anonymous memory is over :meth:`_bound` of the lowest level seen, at
         most every ``interval_s``, and lower the thresholds until it has been back for
         ``restore_after_s``.
 
@@ -550,8 +551,8 @@ class MemoryTrim:
             if now - self._last < self.interval_s:
                 return
             self._last = now
-            rss = self.anon_mb()
-            if self._low_mb is not None and rss > self._bound():
+            anon = self.anon_mb()
+            if self._low_mb is not None and anon > self._bound():
                 gc.collect()
                 self._trim(0)
                 if not self._lowered:
@@ -562,7 +563,7 @@ class MemoryTrim:
                     self._lowered = True
                 self.trims += 1
                 after = self.anon_mb()
-                self.freed_mb += max(0.0, rss - after)
+                self.freed_mb += max(0.0, anon - after)
                 self._back_since = None
                 self._futile = self._futile + 1 if after > self._bound() else 0
                 if self._futile >= self.adopt_after:
@@ -582,7 +583,7 @@ class MemoryTrim:
                 self._back_since = self._back_since if self._back_since is not None else now
                 if now - self._back_since >= self.restore_after_s:
                     self._restore()
-            self._low_mb = rss if self._low_mb is None else min(self._low_mb, rss)
+            self._low_mb = anon if self._low_mb is None else min(self._low_mb, anon)
 
     def _bound(self) -> float:
         """Anonymous memory above which a check trims, MB (lock held, level known)."""

@@ -181,15 +181,14 @@ class EmotionFusionNode(Node):
             entry = self._pending[key]
             running = [t for t, sub in zip(INPUT_TOPICS, self.subs) if t in entry.arrays or self._expected(t, sub, key)]
             complete = all(t in entry.arrays for t in running)
-            skippable = frozenset()
             if not complete:
                 # a model of weight 0 is not waited for while the faces it last named are
                 # all in this image's arrays; a face only it names (the image model has no
                 # crop: too small, or gone) is settled by its array for this image
                 named = {e.face_id for estimates in entry.arrays.values() for e in estimates}
-                skippable = frozenset(t for t in self._weightless_topics(running)
-                                      if t not in entry.arrays and self._latest.get(t, (None, set()))[1] <= named)
-                complete = all(t in entry.arrays or t in skippable for t in running)
+                weightless = self._weightless_topics(running)
+                complete = all(t in entry.arrays or (t in weightless and self._latest.get(t, (None, set()))[1] <= named)
+                               for t in running)
             overdue = overdue_after_s is not None and now - entry.since >= overdue_after_s
             if not (complete or overdue or len(self._pending) > MAX_PENDING_IMAGES):
                 break
