@@ -14,8 +14,9 @@ The geometry comes from MediaPipe's 478 landmarks (x, y normalised to the image)
    the scale stays steady when the face turns, where an eye-distance scale would
    zoom in.
 3. **Resampling**: the rotated square is cut out of the grey image with bilinear
-   interpolation; a face much larger than the crop is first shrunk with area
-   averaging (no aliasing on close faces). Pixels outside the image repeat the
+   interpolation; a face more than twice the crop's size is first shrunk by an
+   integer factor with area averaging (no aliasing on close faces), so that the
+   bilinear step shrinks by no more than 2. Pixels outside the image repeat the
    nearest border pixel.
 
 :data:`CROP_MARGIN` was chosen so that the crop frames a face as FER-2013's 48x48
@@ -113,18 +114,26 @@ def crop_with_geometry(image: np.ndarray, geo: CropGeometry, size: int, flip: bo
         raise ValueError(f"aligned_crop needs a non-empty uint8 image, got {image.dtype} {image.shape}")
     h, w = image.shape[:2]
     cx, cy = geo.centre
-    half = geo.side * math.sqrt(0.5) + 2.0  # half-diagonal of the rotated square, plus the filter's reach
+    scale = size / geo.side  # output pixels per source pixel
+    # A close face is first shrunk k times by area averaging (bilinear alone would alias
+    # it), k whole so that OpenCV averages k x k blocks: 0.07-0.10 ms for a 640x480 face
+    # where a fractional factor took 0.34 ms. The bilinear step then shrinks by
+    # scale * k, in (0.5, 1].
+    k = int(1.0 / scale) if scale < 0.5 else 1
+    # half-diagonal of the rotated square, plus the filter's reach (and a block's)
+    half = geo.side * math.sqrt(0.5) + 2.0 + (k if k > 1 else 0)
     x0, y0 = max(int(math.floor(cx - half)), 0), max(int(math.floor(cy - half)), 0)
     x1, y1 = min(int(math.ceil(cx + half)) + 1, w), min(int(math.ceil(cy + half)) + 1, h)
     if x1 <= x0 or y1 <= y0:
         raise ValueError("aligned_crop: the face lies outside the image")
     roi = _grey(image[y0:y1, x0:x1])
-    scale = size / geo.side  # output pixels per source pixel
-    fx = fy = 1.0
-    if scale < 0.5:  # shrink by area first: bilinear alone would alias a close face
-        tw, th = max(1, int(round((x1 - x0) * scale * 2))), max(1, int(round((y1 - y0) * scale * 2)))
-        fx, fy = tw / (x1 - x0), th / (y1 - y0)
-        roi = cv2.resize(roi, (tw, th), interpolation=cv2.INTER_AREA)
+    f = 1.0
+    if k > 1:
+        pad_y, pad_x = -roi.shape[0] % k, -roi.shape[1] % k  # whole blocks; beyond the image, its border
+        if pad_y or pad_x:
+            roi = cv2.copyMakeBorder(roi, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
+        roi = cv2.resize(roi, (roi.shape[1] // k, roi.shape[0] // k), interpolation=cv2.INTER_AREA)
+        f = 1.0 / k
     # Output pixel (u, v) -> source ROI pixel: p = R(angle) * ((u, v) - size/2) / scale + centre.
     c, s = math.cos(geo.angle), math.sin(geo.angle)
     k = 1.0 / scale
@@ -133,8 +142,8 @@ def crop_with_geometry(image: np.ndarray, geo: CropGeometry, size: int, flip: bo
     t = np.array([cx - x0, cy - y0]) - a @ np.array([size / 2.0 - 0.5, size / 2.0 - 0.5])
     m = np.hstack([a, t[:, None]])
     # The shrunk ROI's pixel centres: p' = (p + 0.5) * f - 0.5.
-    m = np.diag([fx, fy]) @ m
-    m[:, 2] += (fx - 1.0) * 0.5, (fy - 1.0) * 0.5
+    m *= f
+    m[:, 2] += (f - 1.0) * 0.5
     return cv2.warpAffine(roi, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
 

@@ -380,13 +380,14 @@ class LandmarkNode(Node):
             self._ids.tracker.options = tracker_options
             self._ids.reset()
         faces = self._ids.faces(detections)
-        meshes, shapes = faces_to_msgs(faces, msg.header, image_seq, detections.stamp_ns)
-        # crops first: they feed the image model, the one model `emotion` waits for with
-        # the shipped fusion; in one process they are also handled first
+        # crops first, before the meshes are built: they feed the image model, the one
+        # model `emotion` waits for with the shipped fusion; in one process they are also
+        # handled first
         if self._crops_pub is not None:
             self._crops_pub.publish(crops_to_msg(
                 [(f.face_id, c[0], c[1], self._crop_spec.margin) for f, c in zip(faces, crops) if c is not None],
                 msg.header, image_seq, detections.stamp_ns))
+        meshes, shapes = faces_to_msgs(faces, msg.header, image_seq, detections.stamp_ns)
         self._mesh_pub.publish(meshes)
         self._shapes_pub.publish(shapes)
         self._faces_last = len(faces)
