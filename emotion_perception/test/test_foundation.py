@@ -370,13 +370,16 @@ def test_stopping_a_busy_pipeline_is_quiet():
 
 DEDICATED_SCRIPT = """
 import json, sys
+import cv2
 from threadpoolctl import threadpool_info
 from emotion_perception import runner
+cv2_before = cv2.getNumThreads()
 if sys.argv[1] == "dedicated":
     runner.dedicate_process()
 with runner.Pipeline(["frame"]):
     pools = [(i["internal_api"], i["num_threads"]) for i in threadpool_info()]
-print(json.dumps(pools))
+    cv2_during = cv2.getNumThreads()
+print(json.dumps({"pools": pools, "cv2": [cv2_before, cv2_during]}))
 """
 
 
@@ -385,17 +388,21 @@ def test_a_dedicated_process_caps_native_thread_pools(mode):
     """The command-line tools that run the nodes (dedicate_process) cap BLAS/OpenMP at one
     thread once the nodes are built, as a node's own process does: with OpenBLAS's
     default pools the in-process pipeline used 125% of a core at 30 Hz instead of 46%.
-    A library caller's process (a test run, a notebook) keeps its pools."""
+    OpenCV's own pool too (its spinning thread cost 0.6 ms of CPU per frame for the
+    crops). A library caller's process (a test run, a notebook) keeps its pools."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     r = subprocess.run([sys.executable, "-c", DEDICATED_SCRIPT, mode], capture_output=True, text=True,
                        timeout=120, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
-    pools = json.loads(r.stdout.strip().splitlines()[-1])
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    pools, (cv2_before, cv2_during) = got["pools"], got["cv2"]
     assert pools, "no BLAS/OpenMP pool loaded with the frame node (test broken)"
     if mode == "dedicated":
         assert all(n == 1 for _, n in pools), pools
+        assert cv2_during == 1, got
     else:  # the libraries' own default: a thread per core
         assert max(n for _, n in pools) == len(os.sched_getaffinity(0)), pools
+        assert cv2_during == cv2_before, got
 
 
 def test_documented_commands_parse():
