@@ -36,7 +36,7 @@ from procs import (FINAL_TOPICS, NODES, ONE_PROCESS, Camera, NodeProcesses, Samp
 SIX = ("transformer", "lstm", "frame", "image_emotion", "emotion_fusion", "attention")
 #: Thread groups (common.thread_cpu_s) of the landmark node in the one-process pipeline:
 #: its workers, MediaPipe's C++ threads and MediaPipe's Python dispatcher threads.
-LANDMARK_THREADS = ("lm-worker", "drishti", "python")
+LANDMARK_THREADS = ("lm-worker", "lm-executor", "drishti", "python")
 #: Frames the image model is timed on for "its own inference" (paced at the camera rate).
 IMAGE_MODEL_FRAMES = 150
 
@@ -210,7 +210,8 @@ def main(argv=None) -> tuple[Table, Table]:
         st = sampler.stats(ONE_PROCESS, t_start)
         labels = {"lm-worker": "landmark node: MediaPipe calls, ids, messages (lm-worker threads)",
                   "drishti": "MediaPipe's own threads (drishti)",
-                  "python": "MediaPipe's Python dispatcher threads",
+                  "lm-executor": "landmark node: taking camera images (its executor thread)",
+                  "python": "other native threads named python (MediaPipe's Python dispatchers, idle)",
                   "executor": "executor thread: every callback of the six other nodes",
                   "dds": "Fast DDS threads (receive, events)", "main": "main thread", "other": "other threads"}
         for g, ms in sorted(groups.items(), key=lambda kv: -kv[1]):

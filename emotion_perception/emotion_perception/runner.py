@@ -25,6 +25,9 @@ from .nodes.in_process import InProcessDelivery
 DEFAULT_NODES = tuple(NODES)
 #: Set to 0 to send the messages between the nodes of one process through DDS.
 IN_PROCESS_ENV = "EMOTION_PERCEPTION_IN_PROCESS"
+#: OS name of the landmark node's executor thread in a pipeline of several nodes (benchmarks count
+#: its CPU to the landmark node).
+FRONT_THREAD = "lm-executor"
 
 _dedicated = False
 
@@ -88,7 +91,10 @@ class Pipeline:
 
     One thread runs every callback (:class:`~emotion_perception.nodes.executor.LeanExecutor`,
     as in a node's own process: one wait per batch of messages, where rclpy's
-    SingleThreadedExecutor waits twice per message). Messages between the nodes of the
+    SingleThreadedExecutor waits twice per message), except the landmark node's when
+    other nodes run beside it: it has an executor and thread of its own
+    (:data:`FRONT_THREAD`), so a camera image is taken and queued for MediaPipe as it
+    arrives instead of after the other nodes' callbacks for the previous image. Messages between the nodes of the
     pipeline go in-process, not through DDS, while nobody outside listens to their
     topic (:mod:`emotion_perception.nodes.in_process`; ``in_process_delivery``).
     rclpy's MultiThreadedExecutor, used here before, woke
@@ -127,11 +133,13 @@ class Pipeline:
         self.nodes: dict = {}
         self._extra_nodes: list = []
         self.executor: LeanExecutor | None = None
+        #: the landmark node's own executor (None when it runs alone or not at all)
+        self.front_executor: LeanExecutor | None = None
         if in_process_delivery is None:
             in_process_delivery = os.environ.get(IN_PROCESS_ENV, "1") != "0"
         self.in_process_delivery = in_process_delivery
         self.delivery: InProcessDelivery | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
 
     def start(self) -> "Pipeline":
@@ -147,8 +155,13 @@ class Pipeline:
                 overrides = [Parameter(k, value=v) for k, v in self.overrides.get(name, {}).items()]
                 self.nodes[name] = node_class(name)(context=self.context, parameter_overrides=overrides)
             self.executor = LeanExecutor(context=self.context)
+            front = self._front()
+            if front is not None:
+                self.front_executor = LeanExecutor(context=self.context)
+                self.front_executor.add_node(front)
             for node in self.nodes.values():
-                self.executor.add_node(node)
+                if node is not front:
+                    self.executor.add_node(node)
             if self.in_process_delivery:
                 self.delivery = InProcessDelivery(self.executor, self.nodes.values())
             if _dedicated:
@@ -159,17 +172,33 @@ class Pipeline:
             self.stop()
             raise
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._spin, name="pipeline-executor", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._spin, args=(self.executor, "executor"),
+                                          name="pipeline-executor", daemon=True)]
+        if self.front_executor is not None:
+            self._threads.append(threading.Thread(target=self._spin, args=(self.front_executor, FRONT_THREAD),
+                                                  name=f"pipeline-{FRONT_THREAD}", daemon=True))
+        for t in self._threads:
+            t.start()
         return self
 
-    def _spin(self) -> None:
+    def _front(self):
+        """The landmark node, to be spun on a thread of its own: only beside other nodes,
+        and only while none of them reads a topic it reads (in-process delivery shares one
+        take of such a topic between the process's readers, on one executor)."""
+        front = self.nodes.get("landmark")
+        if front is None or len(self.nodes) == 1:
+            return None
+        topics = {s.topic_name for s in front.subscriptions}
+        others = {s.topic_name for n in self.nodes.values() if n is not front for s in n.subscriptions}
+        return None if topics & others else front
+
+    def _spin(self, executor: LeanExecutor, thread_name: str) -> None:
         from .nodes.common import name_os_thread
 
-        name_os_thread("executor")
+        name_os_thread(thread_name)
         try:
             while not self._stopping.is_set() and self.context.ok():
-                self.executor.spin_once()  # stop() wakes it
+                executor.spin_once()  # stop() wakes it
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
 
@@ -189,13 +218,14 @@ class Pipeline:
         requested", ros2/rclpy#1724).
         """
         self._stopping.set()
-        if self._thread is not None:
-            if self.executor is not None:
-                self.executor.wake()
-            self._thread.join(timeout=5.0)
-            self._thread = None
-        if self.executor is not None:
-            self.executor.shutdown(timeout_sec=2.0)
+        executors = [e for e in (self.executor, self.front_executor) if e is not None]
+        for e in executors:
+            e.wake()
+        for t in self._threads:
+            t.join(timeout=5.0)
+        self._threads = []
+        for e in executors:
+            e.shutdown(timeout_sec=2.0)
         # Extra nodes too: a node left to the garbage collector keeps its DDS entities
         # announced until it is collected, at any later moment. A test saw a probe of an
         # earlier pipeline vanish from faces/mesh just as its new subscriber matched.
@@ -205,7 +235,7 @@ class Pipeline:
         self._extra_nodes = []
         if self.context is not None:
             rclpy.try_shutdown(context=self.context)
-        self.executor = None
+        self.executor = self.front_executor = None
         self.delivery = None
         self.context = None
 

@@ -576,6 +576,44 @@ def _ms(lat) -> str:
     return f"median {np.median(lat) * 1e3:.1f} ms, p95 {np.percentile(lat, 95) * 1e3:.1f} ms, max {max(lat) * 1e3:.1f} ms"
 
 
+def test_images_are_taken_while_the_other_nodes_are_busy(face_rgb):
+    """In a pipeline of several nodes the landmark node spins on an executor thread of
+    its own: while the other nodes' thread is held by a long callback, camera images are
+    still taken and go through MediaPipe, and what they feed the other nodes follows
+    once that thread is free. With one thread for all, nothing was taken meanwhile."""
+    import threading
+
+    with Pipeline(["landmark", "frame"], parameter_overrides={"landmark": {"max_faces": 1}}) as p:
+        assert p.front_executor is not None
+        probe = Probe(p, ["emotion/frame"])
+        assert probe.send_until_served(face_rgb, 1_000_000_000, topic="emotion/frame") is not None
+        diag = p.nodes["landmark"]._diag
+        gate, held = threading.Event(), threading.Event()
+
+        def hold():
+            held.set()
+            gate.wait(10.0)
+
+        p.executor.call_soon(hold)
+        try:
+            assert held.wait(5.0), "the other nodes' executor never ran the holding callback (test broken)"
+            before = diag.processed
+            stamps = [2_000_000_000 + k * 66_000_000 for k in range(5)]
+            for s in stamps:
+                probe.publish(face_rgb, s)
+                time.sleep(0.066)
+            deadline = time.monotonic() + 5.0
+            while diag.processed < before + 4 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            processed = diag.processed - before
+            answered = [s for s in stamps if s in probe.got["emotion/frame"]]
+        finally:
+            gate.set()
+        assert processed >= 4, f"only {processed} of 5 images went through MediaPipe while the other nodes were busy"
+        assert answered == [], "emotion/frame answered while its executor was held (test broken)"
+        assert sum(probe.wait("emotion/frame", s, 5.0) is not None for s in stamps) >= 4
+
+
 def test_slow_consumer_does_not_slow_the_pipeline(face_rgb):
     """A subscriber node in its own process (a behaviour tree, a recorder on a slow
     disk) that takes 300 ms per message, with the same reliable QoS: the landmark node
