@@ -219,7 +219,8 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     (the pipeline's executor thread), ``lm-worker`` (the landmark node's MediaPipe
     callers), ``drishti`` (MediaPipe's own threads), ``dds`` (Fast DDS's receive and
     event threads), ``main`` (the main thread: where a node process's executor spins),
-    ``lm-executor`` (the landmark node's own executor thread in the pipeline), ``python`` (the other unnamed Python threads: MediaPipe's serial dispatchers, one
+    ``lm-executor`` (the landmark node's own executor thread in the pipeline), ``python``
+    (the other unnamed Python threads: MediaPipe's serial dispatchers, one
     ThreadPoolExecutor per landmarker) and ``other``."""
     out: dict[str, float] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):

@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import math
 import sys
@@ -100,9 +101,6 @@ class DirectDetect:
     """
 
     def __init__(self, landmarker, result_cls, landmark_cls, category_cls, handle_status):
-        import ctypes
-
-        self._ctypes = ctypes
         self._raw = landmarker._lib._lib  # the ctypes.CDLL under the dispatcher
         self._fn = self._raw.MpFaceLandmarkerDetectForVideo
         self._close_result = self._raw.MpFaceLandmarkerCloseResult
@@ -120,8 +118,6 @@ class DirectDetect:
     @classmethod
     def create(cls, landmarker) -> "DirectDetect | None":
         """For a ``vision.FaceLandmarker``; None where MediaPipe's internals differ."""
-        import ctypes
-
         try:
             from mediapipe.tasks.python.components.containers import category_c, landmark_c
             from mediapipe.tasks.python.core import mediapipe_c_utils
@@ -146,7 +142,6 @@ class DirectDetect:
 
     def _array(self, pointer, count: int, dtype: np.dtype) -> np.ndarray:
         """A view of ``count`` C structs at ``pointer`` (valid until the result is closed)."""
-        ctypes = self._ctypes
         if count == 0:
             return np.zeros(0, dtype)
         address = ctypes.cast(pointer, ctypes.c_void_p).value
@@ -160,7 +155,6 @@ class DirectDetect:
         Raises:
             ValueError, RuntimeError: as ``detect_for_video`` (MediaPipe's status).
         """
-        ctypes = self._ctypes
         result = self._result_cls()
         error = ctypes.c_char_p()
         status = self._fn(self._landmarker._handle, image._image_ptr, None, int(timestamp_ms),

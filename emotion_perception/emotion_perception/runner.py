@@ -94,10 +94,10 @@ class Pipeline:
     SingleThreadedExecutor waits twice per message), except the landmark node's when
     other nodes run beside it: it has an executor and thread of its own
     (:data:`FRONT_THREAD`), so a camera image is taken and queued for MediaPipe as it
-    arrives instead of after the other nodes' callbacks for the previous image. Messages between the nodes of the
-    pipeline go in-process, not through DDS, while nobody outside listens to their
-    topic (:mod:`emotion_perception.nodes.in_process`; ``in_process_delivery``).
-    rclpy's MultiThreadedExecutor, used here before, woke
+    arrives instead of after the other nodes' callbacks for the previous image.
+    Messages between the nodes of the pipeline go in-process, not through DDS, while
+    nobody outside listens to their topic (:mod:`emotion_perception.nodes.in_process`;
+    ``in_process_delivery``). rclpy's MultiThreadedExecutor, used here before, woke
     about 20 times per camera-sized message with nothing to do while a pool thread
     took it, and at times spun a whole core that way, stalling every thread of the
     process for 0.1-1.4 s (the slow-consumer fault test). The heavy work does not need

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import cv2
@@ -581,8 +582,6 @@ def test_images_are_taken_while_the_other_nodes_are_busy(face_rgb):
     its own: while the other nodes' thread is held by a long callback, camera images are
     still taken and go through MediaPipe, and what they feed the other nodes follows
     once that thread is free. With one thread for all, nothing was taken meanwhile."""
-    import threading
-
     with Pipeline(["landmark", "frame"], parameter_overrides={"landmark": {"max_faces": 1}}) as p:
         assert p.front_executor is not None
         probe = Probe(p, ["emotion/frame"])
