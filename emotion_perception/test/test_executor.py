@@ -348,6 +348,54 @@ def test_call_soon_from_a_soon_function_runs_depth_first(contexts):
     ex.shutdown()
 
 
+def test_call_soon_from_another_thread_wakes_once_per_batch_and_loses_nothing(contexts):
+    """The landmark node's worker hands a camera frame's crops, meshes and blendshapes
+    to the executor thread one after the other, while the executor already runs the
+    first: the later calls need no wake-up of their own (the executor drains the queue
+    before it waits; each extra trigger made the next wait return with the queue
+    empty), yet none of them may be left waiting for an unrelated wake-up."""
+    ex = LeanExecutor(context=contexts[0])
+    ran: list[tuple[int, int, float]] = []
+    waits, stop = [0], threading.Event()
+
+    def spin():  # a long timeout: a call whose wake-up was lost would wait 5 s
+        while not stop.is_set():
+            ex.spin_once(timeout_sec=5.0)
+            waits[0] += 1
+
+    def work(burst: int, i: int) -> None:
+        ran.append((burst, i, time.monotonic()))
+        if i == 0:
+            time.sleep(0.002)  # the image model's turn: the rest arrives meanwhile
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    time.sleep(0.2)
+    rng = np.random.default_rng(0)
+    bursts, queued = 150, {}
+    waits0 = waits[0]
+    for b in range(bursts):
+        for i in range(3):
+            ex.call_soon(lambda b=b, i=i: work(b, i))
+            if i == 0:
+                time.sleep(0.0005)  # the executor wakes and starts the first
+        queued[b] = time.monotonic()
+        time.sleep(float(rng.uniform(0.003, 0.006)))  # the next frame; sometimes while the last still runs
+    assert wait_until(lambda: len(ran) == 3 * bursts, 10.0)
+    n_waits = waits[0] - waits0
+    stop.set()
+    ex.wake()
+    spinner.join(6.0)
+    ex.shutdown()
+    assert sorted((b, i) for b, i, _ in ran) == [(b, i) for b in range(bursts) for i in range(3)]
+    assert [(b, i) for b, i, _ in ran] == sorted((b, i) for b, i, _ in ran), "out of order"
+    late = max(t - queued[b] for b, _, t in ran)
+    assert late < 1.0, f"a call ran {late:.2f} s after it was queued: its wake-up was lost"
+    # one wait per frame (a few more where the executor had drained before its wake-up
+    # came); a trigger per call made about two per frame
+    assert n_waits <= 1.25 * bursts, f"{n_waits} waits for {bursts} bursts of three calls"
+
+
 def test_outside_topic_read_by_two_nodes_is_taken_once(contexts):
     from emotion_perception.nodes.in_process import InProcessDelivery
 
@@ -442,6 +490,18 @@ def test_a_stop_that_hangs_dumps_every_stack_and_exits():
     assert "Timeout" in err and "in destroy_node" in err, err[-2000:]
 
 
+def _affinities() -> dict[int, set]:
+    """CPU affinity of every thread of this process; a thread that ends while they are
+    read (an earlier test's Fast DDS threads winding down) is left out."""
+    out = {}
+    for t in map(int, os.listdir("/proc/self/task")):
+        try:
+            out[t] = os.sched_getaffinity(t)
+        except ProcessLookupError:
+            pass
+    return out
+
+
 def test_teardown_runs_on_one_cpu_at_idle_priority_then_restores():
     """yield_to_middleware_threads (around a node's teardown, see its docstring): every
     thread of the process on one CPU and the calling thread at SCHED_IDLE inside, the
@@ -452,10 +512,10 @@ def test_teardown_runs_on_one_cpu_at_idle_priority_then_restores():
     helper = threading.Thread(target=stop.wait, daemon=True)
     helper.start()
     try:
-        before = {int(t): os.sched_getaffinity(int(t)) for t in os.listdir("/proc/self/task")}
+        before = _affinities()
         policy = os.sched_getscheduler(0)
         with yield_to_middleware_threads():
-            inside = {int(t): os.sched_getaffinity(int(t)) for t in os.listdir("/proc/self/task")}
+            inside = _affinities()
             assert os.sched_getscheduler(0) == os.SCHED_IDLE
         assert helper.native_id in inside
         assert len(set(map(frozenset, inside.values()))) == 1 and len(next(iter(inside.values()))) == 1, inside
