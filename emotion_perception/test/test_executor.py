@@ -46,10 +46,11 @@ def contexts():
 
 
 class Spinner:
-    """Spins an executor in a thread with spin_once(timeout), counting the calls."""
+    """Spins an executor in a thread with spin_once(timeout_sec), counting the calls."""
 
-    def __init__(self, executor):
+    def __init__(self, executor, timeout_sec: float = 0.5):
         self.executor = executor
+        self.timeout_sec = timeout_sec
         self.calls = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -58,7 +59,7 @@ class Spinner:
     def _run(self):
         try:
             while not self._stop.is_set() and self.executor.context.ok():
-                self.executor.spin_once(timeout_sec=0.5)
+                self.executor.spin_once(timeout_sec=self.timeout_sec)
                 self.calls += 1
         except BaseException as e:  # noqa: BLE001 - reported by the test
             self.error = e
@@ -132,25 +133,56 @@ def test_timers_cancel_and_reset(contexts):
     assert 10 <= len(ticks) <= 30, len(ticks)
 
 
-def test_parameter_services_answer(contexts):
-    """`ros2 param set` reaches a node spun by it (the parameter services are served)."""
+def test_parameter_services_answer_while_busy_and_when_idle(contexts):
+    """`ros2 param set` reaches a node spun by it: at once when the executor is idle, and
+    within a fraction of a second while messages keep it busy (its waits leave the
+    services out for at most SERVICE_POLL_S), also right after a burst ends."""
     from rcl_interfaces.srv import SetParameters
 
     served, peer = Node("served", context=contexts[0]), Node("peer", context=contexts[1])
     served.declare_parameter("gain", 1.0)
+    got = []
+    served.create_subscription(String, "chatter", lambda m: got.append(m.data), RESULT_QOS)
+    pub = peer.create_publisher(String, "chatter", RESULT_QOS)
     ex = LeanExecutor(context=contexts[0])
     ex.add_node(served)
-    with Spinner(ex):
+    peer_ex = SingleThreadedExecutor(context=contexts[1])
+    peer_ex.add_node(peer)
+    busy = threading.Event()
+
+    def stream():  # 200 messages a second while busy is set
+        while busy.is_set():
+            pub.publish(String(data="x"))
+            time.sleep(0.005)
+
+    def set_gain(value: float) -> float:
+        req = SetParameters.Request(parameters=[Parameter("gain", value=value).to_parameter_msg()])
+        t0 = time.monotonic()
+        future = client.call_async(req)
+        peer_ex.spin_until_future_complete(future, timeout_sec=TIMEOUT_S)
+        assert future.result() is not None and future.result().results[0].successful
+        return time.monotonic() - t0
+
+    with Spinner(ex, timeout_sec=5.0):  # a request left waiting would wait that long
         client = peer.create_client(SetParameters, "/served/set_parameters")
         assert client.wait_for_service(timeout_sec=TIMEOUT_S)
-        req = SetParameters.Request(parameters=[Parameter("gain", value=2.5).to_parameter_msg()])
-        future = client.call_async(req)
-        peer_ex = SingleThreadedExecutor(context=contexts[1])
-        peer_ex.add_node(peer)
-        peer_ex.spin_until_future_complete(future, timeout_sec=TIMEOUT_S)
-        peer_ex.shutdown()
-        assert future.result() is not None and future.result().results[0].successful
-    assert served.get_parameter("gain").value == 2.5
+        wait_matched(pub)
+        idle_s = set_gain(2.5)
+        assert served.get_parameter("gain").value == 2.5
+        busy.set()
+        streamer = threading.Thread(target=stream, daemon=True)
+        streamer.start()
+        time.sleep(0.5)
+        n0 = len(got)
+        busy_s = [set_gain(v) for v in (3.0, 3.5, 4.0)]
+        assert len(got) > n0, "the executor was not busy"
+        busy.clear()
+        streamer.join()
+        time.sleep(0.02)  # just after the burst: the executor's last wait may be one without them
+        after_s = set_gain(4.5)
+    peer_ex.shutdown()
+    assert served.get_parameter("gain").value == 4.5
+    assert idle_s < 0.5 and max(busy_s) < 0.5 and after_s < 0.5, (idle_s, busy_s, after_s)
 
 
 def test_tasks_coroutines_and_late_entities(contexts):

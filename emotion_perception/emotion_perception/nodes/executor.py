@@ -14,7 +14,9 @@ rebuilt only when the executor's guard condition fires: a node added or removed,
 entity created, :meth:`wake`) and, after one wait, takes and runs every ready entity
 in place, with rclpy's own ``_take_*`` helpers (the same timer info, service replies
 and QoS event handling). Nothing triggers a guard condition per callback, so each
-message costs one wake-up. It is single-threaded like ``rclpy.spin``: callbacks never
+message costs one wake-up. While messages keep it busy, the services (parameters,
+type description) join a wait at most every :data:`SERVICE_POLL_S` and the QoS event
+handlers every :data:`EVENT_POLL_S`. It is single-threaded like ``rclpy.spin``: callbacks never
 overlap, whatever their callback groups. A coroutine callback that awaits is handed to
 rclpy's task machinery and resumed on later spins.
 
@@ -53,6 +55,16 @@ DROP_LOG_S = 30.0
 #: cost more Python calls than the rest of the wait set together.
 EVENT_POLL_S = 1.0
 
+#: How long the services (each node's six parameter services and its type-description
+#: service) may stay out of the wait set while the executor is busy, seconds. A wait
+#: that starts this long after they were last in one includes them; one that leaves
+#: them out returns after this long at most (a message comes sooner while busy), so
+#: an idle executor waits with them and answers a request at once, a busy one within
+#: about this time. Their 42 entries (six nodes) in every wait of the one-process
+#: pipeline cost 0.3 ms of CPU per frame, half of the executor's own
+#: (docs/benchmarks.md).
+SERVICE_POLL_S = 0.1
+
 
 def _nsec(timeout_sec: float | None) -> int:
     """Seconds (None or negative: forever) to the nanoseconds rcl's wait takes (-1: forever)."""
@@ -82,6 +94,7 @@ class LeanExecutor(Executor):
         self._waitables: list = []  # other than QoS event handlers: checked at every wait
         self._events: list = []  # QoS event handlers: checked every EVENT_POLL_S
         self._next_event_poll = 0.0
+        self._next_service_poll = 0.0
         self._handles: list = []  # every handle entered around a wait
         # call_soon: functions run on the executor thread, in order, after the current batch
         self._soon: collections.deque = collections.deque(maxlen=SOON_MAX)
@@ -251,6 +264,9 @@ class LeanExecutor(Executor):
                       [(e.handle, "add_service") for e in services] + [(e.handle, "add_timer") for e in timers] +
                       [(e.handle, "add_guard_condition") for e in (*guards, *own)])
         self._handles = [h for h, _ in self._adds]
+        # the same without the services (see SERVICE_POLL_S)
+        self._adds_lean = [(h, m) for h, m in self._adds if m != "add_service"]
+        self._handles_lean = [h for h, _ in self._adds_lean]
         self._by_pointer = {e.handle.pointer: e for e in (*subs, *timers, *clients, *services, *guards)}
         counts = [len(subs), len(guards) + len(own), len(timers), len(clients), len(services), 0]
         for w in waitables:
@@ -280,12 +296,20 @@ class LeanExecutor(Executor):
             # the event handlers are not in this wait: come back for them in time
             cap = int(EVENT_POLL_S * 1e9)
             timeout_nsec = cap if timeout_nsec < 0 else min(timeout_nsec, cap)
+        poll_services = not self._services or now >= self._next_service_poll
+        if poll_services:
+            self._next_service_poll = now + SERVICE_POLL_S
+            all_adds, handles = self._adds, self._handles
+        else:  # in a wait less than SERVICE_POLL_S ago: left out unless this wait is long
+            all_adds, handles = self._adds_lean, self._handles_lean
+            cap = int(SERVICE_POLL_S * 1e9)  # no wake-up of its own while messages come faster
+            timeout_nsec = cap if timeout_nsec < 0 else min(timeout_nsec, cap)
         ws = self._wait_set
         entered = []
         try:
             # Entered handles cannot be destroyed under the wait (rclpy defers it).
             missing = False
-            for h in self._handles:
+            for h in handles:
                 try:
                     h.__enter__()
                 except InvalidHandle:
@@ -301,9 +325,9 @@ class LeanExecutor(Executor):
             if missing:
                 self._stale = True
                 live = set(map(id, entered))
-                adds = [(h, m) for h, m in self._adds if id(h) in live]
+                adds = [(h, m) for h, m in all_adds if id(h) in live]
             else:
-                adds = self._adds
+                adds = all_adds
             for h, method in adds:
                 getattr(ws, method)(h)
             for w in waitables:
@@ -316,7 +340,7 @@ class LeanExecutor(Executor):
             ready = {kind: ws.get_ready_entities(kind) for kind in ("subscription", "timer", "guard_condition")}
             if self._clients:
                 ready["client"] = ws.get_ready_entities("client")
-            if self._services:
+            if self._services and poll_services:
                 ready["service"] = ws.get_ready_entities("service")
             ready_waitables = [w for w in waitables if w.is_ready(ws)]
         finally:
