@@ -60,8 +60,11 @@ _window: dict = {}
 
 
 def _node() -> str:
-    return getattr(_tls, "node", None) or ("landmark" if threading.current_thread().name.startswith(
-        "landmark_node-worker") else "(unattributed)")
+    if getattr(_tls, "node", None):
+        return _tls.node
+    # the landmark node's workers, and its executor thread in the one-process pipeline (runner.FRONT_THREAD)
+    return "landmark" if threading.current_thread().name.startswith(("landmark_node-worker", "pipeline-lm-executor")) \
+        else "(unattributed)"
 
 
 def _wrap(part: str, f):

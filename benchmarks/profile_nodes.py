@@ -142,15 +142,21 @@ def main(argv=None) -> Table:
     # per node: part -> ms per frame
     nodes = [n for n in NODES if n in running]
     table: dict[str, dict[str, float]] = {n: {} for n in nodes}
+    calls: dict[str, dict[str, float]] = {}  # node -> part -> calls per frame
     threads: dict[str, dict[str, float]] = {}
     for proc_name, rep in reports.items():
         threads[proc_name] = {g: 1e3 * s / (a.rate * rep["seconds"]) for g, s in rep["threads"].items()}
         for node, parts in rep["parts"].items():
             node = node if node in table else (proc_name if proc_name in table else node)
-            for part, (_calls, ns) in parts.items():
+            for part, (n_calls, ns) in parts.items():
                 table.setdefault(node, {})[part] = table.get(node, {}).get(part, 0.0) + ns / 1e6 / (
                     a.rate * rep["seconds"])
+                calls.setdefault(node, {})[part] = calls.get(node, {}).get(part, 0.0) + n_calls / (
+                    a.rate * rep["seconds"])
     layout = "every node in one process" if a.in_process else "every node in its own process"
+    if a.in_process and "(unattributed)" in table:  # what no node's callback ran: the shared executor's waits
+        table["(six nodes' executor)"] = table.pop("(unattributed)")
+        calls["(six nodes' executor)"] = calls.pop("(unattributed)", {})
     cols = list(table)
     t = Table("profile_in_process" if a.in_process else "profile",
               f"Where the CPU goes, ms per frame at {a.rate:g} Hz, 640x480 one face, {layout}",
@@ -172,8 +178,11 @@ def main(argv=None) -> Table:
         t.notes.append("Threads of the one process, ms per frame: " + ", ".join(
             f"{g} {v:.2f}" for g, v in sorted(th.items(), key=lambda kv: -kv[1])) +
             f"; process CPU {per_frame.get(ONE_PROCESS, float('nan')):.2f} ms per frame.")
-    t.data = {"parts_ms_per_frame": table, "threads_ms_per_frame": threads, "process_ms_per_frame": per_frame,
-              "py_spy_top": spied}
+    # waits of each executor (one process: the landmark node's own, and the six nodes' shared one)
+    waits = {n: c[PARTS[0]] for n, c in calls.items() if c.get(PARTS[0])}
+    t.notes.append("Executor waits per frame: " + ", ".join(f"{n} {v:.2f}" for n, v in waits.items()) + ".")
+    t.data = {"parts_ms_per_frame": table, "calls_per_frame": calls, "threads_ms_per_frame": threads,
+              "process_ms_per_frame": per_frame, "py_spy_top": spied}
     t.notes.append(f"{a.seconds:g} s measured; each part's CPU is the calling thread's CPU time inside its "
                    "functions, exclusive of the other parts it calls (benchmarks/_instrument.py). The Python parts "
                    "run on the executor thread (landmark: on its worker threads); the rest of a process's CPU is "
