@@ -21,7 +21,8 @@ SUM_START, SUM_END = "<!-- summary:start -->", "<!-- summary:end -->"
 EXTRA = {"latency": ("resources",),
          # side_by_side.py runs by hand (one of them needs an older checkout): see docs/benchmarks.md
          "latency_in_process": ("resources_in_process", "side_by_side_code", "side_by_side_layout",
-                                "side_by_side_code_1202_one", "side_by_side_code_1202_sep")}
+                                "side_by_side_code_1202_one", "side_by_side_code_1202_sep",
+                                "side_by_side_code_1202_exec")}
 
 
 def _load(name: str) -> dict | None:
