@@ -27,7 +27,15 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 PKG = REPO / "emotion_perception"
 RESULTS = REPO / "benchmarks" / "results"
 DATA = pathlib.Path(os.environ.get("EMOTION_PERCEPTION_DATA", REPO.parent / "shared" / "data"))
-VENV_PY = REPO / ".venv" / "bin" / "python"
+#: The venv that runs the benchmark, when it is one of the repository's (``.venv``:
+#: ROS 2 Kilted, ``.venv-jazzy``: Jazzy, ``make bench ROS_DISTRO=jazzy``); the node
+#: processes it starts run on the same one.
+VENV = pathlib.Path(sys.prefix) if pathlib.Path(sys.prefix).parent == REPO and \
+    pathlib.Path(sys.prefix).name.startswith(".venv") else REPO / ".venv"
+VENV_PY = VENV / "bin" / "python"
+#: ROS 2 distribution of that venv; tables of another than Kilted (the default) are
+#: saved under names ending in ``_<distro>``, beside Kilted's.
+ROS_DISTRO = VENV.name.removeprefix(".venv").removeprefix("-") or "kilted"
 
 if str(PKG) not in sys.path:  # the package is installed editable; this only helps odd setups
     sys.path.insert(1, str(PKG))
@@ -258,7 +266,7 @@ def proc_threads(pid: int) -> int:
 def machine() -> dict[str, Any]:
     load = os.getloadavg()
     return {"when_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "cpus": os.cpu_count(), "load_1min": round(load[0], 2), "python": platform.python_version(),
+            "ros_distro": ROS_DISTRO, "cpus": os.cpu_count(), "load_1min": round(load[0], 2), "python": platform.python_version(),
             "machine": platform.machine()}
 
 
@@ -291,7 +299,8 @@ class Table:
                  "|" + "|".join("---" for _ in self.columns) + "|"]
         lines += ["| " + " | ".join(self.fmt(v) for v in r) + " |" for r in self.rows]
         m = machine()
-        lines += ["", f"_Measured {m['when_utc']}, {m['cpus']} CPUs, load {m['load_1min']} "
+        lines += ["", f"_Measured {m['when_utc']}, ROS 2 {m['ros_distro'].capitalize()}, {m['cpus']} CPUs, "
+                      f"load {m['load_1min']} "
                       f"(1 min) at the end; command: `{command_line()}`._"]
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
@@ -313,11 +322,16 @@ class Table:
         except ImportError:  # plain text
             print(self.markdown())
 
+    @property
+    def file_name(self) -> str:
+        """``name``, with ``_<distro>`` where the venv is not Kilted's."""
+        return self.name if ROS_DISTRO == "kilted" else f"{self.name}_{ROS_DISTRO}"
+
     def save(self, results: pathlib.Path = RESULTS) -> pathlib.Path:
         results.mkdir(parents=True, exist_ok=True)
-        md = results / f"{self.name}.md"
+        md = results / f"{self.file_name}.md"
         md.write_text(self.markdown())
-        (results / f"{self.name}.json").write_text(json.dumps(
+        (results / f"{self.file_name}.json").write_text(json.dumps(
             {"title": self.title, "columns": self.columns, "rows": self.rows, "notes": self.notes,
              "data": self.data, "machine": machine(), "command": command_line()},
             indent=1, default=_json_default) + "\n")
@@ -338,8 +352,7 @@ def _json_default(o):
 
 def command_line() -> str:
     argv = [pathlib.Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)]
-    venv = pathlib.Path(sys.prefix).name  # .venv (Kilted) or .venv-jazzy: which ROS 2 ran it
-    return f"{venv}/bin/python benchmarks/" + " ".join(argv)
+    return f"{VENV.name}/bin/python benchmarks/" + " ".join(argv)  # .venv (Kilted) or .venv-jazzy
 
 
 def read_labels(folder: pathlib.Path) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Copy the tables in ``benchmarks/results/*.md`` into ``docs/benchmarks.md`` between
 its ``<!-- tables:start -->`` / ``<!-- tables:end -->`` markers, so the document always
-shows exactly what the scripts printed.
+shows exactly what the scripts printed (a table measured on ROS 2 Jazzy,
+``<name>_jazzy.md``, right after Kilted's).
 
     .venv/bin/python benchmarks/report.py
 """
@@ -100,7 +101,7 @@ def main() -> int:
     for name in BENCHMARKS:
         order.append(name)
         order += list(EXTRA.get(name, ()))
-    for name in order:
+    for name in (n for base in order for n in (base, f"{base}_jazzy")):  # a Jazzy run's table after Kilted's
         f = RESULTS / f"{name}.md"
         if f.is_file():
             parts.append(f'<a id="{name}"></a>\n\n' + f.read_text().replace("### ", "### ", 1))
