@@ -27,6 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from emotion_perception.assets import ModelFileError, models_dir, recorded_sums
 from emotion_perception.conversions import rgb_to_compressed_msg, rgb_to_image_msg
 from emotion_perception.nodes.common import LATCHED_QOS, RESULT_QOS, ParameterError, stamp_ns
+from emotion_perception.nodes.landmark_node import MAX_FINISHED_WAITING
 from emotion_perception.runner import Pipeline
 from emotion_perception.types import BLENDSHAPE_NAMES, Blendshape
 from emotion_perception_msgs.msg import BlendshapesArray, FaceMeshArray
@@ -432,6 +433,61 @@ class TestTwoWorkers:
                  for ms in meshes]
         assert all(s == sides[0] for s in sides) and len(set(sides[0].values())) == 2, sides
         assert all(e._last_stamp_ms is not None for e in node._engines), "one engine did all the work"
+
+    @pytest.mark.parametrize("n_images", [9, 16])
+    def test_a_slow_image_holds_only_its_own_worker(self, two_workers, astronaut_rgb, n_images):
+        """One MediaPipe call that stalls (here 0.8 s) holds only its own worker: the
+        other keeps taking camera images at 20 Hz, so the queue (``queue_size`` 2) drops
+        none of 9 images, and every result still goes out in image order once the slow
+        one is done. (A worker that waited for the slow image's turn to publish left
+        the queue to overflow: 5 of the 9 were dropped.) Beyond MAX_FINISHED_WAITING
+        finished images (16 images) the other worker waits too: some are dropped and
+        counted, the rest answered in order, and the node runs on."""
+        pipeline, probe = two_workers
+        node = pipeline.nodes["landmark"]
+        probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h))  # both engines warm
+        probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h))
+        stalls, lock = [1], threading.Lock()
+
+        def slow_once(detect):
+            def wrapper(rgb, image_time):
+                with lock:
+                    stall, stalls[0] = stalls[0] > 0, 0
+                if stall:
+                    time.sleep(0.8)
+                return detect(rgb, image_time)
+            return wrapper
+
+        assert node.set_parameters([Parameter("queue_size", value=2)])[0].successful
+        for engine in node._engines:
+            engine.detect = slow_once(engine.detect)  # the first image taken stalls
+        try:
+            wait_idle(node)
+            dropped_before = node._diag.snapshot()["dropped_total"]
+            headers = [next_header() for _ in range(n_images)]
+            for h in headers:
+                node._on_image(rgb_to_image_msg(astronaut_rgb, h), {})  # no message info: not from DDS
+                time.sleep(0.05)
+            keys = [stamp_ns(h) for h in headers]
+
+            def settled() -> bool:  # every image answered or dropped
+                dropped = node._diag.snapshot()["dropped_total"] - dropped_before
+                return sum(k in probe.meshes for k in keys) + dropped == len(keys)
+            with probe.cond:
+                probe.cond.wait_for(settled, timeout=ANSWER_TIMEOUT_S)
+                arrival = [k for k in probe.meshes if k in keys]
+            dropped = node._diag.snapshot()["dropped_total"] - dropped_before
+            assert len(arrival) + dropped == len(keys), (len(arrival), dropped)
+            assert arrival == [k for k in keys if k in arrival], "out of image order"
+            if n_images <= MAX_FINISHED_WAITING + 1:
+                assert dropped == 0, "the queue dropped images"
+            else:
+                assert 0 < dropped < n_images - MAX_FINISHED_WAITING, dropped
+        finally:
+            for engine in node._engines:
+                del engine.detect  # the method again
+            assert node.set_parameters([Parameter("queue_size", value=10)])[0].successful
+        probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h))  # and it runs on
 
     def test_time_going_back_ends_the_track_once(self, two_workers, astronaut_rgb):
         """Both landmarkers restart on their first earlier stamp, but the one tracker

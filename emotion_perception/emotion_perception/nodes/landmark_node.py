@@ -49,6 +49,9 @@ from .common import (LATCHED_QOS, RESULT_QOS, SENSOR_QOS, Diagnostics, OnceLog, 
 
 #: How long ``destroy_node`` waits for a frame in progress, seconds.
 WORKER_JOIN_TIMEOUT_S = 5.0
+#: Finished images that may wait for an earlier one still in MediaPipe (workers > 1)
+#: before the next worker to finish waits too.
+MAX_FINISHED_WAITING = 8
 #: Camera publications looked at together to judge the transport, and the share of
 #: them missing from which the camera and the node likely use different transports
 #: (with the package's profile on both sides none is missing at 30 Hz; a camera on
@@ -149,6 +152,8 @@ class LandmarkNode(Node):
         self._next_seq = 0  # sequence number of the next image a worker takes
         self._order = threading.Condition()
         self._committed = 0  # images before this sequence number are published or given up
+        self._done: dict[int, tuple] = {}  # finished images waiting for an earlier one, by sequence number
+        self._publishing = False  # a worker is publishing the finished images in order
         self._stop = False
         self._destroyed = False
 
@@ -354,24 +359,42 @@ class LandmarkNode(Node):
     def _commit(self, seq: int, msg, image_seq: int, detections, crops, t0: float) -> None:
         """Give ids and publish, in the order the images were taken from the queue.
 
-        Waits until every earlier image is committed (only with workers > 1 can a
-        later image finish first). Tracks end where a single landmarker's would:
-        stamps going back, the image size changing (:class:`FaceIdentifier`), new
-        options.
+        With workers > 1 a later image can finish first: it then waits in ``_done``
+        and its worker goes back to the queue at once, and the worker that finishes
+        the image before it publishes both, in order. A worker waits for another's
+        image only behind :data:`MAX_FINISHED_WAITING` finished ones, so one slow
+        MediaPipe call does not hold the other workers (which let the queue overflow
+        and drop images: docs/landmarks.md). Tracks
+        end where a single landmarker's would: stamps going back, the image size
+        changing (:class:`FaceIdentifier`), new options.
         """
         with self._order:
-            while self._committed != seq and not self._stop:
+            # bounded: behind an image that takes very long, a worker waits as it used to
+            # (never the one holding that image: its turn has come)
+            while len(self._done) >= MAX_FINISHED_WAITING and seq != self._committed and not self._stop:
                 self._order.wait(0.5)
+            self._done[seq] = (msg, image_seq, detections, crops, t0)
+            if self._publishing:  # the publishing worker takes this one too when its turn comes
+                return
+            self._publishing = True
+        while True:
+            with self._order:
+                item = self._done.pop(self._committed, None)
+                if item is None or self._stop:
+                    self._publishing = False
+                    return
+            msg, image_seq, detections, crops, t0 = item
             try:
-                if detections is not None and not self._stop:
+                if detections is not None:
                     self._publish(msg, image_seq, detections, crops, t0)
             except Exception as e:  # noqa: BLE001 - a publish failure must not stall the order
                 if self.context.ok():  # else shutdown began under the worker: nothing went wrong
                     self._diag.error()
                     self._once.error(f"publish:{type(e).__name__}", f"publishing faces failed: {type(e).__name__}: {e}")
             finally:
-                self._committed = seq + 1
-                self._order.notify_all()
+                with self._order:
+                    self._committed += 1
+                    self._order.notify_all()
 
     def _publish(self, msg, image_seq: int, detections, crops, t0: float) -> None:
         with self._cond:
