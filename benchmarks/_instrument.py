@@ -57,14 +57,15 @@ _tls = threading.local()
 _parts: dict = collections.defaultdict(lambda: collections.defaultdict(lambda: [0, 0]))
 _entity_node: dict[int, str] = {}
 _window: dict = {}
+#: Python thread names of the landmark node's threads: its workers, and (set by
+#: _patch_all from runner.FRONT_THREAD) its executor thread in the one-process pipeline.
+_LANDMARK_THREADS: tuple[str, ...] = ("landmark_node-worker",)
 
 
 def _node() -> str:
     if getattr(_tls, "node", None):
         return _tls.node
-    # the landmark node's workers, and its executor thread in the one-process pipeline (runner.FRONT_THREAD)
-    return "landmark" if threading.current_thread().name.startswith(("landmark_node-worker", "pipeline-lm-executor")) \
-        else "(unattributed)"
+    return "landmark" if threading.current_thread().name.startswith(_LANDMARK_THREADS) else "(unattributed)"
 
 
 def _wrap(part: str, f):
@@ -107,7 +108,12 @@ def _resolve(module: str, qualname: str):
 
 
 def _patch_all() -> None:
+    global _LANDMARK_THREADS
     import importlib
+
+    from emotion_perception.runner import FRONT_THREAD
+
+    _LANDMARK_THREADS = ("landmark_node-worker", f"pipeline-{FRONT_THREAD}")
 
     for part, (module, names) in PARTS.items():
         for q in names:

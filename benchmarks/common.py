@@ -30,8 +30,8 @@ DATA = pathlib.Path(os.environ.get("EMOTION_PERCEPTION_DATA", REPO.parent / "sha
 #: The venv that runs the benchmark, when it is one of the repository's (``.venv``:
 #: ROS 2 Kilted, ``.venv-jazzy``: Jazzy, ``make bench ROS_DISTRO=jazzy``); the node
 #: processes it starts run on the same one.
-VENV = pathlib.Path(sys.prefix) if pathlib.Path(sys.prefix).parent == REPO and \
-    pathlib.Path(sys.prefix).name.startswith(".venv") else REPO / ".venv"
+_PREFIX = pathlib.Path(sys.prefix)
+VENV = _PREFIX if _PREFIX.parent == REPO and _PREFIX.name.startswith(".venv") else REPO / ".venv"
 VENV_PY = VENV / "bin" / "python"
 #: ROS 2 distribution of that venv; tables of another than Kilted (the default) are
 #: saved under names ending in ``_<distro>``, beside Kilted's.
@@ -266,8 +266,8 @@ def proc_threads(pid: int) -> int:
 def machine() -> dict[str, Any]:
     load = os.getloadavg()
     return {"when_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "ros_distro": ROS_DISTRO, "cpus": os.cpu_count(), "load_1min": round(load[0], 2), "python": platform.python_version(),
-            "machine": platform.machine()}
+            "ros_distro": ROS_DISTRO, "cpus": os.cpu_count(), "load_1min": round(load[0], 2),
+            "python": platform.python_version(), "machine": platform.machine()}
 
 
 # ------------------------------------------------------------------------ tables

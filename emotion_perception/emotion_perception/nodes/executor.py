@@ -66,6 +66,12 @@ EVENT_POLL_S = 1.0
 SERVICE_POLL_S = 0.1
 
 
+def _capped(timeout_nsec: int, cap_s: float) -> int:
+    """A wait's timeout (ns, -1: forever) shortened to at most ``cap_s`` seconds."""
+    cap = int(cap_s * 1e9)
+    return cap if timeout_nsec < 0 else min(timeout_nsec, cap)
+
+
 def _nsec(timeout_sec: float | None) -> int:
     """Seconds (None or negative: forever) to the nanoseconds rcl's wait takes (-1: forever)."""
     if timeout_sec is None or timeout_sec < 0:
@@ -293,17 +299,14 @@ class LeanExecutor(Executor):
             self._next_event_poll = now + EVENT_POLL_S
         waitables = self._waitables + self._events if poll_events else self._waitables
         if self._events and not poll_events:
-            # the event handlers are not in this wait: come back for them in time
-            cap = int(EVENT_POLL_S * 1e9)
-            timeout_nsec = cap if timeout_nsec < 0 else min(timeout_nsec, cap)
+            timeout_nsec = _capped(timeout_nsec, EVENT_POLL_S)  # not in this wait: come back for them in time
         poll_services = not self._services or now >= self._next_service_poll
         if poll_services:
             self._next_service_poll = now + SERVICE_POLL_S
             all_adds, handles = self._adds, self._handles
         else:  # in a wait less than SERVICE_POLL_S ago: left out unless this wait is long
             all_adds, handles = self._adds_lean, self._handles_lean
-            cap = int(SERVICE_POLL_S * 1e9)  # no wake-up of its own while messages come faster
-            timeout_nsec = cap if timeout_nsec < 0 else min(timeout_nsec, cap)
+            timeout_nsec = _capped(timeout_nsec, SERVICE_POLL_S)  # no wake-up of its own while messages come faster
         ws = self._wait_set
         entered = []
         try:

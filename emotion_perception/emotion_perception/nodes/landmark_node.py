@@ -364,9 +364,9 @@ class LandmarkNode(Node):
         the image before it publishes both, in order. A worker waits for another's
         image only behind :data:`MAX_FINISHED_WAITING` finished ones, so one slow
         MediaPipe call does not hold the other workers (which let the queue overflow
-        and drop images: docs/landmarks.md). Tracks
-        end where a single landmarker's would: stamps going back, the image size
-        changing (:class:`FaceIdentifier`), new options.
+        and drop images: docs/landmarks.md). Tracks end where a single landmarker's
+        would: stamps going back, the image size changing (:class:`FaceIdentifier`),
+        new options.
         """
         with self._order:
             # bounded: behind an image that takes very long, a worker waits as it used to
