@@ -60,6 +60,7 @@ def main(argv=None) -> Table:
                 index += int(rate)
                 time.sleep(1.1)  # a fresh /diagnostics message
                 drops0 = cam.diag_value("landmark_node", "dropped_total")
+                transport0 = cam.diag_value("landmark_node", "lost_in_transport_total")
                 sampler = Sampler(procs.pids(), period_s=0.5)
                 sampler.start()
                 t0 = time.monotonic()
@@ -68,14 +69,18 @@ def main(argv=None) -> Table:
                 time.sleep(1.5)
                 sampler.stop()
                 node_drops = cam.diag_value("landmark_node", "dropped_total") - drops0
+                # camera images that never reached the landmark node (its reader's queue
+                # overwritten while its thread was behind, or lost by DDS)
+                transport = cam.diag_value("landmark_node", "lost_in_transport_total") - transport0
                 got = {t: len(cam.latencies_ms(t, sent)) for t in topics}
                 lost = max(len(sent) - got[t] for t in finals)
                 mesh_lost = len(sent) - got["faces/mesh"] if "faces/mesh" in got else "not listened to"
                 cpu = {n: sampler.stats(n, t0)["cpu_percent"] for n in procs.pids()}
-                rows.append((rate, len(sent), {t: got[t] for t in finals}, lost, mesh_lost, node_drops, cpu))
+                rows.append((rate, len(sent), {t: got[t] for t in finals}, lost, mesh_lost, node_drops, transport, cpu))
                 lost_idx = [k for k, s in enumerate(sent) if any(s not in cam.got[t] for t in finals)]
                 print(f"  {rate} Hz: sent {len(sent)}, lost at the end {lost}, at faces/mesh {mesh_lost} "
-                      f"(landmark node dropped {node_drops:g}; frames lost at the end, indices {lost_idx[:20]})", file=sys.stderr)
+                      f"(landmark node dropped {node_drops:g}, lost in transport {transport:g}; received "
+                      f"{', '.join(f'{t} {got[t]}' for t in finals)}; frames lost at the end, indices {lost_idx[:20]})", file=sys.stderr)
                 for tp in topics:
                     if got[tp] == len(sent):
                         best_by_topic[tp] = float(rate)
@@ -90,13 +95,15 @@ def main(argv=None) -> Table:
     t = Table("throughput_in_process" if a.in_process else "throughput",
               f"Sustained throughput, {layout}, 640x480 one face, {per_rate:g} s per rate",
               ["rate Hz", "sent", "lost at the last stage (" + ", ".join(finals) + ")", "lost at faces/mesh",
-               "dropped by landmark node (/diagnostics)", "total CPU % of 2 cores", "busiest process"])
-    for rate, sent, got, lost, mesh_lost, node_drops, cpu in rows:
+               "dropped by landmark node (/diagnostics)", "camera images lost before the landmark node (/diagnostics)",
+               "total CPU % of 2 cores", "busiest process"])
+    for rate, sent, got, lost, mesh_lost, node_drops, transport, cpu in rows:
         busiest = max(cpu, key=lambda n: cpu[n]) if cpu else "-"
-        t.add(rate, sent, lost, mesh_lost, node_drops, sum(cpu.values()) / 2.0,
+        t.add(rate, sent, lost, mesh_lost, node_drops, transport, sum(cpu.values()) / 2.0,
               f"{busiest} {cpu.get(busiest, 0):.0f}%")
     t.data = {"rows": [{"rate_hz": r[0], "sent": r[1], "received": r[2], "lost_final": r[3],
-                        "lost_mesh": r[4], "landmark_dropped": r[5], "cpu_percent": r[6]} for r in rows],
+                        "lost_mesh": r[4], "landmark_dropped": r[5], "lost_in_transport": r[6],
+                        "cpu_percent": r[7]} for r in rows],
               "max_rate_no_drops_hz": best, "bare_mediapipe_max_fps": fps, "final_topics": finals,
               "max_rate_no_drops_by_topic_hz": best_by_topic}
     r = ratio(best, fps)
