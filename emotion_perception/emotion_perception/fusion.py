@@ -40,6 +40,7 @@ and fuses them, for ``predict``/``evaluate``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import numpy as np
@@ -62,33 +63,53 @@ DEFAULT_MEMBERS = ("image-cnn",)
 EPS = 1e-4
 
 
-def to_7(class_names, probabilities) -> np.ndarray:
-    """A model's distribution mapped onto ``EMOTIONS_7`` (see the module docstring).
+@functools.lru_cache(maxsize=64)
+def mapping_to_7(class_names: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, c)`` such that a model with these classes maps its normalised distribution
+    ``p`` onto ``EMOTIONS_7`` as ``p @ A + c`` (before the final normalisation): each
+    class to itself; ``unknown`` spread over the classes the model does not name; a
+    model without ``unknown`` that leaves classes out gives them the uniform 1/7 and
+    scales the rest by what is left. Computed once per tuple of class names (a node
+    sees the same few tuples at every frame).
 
     Raises:
         ValueError: a class name outside the 7 classes and ``unknown``.
     """
-    names = tuple(class_names)
-    p = np.asarray(probabilities, dtype=np.float64)
-    p = np.clip(p, 0.0, None)
-    p = p / max(p.sum(), 1e-12)
-    out = np.zeros(len(EMOTIONS_7))
-    unknown = 0.0
-    for n, v in zip(names, p):
-        if n == "unknown":
-            unknown += v
-        elif n in EMOTIONS_7:
-            out[EMOTIONS_7.index(n)] += v
-        else:
+    a = np.zeros((len(class_names), len(EMOTIONS_7)))
+    for i, n in enumerate(class_names):
+        if n in EMOTIONS_7:
+            a[i, EMOTIONS_7.index(n)] = 1.0
+        elif n != "unknown":
             raise ValueError(f"unknown class {n!r}")
-    missing = [i for i, c in enumerate(EMOTIONS_7) if c not in names]
-    if unknown > 0 or "unknown" in names:
+    missing = [j for j, c in enumerate(EMOTIONS_7) if c not in class_names]
+    c = np.zeros(len(EMOTIONS_7))
+    if "unknown" in class_names:
         # unknown = every class the model does not name
-        out[missing] += unknown / max(len(missing), 1)
+        for i, n in enumerate(class_names):
+            if n == "unknown" and missing:
+                a[i, missing] = 1.0 / len(missing)
     elif missing:
-        k = len(missing)
-        out *= (len(EMOTIONS_7) - k) / len(EMOTIONS_7)
-        out[missing] = 1.0 / len(EMOTIONS_7)
+        a *= (len(EMOTIONS_7) - len(missing)) / len(EMOTIONS_7)
+        c[missing] = 1.0 / len(EMOTIONS_7)
+    a.setflags(write=False)
+    c.setflags(write=False)
+    return a, c
+
+
+def to_7(class_names, probabilities) -> np.ndarray:
+    """A model's distribution mapped onto ``EMOTIONS_7`` (see the module docstring and
+    :func:`mapping_to_7`).
+
+    Raises:
+        ValueError: a class name outside the 7 classes and ``unknown``, or as many
+            probabilities as class names.
+    """
+    a, c = mapping_to_7(tuple(class_names))
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.shape != (a.shape[0],):
+        raise ValueError(f"{p.size} probabilities for {a.shape[0]} classes")
+    p = np.maximum(p, 0.0)
+    out = (p / max(p.sum(), 1e-12)) @ a + c
     return (out / out.sum()).astype(np.float32)
 
 

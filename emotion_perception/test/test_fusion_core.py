@@ -45,6 +45,8 @@ def test_six_and_three_class_models_map_onto_seven():
         assert p3[EMOTIONS_7.index(c)] == pytest.approx(0.1)
     with pytest.raises(ValueError):
         to_7(("happy", "bored"), [0.5, 0.5])
+    with pytest.raises(ValueError, match="2 probabilities for 3 classes"):  # zip() once cut the longer one short
+        to_7(EMOTIONS_3, [0.5, 0.5])
 
 
 def test_agreeing_models_give_a_sharper_estimate_than_either():

@@ -41,7 +41,7 @@ from emotion_perception_msgs.msg import EmotionArray
 from rclpy.node import Node
 
 from .. import conversions
-from ..fusion import EmotionFusion, load_params, to_7
+from ..fusion import EmotionFusion, load_params, mapping_to_7
 from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, image_key, refuse_oversized, run_node
 
 INPUT_TOPICS = ("emotion/transformer", "emotion/lstm", "emotion/frame", "emotion/image")
@@ -112,7 +112,7 @@ class EmotionFusionNode(Node):
         for e in msg.emotions:
             try:
                 est = conversions.emotion_msg_to_estimate(e)
-                to_7(est.class_names, est.probabilities)  # classes the fusion cannot map: refused here
+                mapping_to_7(tuple(est.class_names))  # classes the fusion cannot map: refused here
                 estimates.append(est)
             except ValueError as err:  # ConversionError, unknown class
                 self.diagnostics.error()
