@@ -101,8 +101,8 @@ def to_7(class_names, probabilities) -> np.ndarray:
     :func:`mapping_to_7`).
 
     Raises:
-        ValueError: a class name outside the 7 classes and ``unknown``, or as many
-            probabilities as class names.
+        ValueError: a class name outside the 7 classes and ``unknown``, or a number
+            of probabilities other than the number of class names.
     """
     a, c = mapping_to_7(tuple(class_names))
     p = np.asarray(probabilities, dtype=np.float64)
