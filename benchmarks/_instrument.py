@@ -113,7 +113,7 @@ def _patch_all() -> None:
 
     from emotion_perception.runner import FRONT_THREAD
 
-    _LANDMARK_THREADS = ("landmark_node-worker", f"pipeline-{FRONT_THREAD}")
+    _LANDMARK_THREADS += (f"pipeline-{FRONT_THREAD}",)
 
     for part, (module, names) in PARTS.items():
         for q in names:
