@@ -8,7 +8,7 @@ LAUNCH_KIT ?= ../shared/ros2-launch-kit
 PY := $(VENV)/bin/python
 export ROS_DISTRO VENV LAUNCH_KIT
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench clean check-robot
 
 # Creates the venv with the ROS 2 wheels, builds the messages, installs the
 # package (and ros2 launch where the kit is); a no-op (about a second) when nothing changed.
@@ -20,6 +20,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -p no:cacheprovider --timeout=600 -q emotion_perception/test
+
+# The README's robot install ("Installing on a robot") on a stand-in for Ubuntu 24.04's
+# apt ROS 2 (Python 3.12, numpy 1.26.4, PEP 668), compared with this venv; CI runs it.
+check-robot: setup
+	MAIN_VENV=$(abspath $(VENV)) scripts/check_robot_install.sh
 
 bench: setup
 	$(PY) benchmarks/run_all.py
