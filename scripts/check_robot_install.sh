@@ -20,7 +20,8 @@
 # Python; default: found on PATH or in pyenv), ROBOT_NUMPY (1.26.4), ROBOT_OPENCV
 # (4.6.0.66: Ubuntu 24.04's python3-opencv is 4.6.0), ROBOT_SETUPTOOLS (68.1.2),
 # ROBOT_ROS_DISTRO (jazzy), ROBOT_CHECK_DIR (work folder, default build/robot-check,
-# recreated), ROBOT_VENV_NUMPY (the numpy the venv must use; default the system's).
+# recreated; removed after a pass unless ROBOT_CHECK_KEEP=1), ROBOT_VENV_NUMPY (the
+# numpy the venv must use; default the system's).
 # Humble on Ubuntu 22.04: ROBOT_PY=3.10 ROBOT_NUMPY=1.21.5 ROBOT_VENV_NUMPY=1.26.4
 # ROBOT_OPENCV=4.5.4.60 ROBOT_SETUPTOOLS=59.6.0 ROBOT_ROS_DISTRO=humble.
 set -euo pipefail
@@ -297,3 +298,5 @@ x86=$(ls "$WORK/aarch64-wheels" | grep -c x86_64 || true)
 [ "$x86" = 0 ] || fail "an x86_64 wheel among the aarch64 downloads"
 say "  $n wheels, none x86_64: $(ls "$WORK/aarch64-wheels" | grep -E '^(mediapipe|ai_edge_litert|opencv|numpy|scikit_learn)' | tr '\n' ' ')"
 say "OK"
+# 1.5 GB; kept where asked (ROBOT_CHECK_KEEP=1) and after a failure, to look into
+[ -n "${ROBOT_CHECK_KEEP:-}" ] || rm -rf "$WORK"
