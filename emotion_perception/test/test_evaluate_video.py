@@ -152,3 +152,39 @@ def test_evaluate_video_refuses_a_missing_clip(tmp_path, capsys):
     (tmp_path / "labels.csv").write_text("path,label\nnot_there.mp4,sad\n")
     assert main(["evaluate-video", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
     assert "not_there.mp4: no such file" in capsys.readouterr().err
+
+
+def test_stream_profile_fit_gives_weight_to_the_member_that_reads_video(tmp_path):
+    """training.fusion_video on made-up runs: the LSTM names each clip's emotion, the
+    image model says neutral; fitted without each actor in turn, the stream profile
+    gets the held-out actors' clips right where the image profile alone does not."""
+    from emotion_perception.training import fusion_video as V
+
+    rng = np.random.default_rng(0)
+    rows = []
+    clips = tmp_path / "run" / "clips"
+    for actor in ("a", "b", "c"):
+        for label in ("happy", "sad", "angry"):
+            name = f"{actor}_{label}.mp4"
+            frames = [{"image": _est("image-cnn", _one_hot("neutral", 0.8)),
+                       "lstm": dict(_est("lstm", _one_hot(label, 0.5)), frames_used=i + 1)} for i in range(20)]
+            (clips / f"{actor}_{label}").mkdir(parents=True)
+            (clips / f"{actor}_{label}" / "frames.jsonl").write_text(
+                "\n".join(json.dumps(r) for r in _records(frames)) + "\n")
+            rows.append({"clip": name, "label": label, "subject": actor})
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"clips": rows}))
+    members = ["image-cnn", "lstm"]
+    vs = V.video_set([tmp_path / "run"], members)
+    assert len(vs["clips"]) == 9 and len(vs["y"]) == 9 * (20 - V.STREAM_MIN_FRAMES + 1)
+    # FER+-like stills where the image model is right and the LSTM is noise
+    y = rng.integers(0, 7, 400)
+    fer = {"image-cnn": np.array([_one_hot(EMOTIONS_7[k], 0.8) for k in y]),
+           "lstm": rng.dirichlet(np.ones(7), 400)}
+    temps = {"image-cnn": 1.0, "lstm": 1.0}
+    prof = V.fit_profile(fer, y, vs, members, temps)
+    assert prof["min_frames"] == {"lstm": V.STREAM_MIN_FRAMES} and prof["weight"]["lstm"] > 0.5
+    image = {"name": "ferplus_valid", "members": members, "temperature": temps, "bias": [0.0] * 7,
+             "weight": {"image-cnn": 1.0, "lstm": 0.0}, "requires": ["image-cnn"]}
+    lo = V.leave_one_actor_out(fer, y, vs, members, temps, image)
+    assert lo["image_profile_alone"]["right"] == 0
+    assert lo["fused"]["right"] == 9 and set(lo["weights_per_actor_left_out"]) == {"a", "b", "c"}

@@ -2,7 +2,8 @@
 
 FOLDER holds video files and a labels CSV (``--labels``, default FOLDER/labels.csv)
 with the columns ``path,label`` (path relative to FOLDER; label one of angry, disgust,
-fear, happy, neutral, sad, surprise) and optionally ``subject``. Every clip goes
+fear, happy, neutral, sad, surprise; ``clip`` is read as ``path``) and optionally
+``subject`` (the person; ``--subject`` names it for rows without one). Every clip goes
 through ``emotion-perception run``'s path: the real nodes, one process, every
 classifier node on, one frame at a time (nothing dropped). Its run output
 (``frames.jsonl``: every member's and the fusion's estimate per frame) is kept under
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", default=None, help="labels CSV (path,label[,subject]); default FOLDER/labels.csv")
     p.add_argument("--output", "-o", required=True, help="folder for metrics.json, clips.csv and the runs")
     p.add_argument("--cache", default=None, help="folder of earlier clip runs to reuse (and to add to)")
+    p.add_argument("--subject", default=None,
+                   help="the person of every clip whose row names none (for leave-one-actor-out fits; "
+                        "default: each such clip its own person)")
     p.add_argument("--max-frames", type=int, default=None, help="score only the first N frames of each clip")
     p.add_argument("--params-file", default=None, help="parameter YAML of the nodes (default: the package's)")
     p.add_argument("--frame-timeout", type=float, default=3.0, help="wait for a frame's outputs, s (default 3)")
@@ -103,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 cached.mkdir(parents=True, exist_ok=True)
                 for name in (FRAMES_FILE, SUMMARY_FILE):
                     shutil.copyfile(run_dir / name, cached / name)
-        clips.append({"name": row["path"], "label": row["label"], "subject": row.get("subject", ""),
+        clips.append({"name": row["path"], "label": row["label"], "subject": row.get("subject") or args.subject or "",
                       "streams": video_eval.streams(video_eval.load_run(run_dir))})
     result = video_eval.score_clips(clips)
     result["labels"] = str(args.labels or folder / "labels.csv")
