@@ -250,7 +250,7 @@ class EmotionFusion:
     """
 
     def __init__(self, params: PoolingParams, stale_after_s: float = 1.0, smoothing_tau_s: float = 0.3,
-                 hysteresis: float = 0.1, min_confidence: float = 0.45, warmup_s: float = 0.2):
+                 hysteresis: float = 0.1, min_confidence: float = 0.7, warmup_s: float = 0.2):
         self.params = params
         self.stale_after_s = stale_after_s
         self.smoothing_tau_s = smoothing_tau_s
