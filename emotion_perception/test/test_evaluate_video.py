@@ -89,13 +89,15 @@ def test_replay_fusion_follows_the_pooling_weights():
     recs = _records(frames)
     image_only = PoolingParams.single({"image-cnn": 1.0, "lstm": 1.0}, {"image-cnn": 1.0, "lstm": 0.0}, np.zeros(7))
     lstm_heavy = PoolingParams.single({"image-cnn": 1.0, "lstm": 1.0}, {"image-cnn": 0.2, "lstm": 1.0}, np.zeros(7))
-    a = video_eval.replay_fusion(recs, image_only, smoothing_tau_s=0.0, warmup_s=0.0)
-    b = video_eval.replay_fusion(recs, lstm_heavy, smoothing_tau_s=0.0, warmup_s=0.0)
+    a = video_eval.replay_fusion(recs, image_only, smoothing_tau_s=0.0, warmup_s=0.0, min_confidence=0.5)
+    b = video_eval.replay_fusion(recs, lstm_heavy, smoothing_tau_s=0.0, warmup_s=0.0, min_confidence=0.5)
     assert len(a["p"]) == 10 and list(a["frame"]) == list(range(10))
     assert video_eval.clip_decision(a["p"])[0] == "sad"
     np.testing.assert_allclose(a["p"][0], _one_hot("sad", 0.6), atol=1e-5)
     assert video_eval.clip_decision(b["p"])[0] == "happy"
-    assert a["confident"].all()
+    assert a["confident"].all()  # 0.6 >= min_confidence 0.5
+    assert not video_eval.replay_fusion(recs, image_only, smoothing_tau_s=0.0, warmup_s=0.0,
+                                        min_confidence=0.7)["confident"].any()
 
 
 def test_labels_file_is_checked(tmp_path):

@@ -21,7 +21,8 @@ fusion node's core, node defaults) with the deployed profiles (stream profile + 
 profile), against the same replay with today's image profile alone; clip label by
 :mod:`emotion_perception.video_eval`'s rule. Frame figures (accuracy, ECE, accuracy when
 ``confident``) come from the same held-out replays. Shipped where it gets more clips
-right than the image profile alone.
+right than the image profile alone. A per-person neutral baseline is measured on the
+same held-out replays (:func:`neutral_baseline`), not applied.
 """
 
 from __future__ import annotations
@@ -175,4 +176,42 @@ def leave_one_actor_out(fer_per, fer_y, vs, members, temps, image_profile: dict,
         for k, r in zip(ks, replay_clips(part, [image_profile], **fusion_kwargs).values()):
             alone[k] = r
     return {"fused": judge(fused, vs["clips"]), "image_profile_alone": judge(alone, vs["clips"]),
-            "weights_per_actor_left_out": weights}
+            "weights_per_actor_left_out": weights,
+            "neutral_baseline": {"fused": neutral_baseline({k: r["p"] for k, r in fused.items()}, vs["clips"]),
+                                 "image_profile_alone": neutral_baseline({k: r["p"] for k, r in alone.items()},
+                                                                         vs["clips"])}}
+
+
+#: Strengths of the per-person neutral baseline measured (1: the whole offset).
+BASELINE_STRENGTHS = (0.5, 1.0)
+
+
+def neutral_baseline(p_by_clip: dict, clips: list) -> dict:
+    """A per-person baseline on clip outputs, measured: each clip's log-probabilities
+    moved by ``strength * (population mean - the person's mean over their other
+    clips)``, the population being the other actors' clips; clips of a person with no
+    other clip are left out. Returns {strength: {"clips", "right_raw", "right_baseline"}}."""
+    from .. import video_eval
+
+    def mean_log(k):
+        return np.log(np.clip(p_by_clip[k], 1e-4, 1)).mean(0)
+
+    out = {}
+    for strength in BASELINE_STRENGTHS:
+        n = raw = moved = 0
+        for k, c in enumerate(clips):
+            if k not in p_by_clip:
+                continue
+            own = [j for j, d in enumerate(clips) if j != k and d["subject"] == c["subject"] and j in p_by_clip]
+            pop = [j for j, d in enumerate(clips) if d["subject"] != c["subject"] and j in p_by_clip]
+            if not own or not pop:
+                continue
+            shift = np.mean([mean_log(j) for j in pop], 0) - np.mean([mean_log(j) for j in own], 0)
+            z = np.log(np.clip(p_by_clip[k], 1e-4, 1)) + strength * shift
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            n += 1
+            raw += video_eval.clip_decision(p_by_clip[k])[0] == c["label"]
+            moved += video_eval.clip_decision(p)[0] == c["label"]
+        out[str(strength)] = {"clips": n, "right_raw": int(raw), "right_baseline": int(moved)}
+    return out
