@@ -3,7 +3,13 @@ a class bias, on validation rows no member model was fitted on.
 
 Reproduce the shipped file (after every member model is final)::
 
-    emotion-perception train fused [--data DIR] [--out DIR]
+    emotion-perception evaluate-video ../shared/data/video_labelled --output .cache/video-eval/mead
+    emotion-perception evaluate-video .cache/cremad --subject 1001 --output .cache/video-eval/cremad
+    emotion-perception train fused --video .cache/video-eval/mead .cache/video-eval/cremad [--data DIR] [--out DIR]
+
+With ``--video`` (recorded runs of labelled clips through the nodes) a fourth profile,
+``video_stream``, is fitted for streams and kept where it wins clips with each actor
+left out (:mod:`.fusion_video`); without it, no stream profile.
 
 Validation sets (never a test split):
 - ``rafdb_val``: the RAF-DB-train rows of ``data.rafdb_validation_mask`` (held out by
