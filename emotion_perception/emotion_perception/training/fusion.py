@@ -280,7 +280,7 @@ def train_fusion(data_dir, out, register: bool = True, video_runs=None) -> dict:
                                  "requires": ["image-cnn"]}
                 video_decision = _stream_profile(per, vsets[s][1], y, video_runs, temps, image_profile)
                 if video_decision["shipped"]:
-                    profiles.append(video_decision["profile"])  # first: it wins ties on streams
+                    profiles.append(video_decision["profile"])  # listed first; min_frames wins ties too
         profiles.append({"name": s, "members": fitted, "temperature": temps, "weight": weights, "bias": bias,
                          "requires": ["image-cnn"] if "image-cnn" in per else []})
     params = PoolingParams.from_json({"profiles": profiles, "default_weight": DEFAULT_WEIGHT})
