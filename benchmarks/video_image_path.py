@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import DATA, Table, video_frames  # noqa: E402
 
-from emotion_perception.face_crop import aligned_crop, crop_geometry, crop_with_geometry  # noqa: E402
+from emotion_perception.face_crop import crop_geometry, crop_with_geometry  # noqa: E402
 from emotion_perception.types import EMOTIONS_7  # noqa: E402
 
 FER_ORDER = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer's _get_labels

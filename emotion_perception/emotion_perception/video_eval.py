@@ -128,7 +128,8 @@ def _confusion(y_true: list, y_pred: list) -> dict:
     rows = {}
     for t, p in zip(y_true, y_pred):
         rows.setdefault(t, {c: 0 for c in (*EMOTIONS_7, "none")})[p or "none"] += 1
-    return {t: {c: n for c, n in r.items() if n} for t, r in sorted(rows.items(), key=lambda kv: EMOTIONS_7.index(kv[0]))}
+    order = sorted(rows.items(), key=lambda kv: EMOTIONS_7.index(kv[0]))
+    return {t: {c: n for c, n in r.items() if n} for t, r in order}
 
 
 def frame_scores(p: np.ndarray, confident: np.ndarray, labels: np.ndarray) -> dict:

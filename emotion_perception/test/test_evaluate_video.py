@@ -38,8 +38,8 @@ def _records(per_frame):
 def test_clip_label_is_the_argmax_of_the_mean_and_the_main_face_is_scored():
     # two confident angry frames at 0.4, one happy frame at 0.95: the mean says happy
     # (0.4+0.4+0.0083 vs 0.1+0.1+0.95 split); the small face's surprise is ignored
-    frames = [{"image": _est("image-cnn", _one_hot("angry", 0.4))}, {"image": _est("image-cnn", _one_hot("angry", 0.4))},
-              {"image": _est("image-cnn", _one_hot("happy", 0.95))}]
+    frames = [{"image": _est("image-cnn", _one_hot("angry", 0.4))} for _ in range(2)]
+    frames.append({"image": _est("image-cnn", _one_hot("happy", 0.95))})
     s = video_eval.streams(_records(frames))
     assert set(s) == {"image"} and s["image"]["model"] == "image-cnn"
     mean = (2 * _one_hot("angry", 0.4) + _one_hot("happy", 0.95)) / 3

@@ -240,9 +240,9 @@ def _stream_profile(per: dict, labels, y, video_runs, temps: dict, image_profile
            "members_alone_on_video_frames": alone, "leave_one_actor_out": loao,
            "ferplus_valid_if_applied_to_stills": report(if_on_stills, labels), "profile": prof}
     res["shipped"] = bool(loao["fused"]["right"] > loao["image_profile_alone"]["right"])
+    verdict = "shipped" if res["shipped"] else "not shipped"
     print(f"stream profile (leave one actor out): {loao['fused']['right']} of {loao['fused']['n']} clips vs the "
-          f"image profile alone {loao['image_profile_alone']['right']}: {'shipped' if res['shipped'] else 'not shipped'}"
-          f"; weights {prof['weight']}", flush=True)
+          f"image profile alone {loao['image_profile_alone']['right']}: {verdict}; weights {prof['weight']}", flush=True)
     return res
 
 
