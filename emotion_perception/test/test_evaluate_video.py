@@ -118,7 +118,7 @@ def labelled_folder(video, tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
     for name in ("single_face.mp4", "no_face.mp4"):
         (folder / name).symlink_to(video(name))
-    (folder / "labels.csv").write_text("path,label,subject\nsingle_face.mp4,neutral,a\nno_face.mp4,happy,b\n")
+    (folder / "labels.csv").write_text("path,label,subject\nsingle_face.mp4,neutral,a\nno_face.mp4,happy,\n")
     return folder
 
 
@@ -146,8 +146,12 @@ def test_evaluate_video_runs_the_nodes_and_reuses_its_cache(labelled_folder, tmp
 
     monkeypatch.setattr(evaluate_video, "run_clip", no_run)
     out2 = tmp_path / "out2"
-    assert main(args[:3] + [str(out2)] + args[4:]) == 0
-    assert json.loads((out2 / "metrics.json").read_text())["models"] == m["models"]
+    assert main(args[:3] + [str(out2)] + args[4:] + ["--subject", "x"]) == 0
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["models"] == m["models"]
+    # --subject names the person of rows without one, and only those
+    assert [r["subject"] for r in m["clips"]] == ["a", ""]
+    assert [r["subject"] for r in m2["clips"]] == ["a", "x"]
 
 
 def test_evaluate_video_refuses_a_missing_clip(tmp_path, capsys):
