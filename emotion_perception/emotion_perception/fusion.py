@@ -177,15 +177,16 @@ class PoolingParams:
 
     def profile_for(self, present, frames: dict | None = None) -> Profile | None:
         """The profile for the members ``present``; ``frames`` (member -> frames its
-        estimate rests on; None for stills) decides profiles with ``min_frames``,
-        which win ties over those without."""
+        estimate rests on; None for stills) decides profiles with ``min_frames``;
+        among profiles sharing as many members, the one demanding the most frames wins
+        (the stream profile over the warm-up profile over the stills' one)."""
         present = set(present)
         frames = frames or {}
         eligible = [p for p in self.profiles if set(p.requires) <= present
                     and all(frames.get(m, 0) >= n for m, n in p.min_frames.items())]
         if not eligible:
             return None
-        return max(eligible, key=lambda p: (len(present & set(p.members)), bool(p.min_frames),
+        return max(eligible, key=lambda p: (len(present & set(p.members)), sum(p.min_frames.values()),
                                             -len(set(p.members) - present)))
 
     def weight(self, model: str, prof: Profile | None) -> float:

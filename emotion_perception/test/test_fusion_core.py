@@ -217,10 +217,18 @@ def test_the_stream_profile_applies_only_once_the_sequence_model_has_seen_enough
              "weight": {"image-cnn": 1.0, "lstm": 0.0}, "requires": ["image-cnn"]}
     stream = dict(image, name="video_stream", weight={"image-cnn": 0.0, "lstm": 1.0}, requires=["image-cnn", "lstm"],
                   min_frames={"lstm": 8})
+    warmup = dict(image, name="video_warmup", requires=["image-cnn", "lstm"], min_frames={"lstm": 1})
     prm = PoolingParams.from_json({"profiles": [image, stream]})
     assert prm.profile_for({"image-cnn", "lstm"}).name == "ferplus_valid"
     assert prm.profile_for({"image-cnn", "lstm"}, {"image-cnn": 1, "lstm": 7}).name == "ferplus_valid"
     assert prm.profile_for({"image-cnn", "lstm"}, {"image-cnn": 1, "lstm": 8}).name == "video_stream"
+    # with a warm-up profile: stills keep the image profile, a stream's first frames
+    # get the warm-up one, then the stream profile (whatever the order in the file)
+    for order in ([warmup, image, stream], [stream, image, warmup]):
+        p3 = PoolingParams.from_json({"profiles": order})
+        assert p3.profile_for({"image-cnn", "lstm"}).name == "ferplus_valid"
+        assert p3.profile_for({"image-cnn", "lstm"}, {"image-cnn": 1, "lstm": 1}).name == "video_warmup"
+        assert p3.profile_for({"image-cnn", "lstm"}, {"image-cnn": 1, "lstm": 9}).name == "video_stream"
     still = prm.pool({"image-cnn": onehot("sad", 0.8), "lstm": onehot("happy", 0.8)})
     assert EMOTIONS_7[int(np.argmax(still))] == "sad"
     f = EmotionFusion(prm, smoothing_tau_s=0.0, hysteresis=0.0, warmup_s=0.0)
@@ -249,6 +257,8 @@ def test_the_shipped_stream_profile_is_the_one_its_leave_one_actor_out_test_chos
         return
     loao = video["leave_one_actor_out"]
     assert bool(stream) == video["shipped"] == (loao["fused"]["right"] > loao["image_profile_alone"]["right"])
+    assert stream == video["profiles"]
     for p in stream:
-        assert p == video["profile"] and p["min_frames"]["lstm"] >= 1 and "lstm" in p["requires"]
-        assert p["weight"]["lstm"] > 0  # the member it was made for earns weight, so it runs by default
+        assert p["min_frames"]["lstm"] >= 1 and "lstm" in p["requires"]
+    # the member the stream profile was made for earns weight, so it runs by default
+    assert stream[0]["name"] == "video_stream" and stream[0]["weight"]["lstm"] > 0

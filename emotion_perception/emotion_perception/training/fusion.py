@@ -219,14 +219,15 @@ def _valence_sanity(p: np.ndarray, labels) -> dict:
 
 
 def _stream_profile(per: dict, labels, y, video_runs, temps: dict, image_profile: dict) -> dict:
-    """The stream profile fitted on FER+ valid and the labelled video runs
+    """The stream and warm-up profiles fitted on FER+ valid and the labelled video runs
     (:mod:`.fusion_video`), judged leave-one-actor-out against the image profile
-    alone; ``shipped`` when it gets more clips right."""
+    alone; ``shipped`` when they get more clips right."""
     from . import fusion_video as V
 
     members = sorted(per, key=CANDIDATES.index)
     vs = V.video_set(video_runs, members)
-    prof = V.fit_profile(per, y, vs, members, temps)
+    profs = V.stream_profiles(per, y, vs, members, temps, image_profile)
+    prof = profs[0]
     loao = V.leave_one_actor_out(per, y, vs, members, temps, image_profile)
     truth = {k: EMOTIONS_7.index(c["label"]) for k, c in enumerate(vs["clips"])}
     alone = {}
@@ -238,7 +239,7 @@ def _stream_profile(per: dict, labels, y, video_runs, temps: dict, image_profile
     res = {"runs": [str(r) for r in video_runs], "n_clips": len(vs["clips"]), "n_frames": int(len(vs["y"])),
            "subjects": sorted(set(c["subject"] for c in vs["clips"])), "video_share": V.VIDEO_SHARE,
            "members_alone_on_video_frames": alone, "leave_one_actor_out": loao,
-           "ferplus_valid_if_applied_to_stills": report(if_on_stills, labels), "profile": prof}
+           "ferplus_valid_if_applied_to_stills": report(if_on_stills, labels), "profiles": profs}
     res["shipped"] = bool(loao["fused"]["right"] > loao["image_profile_alone"]["right"])
     verdict = "shipped" if res["shipped"] else "not shipped"
     print(f"stream profile (leave one actor out): {loao['fused']['right']} of {loao['fused']['n']} clips vs the "
@@ -280,7 +281,7 @@ def train_fusion(data_dir, out, register: bool = True, video_runs=None) -> dict:
                                  "requires": ["image-cnn"]}
                 video_decision = _stream_profile(per, vsets[s][1], y, video_runs, temps, image_profile)
                 if video_decision["shipped"]:
-                    profiles.append(video_decision["profile"])  # listed first; min_frames wins ties too
+                    profiles += video_decision["profiles"]  # stream, warm-up; the most min_frames wins ties
         profiles.append({"name": s, "members": fitted, "temperature": temps, "weight": weights, "bias": bias,
                          "requires": ["image-cnn"] if "image-cnn" in per else []})
     params = PoolingParams.from_json({"profiles": profiles, "default_weight": DEFAULT_WEIGHT})

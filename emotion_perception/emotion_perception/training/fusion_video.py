@@ -1,6 +1,7 @@
-"""The stream profile of the fusion: the image profile's members pooled with weights
+"""The stream profiles of the fusion: the image profile's members pooled with weights
 fitted on the members' recorded outputs on labelled video (``emotion-perception
-evaluate-video`` runs) together with FER+ valid, applied only to streams.
+evaluate-video`` runs) together with FER+ valid, applied only to streams; and a
+warm-up profile for a stream's first frames.
 
 **Where it applies.** The profile has ``min_frames`` {lstm: :data:`STREAM_MIN_FRAMES`}:
 it is chosen only when the LSTM's estimate rests on at least that many frames of the
@@ -15,10 +16,15 @@ with weights 1 - :data:`VIDEO_SHARE` and :data:`VIDEO_SHARE` (FER+ keeps the cla
 biases and weights from following a handful of clips alone); member temperatures are
 the image profile's (fitted on FER+ valid); weights >= 0 and 7 class biases, L-BFGS.
 
-**Judging.** Leave one actor out: for each actor, the profile fitted without that actor's
-clips, then that actor's clips replayed through :class:`fusion.EmotionFusion` (the
-fusion node's core, node defaults) with the deployed profiles (stream profile + image
-profile), against the same replay with today's image profile alone; clip label by
+**Warm-up.** Until the LSTM rests on :data:`STREAM_MIN_FRAMES` frames, a stream gets
+the image profile's pooling (the image model alone) scaled by one factor fitted on the
+video frames (:func:`fit_warmup_profile`, ``min_frames`` {lstm: 1}): the image model's
+temperature was fitted on FER+ stills and is far too sharp for video.
+
+**Judging.** Leave one actor out: for each actor, the profiles fitted without that
+actor's clips, then that actor's clips replayed through :class:`fusion.EmotionFusion`
+(the fusion node's core, node defaults) with the deployed profiles (stream, warm-up and
+image profiles), against the same replay with today's image profile alone; clip label by
 :mod:`emotion_perception.video_eval`'s rule. Frame figures (accuracy, ECE, accuracy when
 ``confident``) come from the same held-out replays. Shipped where it gets more clips
 right than the image profile alone. A per-person neutral baseline is measured on the
@@ -42,8 +48,9 @@ VIDEO_SHARE = 0.5
 STREAM_MIN_FRAMES = 8
 #: Scale the fitted profile to calibrate it on the video frames (:func:`video_scale`).
 CALIBRATE_ON_VIDEO = True
-#: Name of the profile in fusion.json.
+#: Names of the profiles in fusion.json.
 STREAM_PROFILE = "video_stream"
+WARMUP_PROFILE = "video_warmup"
 
 
 def video_set(run_dirs, members) -> dict:
@@ -137,6 +144,21 @@ def fit_profile(fer_per, fer_y, vs, members, temps) -> dict:
     return prof
 
 
+def fit_warmup_profile(image_profile: dict, vs: dict) -> dict:
+    """The warm-up profile: the image profile's pooling (the image model alone) scaled by
+    :func:`video_scale` on the video frames, for a stream's first frames, before the
+    LSTM rests on :data:`STREAM_MIN_FRAMES` (``min_frames`` {lstm: 1}: never a still)."""
+    s = video_scale(image_profile, vs)
+    return dict(image_profile, name=WARMUP_PROFILE, requires=["image-cnn", "lstm"], min_frames={"lstm": 1},
+                video_scale=round(s, 5), weight={m: round(w * s, 5) for m, w in image_profile["weight"].items()},
+                bias=[round(b * s, 5) for b in image_profile["bias"]])
+
+
+def stream_profiles(fer_per, fer_y, vs, members, temps, image_profile: dict) -> list:
+    """[stream profile, warm-up profile] fitted on FER+ valid and ``vs``."""
+    return [fit_profile(fer_per, fer_y, vs, members, temps), fit_warmup_profile(image_profile, vs)]
+
+
 def replay_clips(clips: list, profiles: list, **fusion_kwargs) -> dict:
     """Each clip replayed through EmotionFusion with ``profiles`` (fusion.json layout):
     {clip index: :func:`video_eval.replay_fusion` stream}."""
@@ -162,16 +184,16 @@ def judge(replays: dict, clips: list) -> dict:
 
 
 def leave_one_actor_out(fer_per, fer_y, vs, members, temps, image_profile: dict, **fusion_kwargs) -> dict:
-    """The deployed fusion (stream profile fitted without the actor + the image profile)
-    and the image profile alone, replayed on each actor's clips."""
+    """The deployed fusion (stream and warm-up profiles fitted without the actor + the
+    image profile) and the image profile alone, replayed on each actor's clips."""
     fused, alone, weights = {}, {}, {}
     for s in np.unique(vs["subject"]):
         held = vs["subject"] == s
-        prof = fit_profile(fer_per, fer_y, subset(vs, ~held), members, temps)
-        weights[str(s)] = prof["weight"]
+        profs = stream_profiles(fer_per, fer_y, subset(vs, ~held), members, temps, image_profile)
+        weights[str(s)] = {p["name"]: p["weight"] for p in profs}
         ks = sorted({int(k) for k in vs["clip"][held]})
         part = [vs["clips"][k] for k in ks]
-        for k, r in zip(ks, replay_clips(part, [prof, image_profile], **fusion_kwargs).values()):
+        for k, r in zip(ks, replay_clips(part, profs + [image_profile], **fusion_kwargs).values()):
             fused[k] = r
         for k, r in zip(ks, replay_clips(part, [image_profile], **fusion_kwargs).values()):
             alone[k] = r
