@@ -130,6 +130,9 @@ class Profile:
         requires: members that must be present for the profile to apply (its weights
             assume them: the FER+ profile requires the image model, whose evidence
             the other members' weights were fitted beside).
+        min_frames: member -> frames its estimate must rest on for the profile to
+            apply (the stream profile: a sequence model that has seen a stream, never
+            a still photo, whose ``frames_used`` is unknown).
     """
 
     name: str
@@ -138,6 +141,7 @@ class Profile:
     weight: dict
     bias: np.ndarray
     requires: tuple = ()
+    min_frames: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +164,8 @@ class PoolingParams:
     def from_json(cls, d: dict) -> "PoolingParams":
         profiles = tuple(Profile(name=p["name"], members=tuple(p["members"]), temperature=dict(p["temperature"]),
                                  weight=dict(p["weight"]), bias=np.asarray(p["bias"], dtype=np.float64),
-                                 requires=tuple(p.get("requires", ())))
+                                 requires=tuple(p.get("requires", ())),
+                                 min_frames={k: int(v) for k, v in p.get("min_frames", {}).items()})
                          for p in d["profiles"])
         return cls(profiles=profiles, default_weight=float(d.get("default_weight", 0.5)))
 
@@ -170,24 +175,31 @@ class PoolingParams:
         return cls((Profile("single", tuple(weight), dict(temperature), dict(weight), np.asarray(bias, float)),),
                    default_weight)
 
-    def profile_for(self, present) -> Profile | None:
+    def profile_for(self, present, frames: dict | None = None) -> Profile | None:
+        """The profile for the members ``present``; ``frames`` (member -> frames its
+        estimate rests on; None for stills) decides profiles with ``min_frames``;
+        among profiles sharing as many members, the one demanding the most frames wins
+        (the stream profile over the warm-up profile over the stills' one)."""
         present = set(present)
-        eligible = [p for p in self.profiles if set(p.requires) <= present]
+        frames = frames or {}
+        eligible = [p for p in self.profiles if set(p.requires) <= present
+                    and all(frames.get(m, 0) >= n for m, n in p.min_frames.items())]
         if not eligible:
             return None
-        return max(eligible, key=lambda p: (len(present & set(p.members)), -len(set(p.members) - present)))
+        return max(eligible, key=lambda p: (len(present & set(p.members)), sum(p.min_frames.values()),
+                                            -len(set(p.members) - present)))
 
     def weight(self, model: str, prof: Profile | None) -> float:
         """``model``'s weight under ``prof`` (:meth:`profile_for`): the fitted one, or
         ``default_weight`` for a model the profile does not know."""
         return prof.weight.get(model, self.default_weight) if prof is not None else self.default_weight
 
-    def pool(self, per_model: dict[str, np.ndarray]) -> np.ndarray | None:
-        """Fused (7,) or (N, 7) probabilities from mapped member probabilities;
-        None when no model is given."""
+    def pool(self, per_model: dict[str, np.ndarray], frames: dict | None = None) -> np.ndarray | None:
+        """Fused (7,) or (N, 7) probabilities from mapped member probabilities
+        (``frames``: see :meth:`profile_for`); None when no model is given."""
         if not per_model:
             return None
-        prof = self.profile_for(per_model)
+        prof = self.profile_for(per_model, frames)
         logit = 0.0
         for m, p in per_model.items():
             w = self.weight(m, prof)
@@ -239,7 +251,7 @@ class EmotionFusion:
     """
 
     def __init__(self, params: PoolingParams, stale_after_s: float = 1.0, smoothing_tau_s: float = 0.3,
-                 hysteresis: float = 0.1, min_confidence: float = 0.45, warmup_s: float = 0.2):
+                 hysteresis: float = 0.1, min_confidence: float = 0.7, warmup_s: float = 0.2):
         self.params = params
         self.stale_after_s = stale_after_s
         self.smoothing_tau_s = smoothing_tau_s
@@ -290,7 +302,7 @@ class EmotionFusion:
         fresh = {m: v for m, v in st.inputs.items() if now - v[0] <= self.stale_after_s * 1e9}
         for m in [m for m in st.inputs if m not in fresh]:
             del st.inputs[m]
-        pooled = self.params.pool({m: v[1] for m, v in fresh.items()})
+        pooled = self.params.pool({m: v[1] for m, v in fresh.items()}, {m: v[3] for m, v in fresh.items()})
         if pooled is None:
             return None
         logp = np.log(np.clip(pooled, EPS, 1.0))

@@ -208,3 +208,57 @@ def test_ferplus_profile_is_the_one_its_cross_validation_chose(fusion_meta):
     else:
         assert prof["weight"]["image-cnn"] == 1.0
         assert all(w == 0.0 for m, w in prof["weight"].items() if m != "image-cnn")
+
+
+def test_the_stream_profile_applies_only_once_the_sequence_model_has_seen_enough_frames():
+    """A profile with ``min_frames`` (the stream profile) is never picked for stills
+    (no frame counts) and picked on a stream once the LSTM rests on that many frames."""
+    image = {"name": "ferplus_valid", "members": ["image-cnn", "lstm"], "temperature": {}, "bias": [0.0] * 7,
+             "weight": {"image-cnn": 1.0, "lstm": 0.0}, "requires": ["image-cnn"]}
+    stream = dict(image, name="video_stream", weight={"image-cnn": 0.0, "lstm": 1.0}, requires=["image-cnn", "lstm"],
+                  min_frames={"lstm": 8})
+    warmup = dict(image, name="video_warmup", requires=["image-cnn", "lstm"], min_frames={"lstm": 1})
+    prm = PoolingParams.from_json({"profiles": [image, stream]})
+    assert prm.profile_for({"image-cnn", "lstm"}).name == "ferplus_valid"
+    assert prm.profile_for({"image-cnn", "lstm"}, {"image-cnn": 1, "lstm": 7}).name == "ferplus_valid"
+    assert prm.profile_for({"image-cnn", "lstm"}, {"image-cnn": 1, "lstm": 8}).name == "video_stream"
+    # with a warm-up profile: stills keep the image profile, a stream's first frames
+    # get the warm-up one, then the stream profile (whatever the order in the file)
+    for order in ([warmup, image, stream], [stream, image, warmup]):
+        p3 = PoolingParams.from_json({"profiles": order})
+        assert p3.profile_for({"image-cnn", "lstm"}).name == "ferplus_valid"
+        assert p3.profile_for({"image-cnn", "lstm"}, {"image-cnn": 1, "lstm": 1}).name == "video_warmup"
+        assert p3.profile_for({"image-cnn", "lstm"}, {"image-cnn": 1, "lstm": 9}).name == "video_stream"
+    still = prm.pool({"image-cnn": onehot("sad", 0.8), "lstm": onehot("happy", 0.8)})
+    assert EMOTIONS_7[int(np.argmax(still))] == "sad"
+    f = EmotionFusion(prm, smoothing_tau_s=0.0, hysteresis=0.0, warmup_s=0.0)
+    labels = []
+    for i in range(10):
+        f.add(est("face_1", "image-cnn", onehot("sad", 0.8)), (i + 1) * S // 25)
+        lstm = dataclasses_replace(est("face_1", "lstm", onehot("happy", 0.8)), frames_used=i + 1)
+        f.add(lstm, (i + 1) * S // 25)
+        labels.append(f.fuse("face_1").label)
+    assert labels == ["sad"] * 7 + ["happy"] * 3
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+def test_the_shipped_stream_profile_is_the_one_its_leave_one_actor_out_test_chose(fusion_meta):
+    """``train fused --video``: the stream profile ships only where, fitted without each
+    actor in turn, it got more of that actor's clips right than the image profile alone."""
+    video = fusion_meta.get("video")
+    stream = [p for p in fusion_meta["profiles"] if p.get("min_frames")]
+    if video is None:
+        assert not stream
+        return
+    loao = video["leave_one_actor_out"]
+    assert bool(stream) == video["shipped"] == (loao["fused"]["right"] > loao["image_profile_alone"]["right"])
+    assert stream == video["profiles"]
+    for p in stream:
+        assert p["min_frames"]["lstm"] >= 1 and "lstm" in p["requires"]
+    # the member the stream profile was made for earns weight, so it runs by default
+    assert stream[0]["name"] == "video_stream" and stream[0]["weight"]["lstm"] > 0

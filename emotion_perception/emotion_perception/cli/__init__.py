@@ -12,9 +12,9 @@ import importlib
 import sys
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("pipeline", "train", "predict", "evaluate", "run", "bag", "demo", "attention", "calibrate_gaze")
-#: Subcommands that run the nodes in this process (bag: ``bag evaluate``).
-RUN_NODES = ("pipeline", "run", "demo", "bag")
+COMMANDS = ("pipeline", "train", "predict", "evaluate", "evaluate_video", "run", "bag", "demo", "attention", "calibrate_gaze")
+#: Subcommands that run the nodes in this process (bag: ``bag evaluate``; evaluate-video).
+RUN_NODES = ("pipeline", "run", "demo", "bag", "evaluate-video")
 
 
 def build_parser() -> argparse.ArgumentParser:

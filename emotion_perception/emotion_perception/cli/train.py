@@ -37,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--quant", default="int8", choices=("float32", "float16", "int8"),
                    help="weights of the exported .tflite (default int8: as accurate as float16 on FER+ valid, a quarter of the size, faster)")
     g.add_argument("--no-tta", action="store_true", help="export without averaging the mirrored crop")
+    g = p.add_argument_group("fused")
+    g.add_argument("--video", nargs="+", default=None, metavar="RUNS",
+                   help="`evaluate-video --output` folders of labelled clips: the image profile is also fitted on "
+                        "the members' recorded outputs there, judged leave-one-actor-out (models/fused.md)")
     p.set_defaults(func=run)
 
 

@@ -56,7 +56,7 @@ PARAMS = [
     Param("smoothing_tau_s", 0.3, "time constant of the smoothing of the fused log-probabilities, seconds (0 = off)",
           0.0, 10.0),
     Param("hysteresis", 0.1, "probability margin a class needs over the current label to take it", 0.0, 0.9),
-    Param("min_confidence", 0.45, "fused probability of the label below which confident is false", 0.0, 1.0),
+    Param("min_confidence", 0.7, "fused probability of the label below which confident is false", 0.0, 1.0),
     Param("warmup_s", 0.2, "a face seen for less than this is not confident, seconds", 0.0, 10.0),
     Param("max_wait_s", 0.05, "longest wait for the other running models' arrays of an image before publishing "
           "without them, seconds", 0.005, 1.0, read_only=True),

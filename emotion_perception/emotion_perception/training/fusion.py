@@ -3,7 +3,13 @@ a class bias, on validation rows no member model was fitted on.
 
 Reproduce the shipped file (after every member model is final)::
 
-    emotion-perception train fused [--data DIR] [--out DIR]
+    emotion-perception evaluate-video ../shared/data/video_labelled --output .cache/video-eval/mead
+    emotion-perception evaluate-video .cache/cremad --subject 1001 --output .cache/video-eval/cremad
+    emotion-perception train fused --video .cache/video-eval/mead .cache/video-eval/cremad [--data DIR] [--out DIR]
+
+With ``--video`` (recorded runs of labelled clips through the nodes) a fourth profile,
+``video_stream``, is fitted for streams and kept where it wins clips with each actor
+left out (:mod:`.fusion_video`); without it, no stream profile.
 
 Validation sets (never a test split):
 - ``rafdb_val``: the RAF-DB-train rows of ``data.rafdb_validation_mask`` (held out by
@@ -152,22 +158,24 @@ def _fit_temperature(p: np.ndarray, y: np.ndarray) -> float:
 
 
 def _fit_pooling(sets, members, temps):
-    """sets: list of (per_model {name: (N,7)}, y). Returns weights, bias."""
+    """sets: list of (per_model {name: (N,7)}, y) or (per_model, y, row_weight (N,)).
+    Returns weights, bias minimising the (row-weighted) mean NLL."""
     from scipy.optimize import minimize
 
     names = list(members)
+    sets = [s if len(s) == 3 else (*s, np.ones(len(s[1]))) for s in sets]
 
     def unpack(theta):
         return dict(zip(names, np.exp(theta[:len(names)]))), theta[len(names):]
 
     def loss(theta):
         w, b = unpack(theta)
-        total, n = 0.0, 0
-        for per, y in sets:
-            z = b + sum(w[m] * np.log(np.clip(p, 1e-4, 1)) / temps[m] for m, p in per.items())
+        total, n = 0.0, 0.0
+        for per, y, rw in sets:
+            z = b + sum(w[m] * np.log(np.clip(p, 1e-4, 1)) / temps[m] for m, p in per.items() if m in w)
             z = z - z.max(1, keepdims=True)
-            total += -(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).sum()
-            n += len(y)
+            total += -(rw * (z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1)))).sum()
+            n += rw.sum()
         return total / n + BIAS_L2 * float((b ** 2).sum())
 
     theta0 = np.concatenate([np.zeros(len(names)), np.zeros(len(EMOTIONS_7))])
@@ -210,7 +218,36 @@ def _valence_sanity(p: np.ndarray, labels) -> dict:
             "arousal_correlation": round(float(np.corrcoef(va[:, 1], truth[:, 1])[0, 1]), 4)}
 
 
-def train_fusion(data_dir, out, register: bool = True) -> dict:
+def _stream_profile(per: dict, labels, y, video_runs, temps: dict, image_profile: dict) -> dict:
+    """The stream and warm-up profiles fitted on FER+ valid and the labelled video runs
+    (:mod:`.fusion_video`), judged leave-one-actor-out against the image profile
+    alone; ``shipped`` when they get more clips right."""
+    from . import fusion_video as V
+
+    members = sorted(per, key=CANDIDATES.index)
+    vs = V.video_set(video_runs, members)
+    profs = V.stream_profiles(per, y, vs, members, temps, image_profile)
+    prof = profs[0]
+    loao = V.leave_one_actor_out(per, y, vs, members, temps, image_profile)
+    truth = {k: EMOTIONS_7.index(c["label"]) for k, c in enumerate(vs["clips"])}
+    alone = {}
+    for m in members:
+        dec = {int(k): int(np.argmax(vs["per"][m][vs["clip"] == k].mean(0))) for k in np.unique(vs["clip"])}
+        alone[m] = {"clips_right": int(sum(dec[k] == truth[k] for k in dec)),
+                    "frames": report(vs["per"][m], [EMOTIONS_7[i] for i in vs["y"]])}
+    if_on_stills = PoolingParams.from_json({"profiles": [dict(prof, min_frames={})]}).pool(per)
+    res = {"runs": [str(r) for r in video_runs], "n_clips": len(vs["clips"]), "n_frames": int(len(vs["y"])),
+           "subjects": sorted(set(c["subject"] for c in vs["clips"])), "video_share": V.VIDEO_SHARE,
+           "members_alone_on_video_frames": alone, "leave_one_actor_out": loao,
+           "ferplus_valid_if_applied_to_stills": report(if_on_stills, labels), "profiles": profs}
+    res["shipped"] = bool(loao["fused"]["right"] > loao["image_profile_alone"]["right"])
+    verdict = "shipped" if res["shipped"] else "not shipped"
+    print(f"stream profile (leave one actor out): {loao['fused']['right']} of {loao['fused']['n']} clips vs the "
+          f"image profile alone {loao['image_profile_alone']['right']}: {verdict}; weights {prof['weight']}", flush=True)
+    return res
+
+
+def train_fusion(data_dir, out, register: bool = True, video_runs=None) -> dict:
     from .frame import register_sums, svm_landmarks_rows
 
     members = _load_members(CANDIDATES)
@@ -228,7 +265,7 @@ def train_fusion(data_dir, out, register: bool = True) -> dict:
                 preds.setdefault(s, {})[m] = _predict(model, arrays)
                 print(f"fusion: {m} on {s}: {report(preds[s][m], lab)}", flush=True)
     used = sorted({m for s in preds for m in preds[s]}, key=CANDIDATES.index)
-    profiles, image_decision = [], None
+    profiles, image_decision, video_decision = [], None, None
     for s, per in preds.items():
         y = _labels(vsets[s][1])
         fitted = sorted(per, key=CANDIDATES.index)
@@ -239,6 +276,12 @@ def train_fusion(data_dir, out, register: bool = True) -> dict:
             if not image_decision["pooling_shipped"]:
                 weights = {m: (1.0 if m == "image-cnn" else 0.0) for m in fitted}
                 bias = [0.0] * len(EMOTIONS_7)
+            if video_runs:
+                image_profile = {"name": s, "members": fitted, "temperature": temps, "weight": weights, "bias": bias,
+                                 "requires": ["image-cnn"]}
+                video_decision = _stream_profile(per, vsets[s][1], y, video_runs, temps, image_profile)
+                if video_decision["shipped"]:
+                    profiles += video_decision["profiles"]  # stream, warm-up; the most min_frames wins ties
         profiles.append({"name": s, "members": fitted, "temperature": temps, "weight": weights, "bias": bias,
                          "requires": ["image-cnn"] if "image-cnn" in per else []})
     params = PoolingParams.from_json({"profiles": profiles, "default_weight": DEFAULT_WEIGHT})
@@ -277,7 +320,7 @@ def train_fusion(data_dir, out, register: bool = True) -> dict:
                                 "lstm-3class (happy, sad, unknown)": "unknown spread evenly over the other 5"},
               "validation_sets": {s: sorted(p, key=CANDIDATES.index) for s, p in preds.items()},
               "metrics": metrics, "calibration": calibration, "valence_arousal": va,
-              "ferplus_valid_cross_validated": image_decision,
+              "ferplus_valid_cross_validated": image_decision, "video": video_decision,
               "sample_accuracy_first_300_rafdb_test": sample}
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -295,8 +338,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(D.default_data_dir()))
     p.add_argument("--out", default=str(models_dir()))
+    p.add_argument("--video", nargs="*", default=[], help="evaluate-video output folders (labelled clip runs)")
     a = p.parse_args(argv)
-    train_fusion(a.data, a.out)
+    train_fusion(a.data, a.out, video_runs=a.video)
     return 0
 
 

@@ -16,7 +16,7 @@ def run_target(args, data, out) -> int:
     elif t == "fused":
         from .fusion import train_fusion
 
-        train_fusion(data, out)
+        train_fusion(data, out, video_runs=getattr(args, "video", None))
     elif t == "image-cnn":
         import pathlib
 
