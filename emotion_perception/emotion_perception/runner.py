@@ -36,8 +36,8 @@ def dedicate_process() -> None:
     """Declare that this process exists to run the pipeline (the ``pipeline``, ``run``,
     ``demo`` and ``bag evaluate`` commands): every :class:`Pipeline` started in it caps
     the BLAS/OpenMP thread pools at one thread once its nodes are built, as each node's
-    own process does (:func:`emotion_perception.nodes.common.limit_native_threads`), and
-    lets glibc reuse camera-sized buffers (:func:`~emotion_perception.nodes.common.keep_large_buffers`).
+    own process does (:func:`emotion_perception.nodes.native_threads.limit_native_threads`), and
+    lets glibc reuse camera-sized buffers (:func:`~emotion_perception.nodes.memory.keep_large_buffers`).
 
     Measured with all seven nodes in one process: at 30 Hz 46% of a core instead of
     125% (OpenBLAS workers busy-wait between the frame SVM's tiny calls), 90 Hz held
@@ -47,7 +47,7 @@ def dedicate_process() -> None:
     """
     global _dedicated
     _dedicated = True
-    from .nodes.common import keep_large_buffers
+    from .nodes.memory import keep_large_buffers
 
     keep_large_buffers()
 
@@ -115,7 +115,7 @@ class Pipeline:
 
     Raises:
         ValueError: an unknown node name or a malformed remapping.
-        emotion_perception.nodes.common.ParameterError: a bad parameter value.
+        emotion_perception.nodes.parameters.ParameterError: a bad parameter value.
         emotion_perception.assets.ModelFileError: a missing or tampered model file.
     """
 
@@ -165,7 +165,7 @@ class Pipeline:
             if self.in_process_delivery:
                 self.delivery = InProcessDelivery(self.executor, self.nodes.values())
             if _dedicated:
-                from .nodes.common import limit_native_threads
+                from .nodes.native_threads import limit_native_threads
 
                 limit_native_threads()  # after the nodes: it caps the libraries loaded so far
         except BaseException:
@@ -193,7 +193,7 @@ class Pipeline:
         return None if topics & others else front
 
     def _spin(self, executor: LeanExecutor, thread_name: str) -> None:
-        from .nodes.common import name_os_thread
+        from .nodes.native_threads import name_os_thread
 
         name_os_thread(thread_name)
         try:

@@ -16,7 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
+from emotion_perception.nodes.qos import RESULT_QOS, SENSOR_QOS
 
 #: Output topics of the package: topic -> (message module, class).
 OUTPUTS = {

@@ -273,7 +273,7 @@ class Camera:
 
         from emotion_perception import transport
         from emotion_perception.imaging import encode_compressed
-        from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
+        from emotion_perception.nodes.qos import RESULT_QOS, SENSOR_QOS
         from emotion_perception_msgs.msg import AttentionArray, EmotionArray
 
         transport.configure_process()  # the camera side loads the package's profile too

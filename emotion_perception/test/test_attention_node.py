@@ -16,7 +16,7 @@ from rclpy.node import Node
 
 from emotion_perception.attention import AttentionEstimator, EyeState
 from emotion_perception.conversions import attention_msg_to_estimate, faces_to_msgs
-from emotion_perception.nodes.common import RESULT_QOS
+from emotion_perception.nodes.qos import RESULT_QOS
 from emotion_perception.runner import Pipeline
 from emotion_perception.types import BoundingBox, Face
 from emotion_perception_msgs.msg import AttentionArray, BlendshapesArray, FaceMeshArray
@@ -181,7 +181,7 @@ def test_missing_blendshapes_fall_back_to_geometry(pipeline, faces):
 
 
 def test_bad_parameters_refuse_to_start():
-    from emotion_perception.nodes.common import ParameterError
+    from emotion_perception.nodes.parameters import ParameterError
 
     with pytest.raises(ParameterError):
         with Pipeline(["attention"], parameter_overrides={"attention": {"looking_on": 0.3, "looking_off": 0.5}}):

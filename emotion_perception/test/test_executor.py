@@ -23,7 +23,7 @@ from rclpy.task import Future
 from std_msgs.msg import String
 
 from conftest import own_ros_domain_fixture
-from emotion_perception.nodes.common import RESULT_QOS
+from emotion_perception.nodes.qos import RESULT_QOS
 from emotion_perception.nodes.executor import LeanExecutor, spin
 
 own_ros_domain = own_ros_domain_fixture(5, 30)
@@ -486,8 +486,8 @@ def test_in_process_nodes_feeding_others_go_first(contexts):
 HANGING_STOP = '''
 import ctypes, sys
 from rclpy.node import Node
-from emotion_perception.nodes import common
-common.STOP_WATCHDOG_S = 1.0
+from emotion_perception.nodes import process
+process.STOP_WATCHDOG_S = 1.0
 
 class Stuck(Node):
     def __init__(self):
@@ -497,7 +497,7 @@ class Stuck(Node):
     def destroy_node(self):
         ctypes.PyDLL("libc.so.6").sleep(60)
 
-sys.exit(common.run_node(Stuck))
+sys.exit(process.run_node(Stuck))
 '''
 
 
@@ -538,7 +538,7 @@ def test_teardown_runs_on_one_cpu_at_idle_priority_then_restores():
     """yield_to_middleware_threads (around a node's teardown, see its docstring): every
     thread of the process on one CPU and the calling thread at SCHED_IDLE inside, the
     previous affinities and policy afterwards."""
-    from emotion_perception.nodes.common import yield_to_middleware_threads
+    from emotion_perception.nodes.process import yield_to_middleware_threads
 
     stop = threading.Event()
     helper = threading.Thread(target=stop.wait, daemon=True)

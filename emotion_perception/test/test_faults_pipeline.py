@@ -431,7 +431,7 @@ MEMORY_CAMERA = textwrap.dedent("""
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
     from emotion_perception import transport
-    from emotion_perception.nodes.common import RESULT_QOS
+    from emotion_perception.nodes.qos import RESULT_QOS
     from emotion_perception_msgs.msg import FaceMeshArray
     transport.configure_process()  # the camera loads the package's profile, as docs/transport.md asks
     photo, pid = sys.argv[1], int(sys.argv[2])
@@ -529,7 +529,7 @@ SLOW_CONSUMER = textwrap.dedent("""
     import sys, time, rclpy
     from rclpy.node import Node
     from emotion_perception import transport
-    from emotion_perception.nodes.common import RESULT_QOS
+    from emotion_perception.nodes.qos import RESULT_QOS
     from emotion_perception_msgs.msg import FaceMeshArray
     transport.configure_process()
     rclpy.init()

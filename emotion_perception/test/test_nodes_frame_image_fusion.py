@@ -21,7 +21,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from emotion_perception import conversions
-from emotion_perception.nodes.common import RESULT_QOS, ParameterError, stamp_ns
+from emotion_perception.nodes.parameters import ParameterError
+from emotion_perception.nodes.qos import RESULT_QOS
+from emotion_perception.nodes.stamps import stamp_ns
 from emotion_perception.runner import Pipeline
 from emotion_perception.types import EMOTIONS_6, EMOTIONS_7, EmotionEstimate
 from emotion_perception_msgs.msg import EmotionArray

@@ -15,7 +15,7 @@ from rclpy.node import Node
 
 from emotion_perception import classifiers
 from emotion_perception.classifiers.base import FrameInput
-from emotion_perception.nodes.common import RESULT_QOS
+from emotion_perception.nodes.qos import RESULT_QOS
 from emotion_perception.runner import Pipeline
 from emotion_perception_msgs.msg import Blendshapes, BlendshapesArray, EmotionArray, FaceMesh, FaceMeshArray
 

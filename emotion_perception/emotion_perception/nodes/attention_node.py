@@ -2,9 +2,9 @@
 
 Subscribes to ``faces/mesh`` (``FaceMeshArray``) and ``faces/blendshapes``
 (``BlendshapesArray``), pairs the two arrays of one image by its key
-(:func:`~emotion_perception.nodes.common.image_key`: the landmark node's image number
+(:func:`~emotion_perception.nodes.stamps.image_key`: the landmark node's image number
 and stream time, so cameras with missing or repeated stamps work)
-(:class:`~emotion_perception.nodes.common.StampSync`) and their faces by ``face_id``,
+(:class:`~emotion_perception.nodes.stamps.StampSync`) and their faces by ``face_id``,
 and publishes ``attention`` (``AttentionArray``, the image's header) for every image:
 an empty ``faces`` list when the image holds no face. Per-face state (blinks,
 PERCLOS, talking, looking hysteresis) lives in
@@ -28,8 +28,12 @@ from rclpy.node import Node
 from ..attention import AttentionEstimator, AttentionParams, CalibrationError, GazeCalibration, GeometryError
 from ..conversions import (ConversionError, attention_estimates_to_array, blendshapes_msg_scores, image_of,
                            mesh_msg_to_face)
-from .common import (RESULT_QOS, Diagnostics, OnceLog, Param, ParameterError, StampSync, declare_parameters,
-                     image_key, refuse_oversized, run_node)
+from .bad_input import OnceLog, refuse_oversized
+from .diagnostics import Diagnostics
+from .parameters import Param, ParameterError, declare_parameters
+from .process import run_node
+from .qos import RESULT_QOS
+from .stamps import StampSync, image_key
 from emotion_perception_msgs.msg import AttentionArray, BlendshapesArray, FaceMeshArray
 
 PARAMS = [
@@ -70,7 +74,7 @@ class AttentionNode(Node):
     """Attention estimators over the landmark node's output.
 
     Raises:
-        emotion_perception.nodes.common.ParameterError: a parameter out of range,
+        emotion_perception.nodes.parameters.ParameterError: a parameter out of range,
             looking_off above looking_on, or an unreadable calibration file.
         emotion_perception.assets.ModelFileError: the fitted parameters are missing
             or tampered with.

@@ -7,7 +7,7 @@ Subscribes ``emotion/transformer``, ``emotion/lstm``, ``emotion/frame`` and
 smoothing with hysteresis, ``confident`` flag, valence/arousal).
 
 - Images are told apart and ordered by their key
-  (:func:`~emotion_perception.nodes.common.image_key`: the landmark node's image number
+  (:func:`~emotion_perception.nodes.stamps.image_key`: the landmark node's image number
   and stream time, which cameras with missing, repeated or late stamps still get),
   durations are measured in stream time.
 - Inputs older than ``stale_after_s`` (stream time, against the newest of that face)
@@ -42,7 +42,12 @@ from rclpy.node import Node
 
 from .. import conversions
 from ..fusion import EmotionFusion, load_params, mapping_to_7
-from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, image_key, refuse_oversized, run_node
+from .bad_input import OnceLog, refuse_oversized
+from .diagnostics import Diagnostics
+from .parameters import Param, declare_parameters
+from .process import run_node
+from .qos import RESULT_QOS
+from .stamps import image_key
 
 INPUT_TOPICS = ("emotion/transformer", "emotion/lstm", "emotion/frame", "emotion/image")
 #: Images waiting for their arrays beyond this many are published without them.

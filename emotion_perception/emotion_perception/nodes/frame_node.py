@@ -24,8 +24,12 @@ from rclpy.node import Node
 from .. import conversions
 from ..classifiers import load as load_model
 from ..classifiers.base import FrameInput
-from .common import (RESULT_QOS, Diagnostics, OnceLog, Param, StampSync, declare_parameters, image_key,
-                     refuse_oversized, run_node)
+from .bad_input import OnceLog, refuse_oversized
+from .diagnostics import Diagnostics
+from .parameters import Param, declare_parameters
+from .process import run_node
+from .qos import RESULT_QOS
+from .stamps import StampSync, image_key
 
 FRAME_MODELS = ("svm-landmarks", "gnn-landmarks", "svm-blendshapes")
 #: p95 processing time above which /diagnostics warns, milliseconds.

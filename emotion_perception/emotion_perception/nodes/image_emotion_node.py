@@ -18,8 +18,12 @@ from rclpy.node import Node
 from .. import conversions
 from ..classifiers import load as load_model
 from ..classifiers.base import FrameInput
-from .common import (RESULT_QOS, Diagnostics, OnceLog, declare_parameters, refuse_oversized, run_node,
-                     stamp_ns)
+from .bad_input import OnceLog, refuse_oversized
+from .diagnostics import Diagnostics
+from .parameters import declare_parameters
+from .process import run_node
+from .qos import RESULT_QOS
+from .stamps import stamp_ns
 
 #: p95 processing time above which /diagnostics warns, milliseconds.
 WARN_PROCESSING_MS = 30.0

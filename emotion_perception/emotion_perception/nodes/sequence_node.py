@@ -14,7 +14,11 @@ from rclpy.node import Node
 
 from .. import conversions
 from ..classifiers import load as load_model
-from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, image_key, refuse_oversized
+from .bad_input import OnceLog, refuse_oversized
+from .diagnostics import Diagnostics
+from .parameters import Param, declare_parameters
+from .qos import RESULT_QOS
+from .stamps import image_key
 from emotion_perception_msgs.msg import EmotionArray
 
 #: p95 processing time above which /diagnostics warns, milliseconds.
