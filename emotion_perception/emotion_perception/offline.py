@@ -293,6 +293,8 @@ class OfflinePipeline:
         while time.monotonic() < deadline:
             if (self.pub.get_subscription_count() >= consumers
                     and all(s.get_publisher_count() >= 1 for s in self.subs)):
+                # the lazy nodes the recorder listens to subscribe to their inputs (nodes/lazy.py)
+                self.pipeline.wait_inputs_settled(max(0.0, deadline - time.monotonic()))
                 time.sleep(0.2)  # let the matched endpoints settle before the first frame
                 return
             time.sleep(0.02)

@@ -202,6 +202,36 @@ class Pipeline:
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
 
+    def inputs_settled(self) -> bool:
+        """True when every lazy node (:mod:`emotion_perception.nodes.lazy`) is subscribed to
+        its inputs exactly when someone listens to its output, and its subscriptions
+        are matched to their publishers: a subscriber made just now has woken the
+        nodes it reads from."""
+        from .nodes.lazy import LazyInputs
+
+        for node in list(self.nodes.values()):
+            lazy = getattr(node, "inputs", None)
+            if not isinstance(lazy, LazyInputs):
+                continue
+            if lazy.active != (lazy.listeners() > 0):
+                return False
+            # and matched: a message published now reaches the new subscriptions
+            if any(sub.get_publisher_count() < min(1, node.count_publishers(sub.topic_name))
+                   for sub in list(lazy.subs.values())):
+                return False
+        return True
+
+    def wait_inputs_settled(self, timeout_s: float = 10.0) -> bool:
+        """Wait (at most ``timeout_s``) until :meth:`inputs_settled`; True if it is."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not self.inputs_settled():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def add_node(self, node) -> None:
         """Spin an extra node (a test probe, a recorder) in the same executor; :meth:`stop`
         destroys it with the pipeline's own nodes."""

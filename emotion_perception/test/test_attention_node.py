@@ -222,7 +222,8 @@ def test_landmark_and_attention_nodes_on_real_frames(video):
         probe.create_subscription(AttentionArray, "attention", on, RESULT_QOS)
         p.add_node(probe)
         deadline = time.monotonic() + TIMEOUT_S
-        while pub.get_subscription_count() == 0 or probe.count_publishers("attention") == 0:
+        while pub.get_subscription_count() == 0 or probe.count_publishers("attention") == 0 or \
+                not p.wait_inputs_settled(0.0):  # the attention node subscribes once someone listens
             assert time.monotonic() < deadline, "pipeline did not connect"
             time.sleep(0.05)
         outs = []

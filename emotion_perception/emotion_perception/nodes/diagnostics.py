@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+import weakref
 from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -15,6 +16,7 @@ from .qos import RESULT_QOS
 
 
 DIAGNOSTICS_PERIOD_S = 1.0
+_BY_NODE: "weakref.WeakKeyDictionary[Node, Diagnostics]" = weakref.WeakKeyDictionary()
 
 
 class Diagnostics:
@@ -22,6 +24,10 @@ class Diagnostics:
 
     The node calls :meth:`tick` with the processing time of each handled input and
     :meth:`dropped` for each input it skipped; extra key/values come from ``extra``.
+    ``activity`` (set by :class:`~emotion_perception.nodes.lazy.LazyInputs`) returns
+    ("active" or "idle", why): an idle node says so in its status message.
+    :meth:`callback_failed` counts exceptions that escaped one of the node's callbacks
+    (caught by the executor, which keeps the process's other nodes running).
     """
 
     def __init__(self, node: Node, warn_processing_ms: float = 100.0,
@@ -36,7 +42,15 @@ class Diagnostics:
         self.processed = 0
         self.dropped_total = 0
         self.errors_total = 0
+        self.callback_errors_total = 0
+        self.activity: Callable[[], tuple[str, str]] | None = None
         self._timer = node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish)
+        _BY_NODE[node] = self
+
+    @staticmethod
+    def of(node: Node) -> "Diagnostics | None":
+        """The Diagnostics a node made, if any."""
+        return _BY_NODE.get(node)
 
     def tick(self, processing_ms: float) -> None:
         with self._lock:
@@ -52,6 +66,10 @@ class Diagnostics:
         with self._lock:
             self.errors_total += n
 
+    def callback_failed(self, n: int = 1) -> None:
+        with self._lock:
+            self.callback_errors_total += n
+
     def snapshot(self) -> dict[str, float]:
         with self._lock:
             times = sorted(self._times_ms)
@@ -62,7 +80,8 @@ class Diagnostics:
             rate = len(recent) / 5.0
             return {"processing_time_mean_ms": mean_ms, "processing_time_p95_ms": p95_ms,
                     "rate_hz": rate, "processed_total": self.processed,
-                    "dropped_total": self.dropped_total, "bad_input_total": self.errors_total}
+                    "dropped_total": self.dropped_total, "bad_input_total": self.errors_total,
+                    "callback_errors_total": self.callback_errors_total}
 
     def publish(self) -> None:
         MEMORY_TRIM.check()
@@ -70,15 +89,24 @@ class Diagnostics:
         snap.update(rss_mb=MEMORY_TRIM.rss_mb(), memory_trims_total=MEMORY_TRIM.trims)
         if self._extra:
             snap.update(self._extra())
+        activity = self.activity() if self.activity is not None else None
+        if activity is not None:
+            snap.update(activity=activity[0], activity_reason=activity[1])
         status = DiagnosticStatus()
         status.name = f"{self._node.get_fully_qualified_name()}"
         status.hardware_id = "emotion_perception"
         if snap["processing_time_p95_ms"] > self._warn_ms:
             status.level = DiagnosticStatus.WARN
             status.message = f"slow: p95 processing {snap['processing_time_p95_ms']:.1f} ms"
+        elif snap["callback_errors_total"]:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"{snap['callback_errors_total']} callback(s) failed (see the log)"
         else:
             status.level = DiagnosticStatus.OK
             status.message = "ok"
+        if activity is not None and activity[0] == "idle":
+            status.message = f"idle: {activity[1]}" + ("" if status.level == DiagnosticStatus.OK
+                                                        else f"; {status.message}")
         status.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
                          for k, v in snap.items()]
         arr = DiagnosticArray()
