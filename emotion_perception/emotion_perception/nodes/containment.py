@@ -3,7 +3,8 @@ logged with the node's name (once per kind and place, then with a count at most 
 30 s), counted in the node's /diagnostics (``callback_errors_total``), and the
 executor goes on with the next callback. Without this, one node's bug ended the
 executor's thread and with it every node that the thread spins: in one process, all
-of them.
+of them. While the context shuts down an exception goes on as before (a publish on a
+context being shut down fails; that is part of stopping).
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ def callback_failed(node: Node | None, exc: BaseException) -> None:
 
 
 def contained(node: Node | None, callback):
-    """``callback`` wrapped so that an exception it raises goes to :func:`callback_failed`."""
+    """``callback`` wrapped so that an exception it raises goes to :func:`callback_failed`
+    (raised on while the node's context shuts down: a publish then fails, and that is
+    part of stopping, not a failure)."""
     def run(*args):
         try:
             callback(*args)
         except Exception as e:  # noqa: BLE001 - see the module docstring
+            if node is not None and not node.context.ok():
+                raise
             callback_failed(node, e)
 
     return run

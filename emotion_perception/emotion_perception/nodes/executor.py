@@ -230,6 +230,8 @@ class LeanExecutor(Executor):
             except (ShutdownException, ExternalShutdownException, KeyboardInterrupt):
                 raise
             except Exception as e:  # noqa: BLE001 - a delivery's callback failed: the others go on
+                if not self._context.ok():
+                    raise  # shutting down: not a node's failure
                 from .containment import callback_failed
 
                 callback_failed(getattr(e, "node", None), e)
@@ -410,6 +412,8 @@ class LeanExecutor(Executor):
             except (ShutdownException, ExternalShutdownException, KeyboardInterrupt):
                 raise
             except Exception as e:  # noqa: BLE001 - contained: see the docstring
+                if not self._context.ok():
+                    raise  # shutting down (a publish on a context being shut down): not a node's failure
                 from .containment import callback_failed
 
                 callback_failed(node, e)
