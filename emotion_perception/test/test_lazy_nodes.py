@@ -179,6 +179,7 @@ def test_fusion_wakes_only_weighted_members_and_an_echo_wakes_another(astronaut_
                   if pooling.weight(models[topic], prof) == 0]
         assert "image_emotion" not in asleep and asleep, (models, prof.name if prof else None)
         assert _wait(lambda: not any(p.nodes[s].inputs.active for s in asleep) and not p.nodes["attention"].inputs.active)
+        time.sleep(1.0)  # arrays taken (or queued in-process) before they unsubscribed are handled
         before = {s: p.nodes[s].diagnostics.processed for s in asleep}
         fused_before = len(probe.arrays["emotion"])
         send(15)

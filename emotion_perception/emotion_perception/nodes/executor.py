@@ -66,6 +66,11 @@ EVENT_POLL_S = 1.0
 SERVICE_POLL_S = 0.1
 
 
+#: While call_soon work keeps the executor busy, it still polls the wait set (without
+#: waiting) at least this often, seconds.
+FAIR_POLL_S = 0.05
+
+
 def _capped(timeout_nsec: int, cap_s: float) -> int:
     """A wait's timeout (ns, -1: forever) shortened to at most ``cap_s`` seconds."""
     cap = int(cap_s * 1e9)
@@ -101,6 +106,7 @@ class LeanExecutor(Executor):
         self._events: list = []  # QoS event handlers: checked every EVENT_POLL_S
         self._next_event_poll = 0.0
         self._next_service_poll = 0.0
+        self._next_fair_poll = 0.0
         self._handles: list = []  # every handle entered around a wait
         # call_soon: functions run on the executor thread, in order, after the current batch
         self._soon: collections.deque = collections.deque(maxlen=SOON_MAX)
@@ -205,6 +211,16 @@ class LeanExecutor(Executor):
         self._spin_thread = threading.get_ident()
         try:
             if self._run_tasks() or self._run_soon():
+                # Busy with in-process deliveries: still look at the wait set (timers,
+                # DDS subscriptions, services) at least every FAIR_POLL_S, without
+                # waiting; a queue that never empties under load starved them (a lazy
+                # node's check and the fusion node's member choice never ran).
+                now = time.monotonic()
+                if now < self._next_fair_poll or wait_condition():
+                    return
+                self._next_fair_poll = now + FAIR_POLL_S
+                self._wait_and_run(0)
+                self._run_soon()
                 return
             if wait_condition():
                 return
