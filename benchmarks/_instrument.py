@@ -37,10 +37,10 @@ PARTS = {
     "arrays -> messages": ("emotion_perception.conversions", [
         "estimates_to_emotion_array", "faces_to_msgs", "attention_estimates_to_array"]),
     "publish (serialise, write)": ("rclpy.publisher", ["Publisher.publish"]),
-    "diagnostics": ("emotion_perception.nodes.common", [
+    "diagnostics": ("emotion_perception.nodes.diagnostics", [
         "Diagnostics.tick", "Diagnostics.publish", "Diagnostics.dropped", "Diagnostics.error"]),
-    "logging": ("emotion_perception.nodes.common", ["OnceLog._emit"]),
-    "pairing by stamp": ("emotion_perception.nodes.common", ["StampSync.add"]),
+    "logging": ("emotion_perception.nodes.bad_input", ["OnceLog._emit"]),
+    "pairing by stamp": ("emotion_perception.nodes.stamps", ["StampSync.add"]),
     "MediaPipe (calling thread)": ("emotion_perception.landmarks", ["FaceLandmarker.detect"]),
     "face ids (tracking)": ("emotion_perception.landmarks", ["FaceIdentifier.faces"]),
     "model": ("emotion_perception.fusion", ["EmotionFusion.add", "EmotionFusion.fuse"]),

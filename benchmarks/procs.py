@@ -241,7 +241,7 @@ class Camera:
         from sensor_msgs.msg import Image
 
         from emotion_perception import transport
-        from emotion_perception.nodes.common import RESULT_QOS
+        from emotion_perception.nodes.qos import RESULT_QOS
 
         transport.configure_process()
         self.ctx = Context()

@@ -29,7 +29,9 @@ BENCHMARKS = {
     "profile": (["--final-only", "--seconds", "20"], ["--final-only", "--seconds", "10"]),
     "profile_in_process": (["--in-process", "--final-only", "--seconds", "20"],
                            ["--in-process", "--final-only", "--seconds", "10"]),
-    "latency": (["--seconds", "60"], ["--quick"]),
+    # both layouts as a behaviour tree uses them: listening to emotion and attention only
+    # (the weight-0 members then sleep: nodes/lazy.py); bare MediaPipe in each run
+    "latency": (["--final-only", "--seconds", "60"], ["--final-only", "--quick"]),
     "latency_in_process": (["--in-process", "--final-only", "--seconds", "60"],
                            ["--in-process", "--final-only", "--quick"]),
     "throughput": (["--seconds-per-rate", "8"], ["--quick"]),
@@ -37,6 +39,7 @@ BENCHMARKS = {
                               ["--in-process", "--final-only", "--quick"]),
     "overload": (["--seconds", "45"], ["--quick"]),
     "soak": (["--minutes", "2"], ["--minutes", "0.5"]),
+    "lazy_wake": (["--seconds", "10", "--wakes", "5"], ["--quick"]),
 }
 #: Benchmarks run by another's script (name -> script), with their own arguments.
 SCRIPTS = {"throughput_in_process": "throughput", "latency_in_process": "latency", "profile": "profile_nodes",

@@ -73,7 +73,7 @@ def main(argv=None) -> Table:
         time.sleep(10.0)
         from emotion_perception_msgs.msg import EmotionArray
 
-        from emotion_perception.nodes.common import RESULT_QOS
+        from emotion_perception.nodes.qos import RESULT_QOS
 
         cam = Camera([])
         got: dict[str, set] = {v: set() for v in variants}

@@ -189,6 +189,19 @@ class PoolingParams:
         return max(eligible, key=lambda p: (len(present & set(p.members)), sum(p.min_frames.values()),
                                             -len(set(p.members) - present)))
 
+    def weighted_models(self, present) -> frozenset:
+        """The models among ``present`` that carry weight in some profile a stream of
+        these models can reach: the stills' profile (no frame counts) and every profile
+        whose ``min_frames`` a long enough stream meets. A model outside this set cannot
+        change the fused estimate, so a node may leave it unsubscribed; the LSTM of
+        the ``video_stream`` profile is inside it although the stills' profile gives it
+        weight 0."""
+        present = set(present)
+        reachable = [self.profile_for(present)]
+        reachable += [self.profile_for(present, dict(p.min_frames)) for p in self.profiles
+                      if set(p.requires) <= present and p.min_frames]
+        return frozenset(m for m in present if any(self.weight(m, prof) != 0 for prof in reachable))
+
     def weight(self, model: str, prof: Profile | None) -> float:
         """``model``'s weight under ``prof`` (:meth:`profile_for`): the fitted one, or
         ``default_weight`` for a model the profile does not know."""

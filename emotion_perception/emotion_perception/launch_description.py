@@ -1,8 +1,9 @@
 """What the pipeline launch starts, as plain data, and its launch_ros form.
 
-``ros2 launch emotion_perception pipeline.launch.py`` (separate processes) and
-``emotion-perception pipeline`` / ``run`` / ``bag evaluate`` (one process, see
-:mod:`emotion_perception.runner`) all start the nodes that :func:`describe` lists,
+``ros2 launch emotion_perception pipeline.launch.py`` (one process by default,
+``one_process:=false`` for one per node) and ``emotion-perception pipeline`` / ``run`` /
+``bag evaluate`` (one process, see :mod:`emotion_perception.runner`) all start the
+nodes that :func:`describe` lists,
 with the same remappings and parameters, so the two ways of running cannot drift.
 :func:`describe` needs neither rclpy nor launch_ros (it is unit-tested everywhere);
 :func:`generate_launch_description` imports ``launch``/``launch_ros`` only when
@@ -223,10 +224,12 @@ LAUNCH_ARGUMENTS = {
     "namespace": ("", "namespace of every node"),
     "params_file": ("", "parameter YAML keyed by node name (default: the package's config/params.yaml)"),
     **{arg: ("true", f"start {module_name(s)}") for s, arg in CLASSIFIER_ARGS.items()},
-    "one_process": ("false", "run every node in one process (emotion-perception pipeline: one executor, the "
-                    "arrays between the nodes handed over in-process; less CPU, docs/benchmarks.md) instead "
-                    "of one process per node"),
+    "one_process": ("true", "run every node in one process (emotion-perception pipeline: one executor, the "
+                    "arrays between the nodes handed over in-process; about half the CPU, docs/benchmarks.md), "
+                    "respawned if it dies; false: one process per node (isolation, debugging)"),
 }
+#: Seconds launch waits before it starts a process again that died (respawn).
+RESPAWN_DELAY_S = 2.0
 
 
 def description_from_launch_arguments(values: Mapping[str, str], env: Mapping[str, str] | None = None
@@ -262,9 +265,11 @@ def to_one_process_actions(desc: PipelineDescription, values: Mapping[str, str])
     from launch.actions import ExecuteProcess, SetEnvironmentVariable
 
     exe = pathlib.Path(get_package_prefix("emotion_perception")) / "lib" / "emotion_perception" / "emotion-perception"
+    # respawn: a crash of the one process would otherwise take every node down for good
+    # (a failure inside one node's callback is contained in the process: nodes/containment.py)
     return [SetEnvironmentVariable(k, v) for k, v in desc.environment.items()] + [
         ExecuteProcess(cmd=[str(exe), *pipeline_arguments(values)], name="emotion_perception_pipeline",
-                       output="screen")]
+                       output="screen", respawn=True, respawn_delay=RESPAWN_DELAY_S)]
 
 
 def to_launch_actions(desc: PipelineDescription) -> list:
@@ -330,7 +335,7 @@ def generate_launch_description():
     def _nodes(context, *args, **kwargs):
         values = context.launch_configurations
         desc = description_from_launch_arguments(values)
-        if parse_bool(values.get("one_process", "false")):
+        if parse_bool(values.get("one_process", LAUNCH_ARGUMENTS["one_process"][0])):
             return to_one_process_actions(desc, values)
         return to_launch_actions(desc)
 

@@ -191,7 +191,7 @@ class OfflinePipeline:
         from rclpy.node import Node
         from sensor_msgs.msg import CompressedImage, Image
 
-        from .nodes.common import RESULT_QOS
+        from .nodes.qos import RESULT_QOS
         from .runner import Pipeline
 
         self.pipeline = self._start_pipeline(Pipeline)
@@ -271,7 +271,7 @@ class OfflinePipeline:
         from emotion_perception_msgs.msg import (AttentionArray, BlendshapesArray, EmotionArray, FaceCropArray,
                                                  FaceMeshArray)
 
-        from .nodes.common import RESULT_QOS
+        from .nodes.qos import RESULT_QOS
 
         if topic == "faces/crops":  # waited for like every output, not recorded (the image model's input)
             return self.node.create_subscription(FaceCropArray, topic, lambda m: self._on_any(topic, m), RESULT_QOS)
@@ -293,6 +293,8 @@ class OfflinePipeline:
         while time.monotonic() < deadline:
             if (self.pub.get_subscription_count() >= consumers
                     and all(s.get_publisher_count() >= 1 for s in self.subs)):
+                # the lazy nodes the recorder listens to subscribe to their inputs (nodes/lazy.py)
+                self.pipeline.wait_inputs_settled(max(0.0, deadline - time.monotonic()))
                 time.sleep(0.2)  # let the matched endpoints settle before the first frame
                 return
             time.sleep(0.02)
@@ -316,7 +318,7 @@ class OfflinePipeline:
 
     # -- recording
     def _entry(self, header):
-        from .nodes.common import stamp_ns
+        from .nodes.stamps import stamp_ns
 
         with self._lock:
             p = self._pending.get(stamp_ns(header))

@@ -36,8 +36,8 @@ def dedicate_process() -> None:
     """Declare that this process exists to run the pipeline (the ``pipeline``, ``run``,
     ``demo`` and ``bag evaluate`` commands): every :class:`Pipeline` started in it caps
     the BLAS/OpenMP thread pools at one thread once its nodes are built, as each node's
-    own process does (:func:`emotion_perception.nodes.common.limit_native_threads`), and
-    lets glibc reuse camera-sized buffers (:func:`~emotion_perception.nodes.common.keep_large_buffers`).
+    own process does (:func:`emotion_perception.nodes.native_threads.limit_native_threads`), and
+    lets glibc reuse camera-sized buffers (:func:`~emotion_perception.nodes.memory.keep_large_buffers`).
 
     Measured with all seven nodes in one process: at 30 Hz 46% of a core instead of
     125% (OpenBLAS workers busy-wait between the frame SVM's tiny calls), 90 Hz held
@@ -47,7 +47,7 @@ def dedicate_process() -> None:
     """
     global _dedicated
     _dedicated = True
-    from .nodes.common import keep_large_buffers
+    from .nodes.memory import keep_large_buffers
 
     keep_large_buffers()
 
@@ -115,7 +115,7 @@ class Pipeline:
 
     Raises:
         ValueError: an unknown node name or a malformed remapping.
-        emotion_perception.nodes.common.ParameterError: a bad parameter value.
+        emotion_perception.nodes.parameters.ParameterError: a bad parameter value.
         emotion_perception.assets.ModelFileError: a missing or tampered model file.
     """
 
@@ -165,7 +165,7 @@ class Pipeline:
             if self.in_process_delivery:
                 self.delivery = InProcessDelivery(self.executor, self.nodes.values())
             if _dedicated:
-                from .nodes.common import limit_native_threads
+                from .nodes.native_threads import limit_native_threads
 
                 limit_native_threads()  # after the nodes: it caps the libraries loaded so far
         except BaseException:
@@ -193,7 +193,7 @@ class Pipeline:
         return None if topics & others else front
 
     def _spin(self, executor: LeanExecutor, thread_name: str) -> None:
-        from .nodes.common import name_os_thread
+        from .nodes.native_threads import name_os_thread
 
         name_os_thread(thread_name)
         try:
@@ -201,6 +201,36 @@ class Pipeline:
                 executor.spin_once()  # stop() wakes it
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
+
+    def inputs_settled(self) -> bool:
+        """True when every lazy node (:mod:`emotion_perception.nodes.lazy`) is subscribed to
+        its inputs exactly when someone listens to its output, and its subscriptions
+        are matched to their publishers: a subscriber made just now has woken the
+        nodes it reads from."""
+        from .nodes.lazy import LazyInputs
+
+        for node in list(self.nodes.values()):
+            lazy = getattr(node, "inputs", None)
+            if not isinstance(lazy, LazyInputs):
+                continue
+            if lazy.active != (lazy.listeners() > 0):
+                return False
+            # and matched: a message published now reaches the new subscriptions
+            if any(sub.get_publisher_count() < min(1, node.count_publishers(sub.topic_name))
+                   for sub in list(lazy.subs.values())):
+                return False
+        return True
+
+    def wait_inputs_settled(self, timeout_s: float = 10.0) -> bool:
+        """Wait (at most ``timeout_s``) until :meth:`inputs_settled`; True if it is."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not self.inputs_settled():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def add_node(self, node) -> None:
         """Spin an extra node (a test probe, a recorder) in the same executor; :meth:`stop`

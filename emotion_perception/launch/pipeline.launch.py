@@ -2,8 +2,9 @@
 
 Arguments (``ros2 launch emotion_perception pipeline.launch.py --show-args``):
 image_topic, compressed, namespace, params_file, and transformer, lstm, frame,
-image_emotion, fusion, attention (each true/false); one_process (default false: one
-process per node; true: every node in one ``emotion-perception pipeline`` process).
+image_emotion, fusion, attention (each true/false); one_process (default true: every
+node in one ``emotion-perception pipeline`` process, respawned if it dies; false: one
+process per node).
 The node list, remappings and parameters come from
 :mod:`emotion_perception.launch_description`, which ``emotion-perception pipeline``
 uses too.

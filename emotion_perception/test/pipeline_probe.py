@@ -14,9 +14,10 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
+from emotion_perception.nodes.qos import RESULT_QOS, SENSOR_QOS
 
 #: Output topics of the package: topic -> (message module, class).
 OUTPUTS = {
@@ -29,6 +30,10 @@ OUTPUTS = {
     "emotion": ("emotion_perception_msgs.msg", "EmotionArray"),
     "attention": ("emotion_perception_msgs.msg", "AttentionArray"),
 }
+#: What the probe records with: reliable, and deep enough that a probe behind on a busy
+#: machine loses nothing (its reader acknowledges in Fast DDS's threads; a node's own
+#: queue, RESULT_QOS, keeps the last 10).
+RECORD_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 #: Short node name -> the topic it publishes.
 NODE_OUTPUT = {"landmark": "faces/mesh", "transformer": "emotion/transformer", "lstm": "emotion/lstm",
                "frame": "emotion/frame", "image_emotion": "emotion/image", "emotion_fusion": "emotion",
@@ -66,9 +71,17 @@ class Probe:
         for t in topics:
             module, cls = OUTPUTS[t]
             kind = getattr(importlib.import_module(module), cls)
-            self.node.create_subscription(kind, t, self._recorder(t), RESULT_QOS)
+            self.node.create_subscription(kind, t, self._recorder(t), RECORD_QOS)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, RESULT_QOS)
         pipeline.add_node(self.node)
+        # matched to the pipeline's publishers, and the nodes whose output it records
+        # subscribed to their inputs (nodes/lazy.py)
+        published = {pub.topic_name for n in pipeline.nodes.values() for pub in n.publishers}
+        deadline = time.monotonic() + 30.0
+        while any(s.get_publisher_count() == 0 for s in self.node.subscriptions if s.topic_name in published):
+            assert time.monotonic() < deadline, "the probe did not match the pipeline's publishers"
+            time.sleep(0.02)
+        assert pipeline.wait_inputs_settled(), "the recorded nodes did not subscribe to their inputs"
 
     def _recorder(self, topic):
         def cb(msg):

@@ -226,16 +226,17 @@ def owned_segments(pids) -> set[str]:
 
 
 def stop_problems(proc: Ros2Process, nodes, node_names: list[str], segments: set[str],
-                  rc: int | None) -> list[str]:
+                  rc: int | None, output_from: int = 0) -> list[str]:
     """What is wrong with how ``proc`` stopped; [] when it stopped cleanly.
 
     Clean: the process exited with 0; under ``ros2 launch`` every node in
     ``node_names`` reported "process has finished cleanly"; no traceback, FATAL line
     or died process in the output; none of ``nodes`` (psutil processes) is left; none
-    of ``segments`` (names in /dev/shm) is left.
+    of ``segments`` (names in /dev/shm) is left. Only the output from character
+    ``output_from`` on is judged (a test that killed a process on purpose before).
     """
     problems = []
-    out = proc.output
+    out = proc.output[output_from:]
     if rc is None:
         problems.append("still running")
     elif rc != 0:
@@ -273,7 +274,7 @@ class Camera:
 
         from emotion_perception import transport
         from emotion_perception.imaging import encode_compressed
-        from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
+        from emotion_perception.nodes.qos import RESULT_QOS, SENSOR_QOS
         from emotion_perception_msgs.msg import AttentionArray, EmotionArray
 
         transport.configure_process()  # the camera side loads the package's profile too

@@ -16,7 +16,7 @@ from rclpy.node import Node
 
 from emotion_perception.attention import AttentionEstimator, EyeState
 from emotion_perception.conversions import attention_msg_to_estimate, faces_to_msgs
-from emotion_perception.nodes.common import RESULT_QOS
+from emotion_perception.nodes.qos import RESULT_QOS
 from emotion_perception.runner import Pipeline
 from emotion_perception.types import BoundingBox, Face
 from emotion_perception_msgs.msg import AttentionArray, BlendshapesArray, FaceMeshArray
@@ -181,7 +181,7 @@ def test_missing_blendshapes_fall_back_to_geometry(pipeline, faces):
 
 
 def test_bad_parameters_refuse_to_start():
-    from emotion_perception.nodes.common import ParameterError
+    from emotion_perception.nodes.parameters import ParameterError
 
     with pytest.raises(ParameterError):
         with Pipeline(["attention"], parameter_overrides={"attention": {"looking_on": 0.3, "looking_off": 0.5}}):
@@ -222,7 +222,8 @@ def test_landmark_and_attention_nodes_on_real_frames(video):
         probe.create_subscription(AttentionArray, "attention", on, RESULT_QOS)
         p.add_node(probe)
         deadline = time.monotonic() + TIMEOUT_S
-        while pub.get_subscription_count() == 0 or probe.count_publishers("attention") == 0:
+        while pub.get_subscription_count() == 0 or probe.count_publishers("attention") == 0 or \
+                not p.wait_inputs_settled(0.0):  # the attention node subscribes once someone listens
             assert time.monotonic() < deadline, "pipeline did not connect"
             time.sleep(0.05)
         outs = []

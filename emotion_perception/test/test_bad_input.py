@@ -38,7 +38,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from emotion_perception import assets
-from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
+from emotion_perception.nodes.qos import RESULT_QOS, SENSOR_QOS
 from emotion_perception.runner import Pipeline
 from emotion_perception_msgs.msg import FaceMeshArray
 

@@ -23,11 +23,14 @@ from rclpy.task import Future
 from std_msgs.msg import String
 
 from conftest import own_ros_domain_fixture
-from emotion_perception.nodes.common import RESULT_QOS
 from emotion_perception.nodes.executor import LeanExecutor, spin
+from emotion_perception.nodes.lazy import CHECK_PERIOD_S
+from emotion_perception.nodes.qos import RESULT_QOS
 
 own_ros_domain = own_ros_domain_fixture(5, 30)
 
+#: Nodes whose output the fusion node may fuse.
+MEMBERS = ("transformer", "lstm", "frame", "image_emotion")
 #: Longest wait for discovery or a message in these tests, s.
 TIMEOUT_S = 10.0
 
@@ -308,17 +311,29 @@ def test_one_process_pipeline_hands_arrays_over_in_process():
     nodes = ["landmark", *constructible_nodes(DOWNSTREAM)]
     finals = ("emotion", "attention")
     with Pipeline(nodes, parameter_overrides={"landmark": {"max_faces": 1}}) as p:
-        assert p.delivery is not None and "/faces/mesh" in p.delivery.routes
-        if "image_emotion" in nodes:  # it reads the landmark node's crops, handed over in-process
-            assert "/faces/crops" in p.delivery.routes
-        assert p.delivery.shared == {}  # only the landmark node takes the camera images
         probe = Probe(p, topics=finals)
         stamp = 1_000_000_000
         assert probe.send_until_served(frame, stamp, topic="emotion", tries=6, timeout=30.0) is not None
+        # the fusion node has heard every member and keeps those with weight; the lazy
+        # nodes have followed (nodes/lazy.py): the routes are those of the steady state
+        fusion = p.nodes.get("emotion_fusion")
+        deadline = time.monotonic() + 60.0
+        while fusion is not None and len(fusion._models) < len([n for n in nodes if n in MEMBERS]):
+            assert time.monotonic() < deadline, fusion._models
+            stamp += 66_000_000
+            probe.publish(frame, stamp)  # warm-up images, before the measured ones
+            time.sleep(0.1)
+        time.sleep(2 * CHECK_PERIOD_S)
+        assert p.wait_inputs_settled()
+        assert p.delivery is not None and "/faces/mesh" in p.delivery.routes  # attention reads it
+        if "image_emotion" in nodes:  # it reads the landmark node's crops, handed over in-process
+            assert "/faces/crops" in p.delivery.routes
+        assert p.delivery.shared == {}  # only the landmark node takes the camera images
+        warm_ups = p.delivery.published  # while the nodes subscribed or left (DDS matching lags)
         for k in range(1, 16):
             assert probe.send_until_served(frame, stamp + k * 66_000_000, topic="emotion", tries=3, timeout=6.0)
             assert probe.wait("attention", stamp + k * 66_000_000, 5.0) is not None
-        assert p.delivery.published == 0 and p.delivery.delivered >= 15 * 2
+        assert p.delivery.published == warm_ups and p.delivery.delivered >= 15 * 2
         # a debug listener on faces/mesh in its own node: that topic now goes through DDS
         debug = Probe(p, topics=("faces/mesh",), name="debug")
         deadline = time.monotonic() + TIMEOUT_S
@@ -486,8 +501,8 @@ def test_in_process_nodes_feeding_others_go_first(contexts):
 HANGING_STOP = '''
 import ctypes, sys
 from rclpy.node import Node
-from emotion_perception.nodes import common
-common.STOP_WATCHDOG_S = 1.0
+from emotion_perception.nodes import process
+process.STOP_WATCHDOG_S = 1.0
 
 class Stuck(Node):
     def __init__(self):
@@ -497,7 +512,7 @@ class Stuck(Node):
     def destroy_node(self):
         ctypes.PyDLL("libc.so.6").sleep(60)
 
-sys.exit(common.run_node(Stuck))
+sys.exit(process.run_node(Stuck))
 '''
 
 
@@ -538,7 +553,7 @@ def test_teardown_runs_on_one_cpu_at_idle_priority_then_restores():
     """yield_to_middleware_threads (around a node's teardown, see its docstring): every
     thread of the process on one CPU and the calling thread at SCHED_IDLE inside, the
     previous affinities and policy afterwards."""
-    from emotion_perception.nodes.common import yield_to_middleware_threads
+    from emotion_perception.nodes.process import yield_to_middleware_threads
 
     stop = threading.Event()
     helper = threading.Thread(target=stop.wait, daemon=True)
@@ -556,3 +571,58 @@ def test_teardown_runs_on_one_cpu_at_idle_priority_then_restores():
         assert after == {t: before[t] for t in after}
     finally:
         stop.set()
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process delivery", "through DDS"])
+def test_a_failing_callback_is_contained_in_its_node(in_process, capfd):
+    """Two nodes in one process read faces/blendshapes; one of them (lstm) raises from
+    its callback for every array. The other (frame, svm-blendshapes) keeps answering
+    every array, the failing one keeps being called (its failures counted in its
+    /diagnostics), and the log names the node once, not once per array."""
+    from emotion_perception.runner import Pipeline
+    from emotion_perception_msgs.msg import Blendshapes, BlendshapesArray, EmotionArray
+
+    rng = np.random.default_rng(1)
+    with Pipeline(["lstm", "frame"], parameter_overrides={"frame": {"model": "svm-blendshapes"}},
+                  in_process_delivery=in_process) as p:
+        lstm = p.nodes["lstm"]
+
+        def broken(_ms):
+            raise RuntimeError("broken on purpose")
+
+        lstm.diagnostics.tick = broken  # called at the end of every array's callback
+        peer = Node("peer", context=p.context)
+        pub = peer.create_publisher(BlendshapesArray, "faces/blendshapes", RESULT_QOS)
+        got = {"emotion/frame": 0, "emotion/lstm": 0}
+
+        def counter(topic):
+            def cb(_msg):
+                got[topic] += 1
+            return cb
+
+        for topic in got:  # listeners: the lazy nodes wake
+            peer.create_subscription(EmotionArray, topic, counter(topic), RESULT_QOS)
+        p.add_node(peer)
+        deadline = time.monotonic() + 30.0
+        while pub.get_subscription_count() < 2 or not p.inputs_settled():
+            assert time.monotonic() < deadline, "the nodes did not subscribe"
+            time.sleep(0.05)
+        n = 20
+        for i in range(n):
+            arr = BlendshapesArray()
+            arr.header.stamp.sec, arr.header.stamp.nanosec = 100 + i, 0
+            arr.faces.append(Blendshapes(header=arr.header, face_id="face_1",
+                                         scores=[float(v) for v in rng.random(52)]))
+            pub.publish(arr)
+            time.sleep(0.05)
+        deadline = time.monotonic() + 30.0
+        while (got["emotion/frame"] < n or lstm.diagnostics.callback_errors_total < n) and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got["emotion/frame"] == n, got
+        assert lstm.diagnostics.callback_errors_total == n
+        assert lstm.diagnostics.snapshot()["callback_errors_total"] == n
+        assert all(t.is_alive() for t in p._threads)
+    err = capfd.readouterr().err
+    lines = [ln for ln in err.splitlines() if "a callback failed: RuntimeError: broken on purpose" in ln]
+    assert len(lines) == 1 and "lstm_node" in lines[0], err[-3000:]

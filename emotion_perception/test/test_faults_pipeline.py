@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from emotion_perception import transport
+from emotion_perception.nodes.diagnostics import Diagnostics
 from emotion_perception.runner import Pipeline
 
 from conftest import DATA, own_ros_domain_fixture, read_rgb
@@ -159,8 +160,6 @@ def test_time_jumps_backwards(nodes, face_rgb):
 #: Camera rate of the stamp-fault streams, Hz (the issue's 30 Hz), and their length, s.
 STREAM_HZ = 30.0
 STREAM_S = 4.0
-#: Share of the images the landmark node processed that must reach every output.
-OUTPUT_SHARE = 0.99
 #: Fewest images the landmark node must process for a stamp-fault run to say anything.
 MIN_PROCESSED = 15
 
@@ -174,18 +173,31 @@ def _stream(probe, rgb, stamps) -> None:
         time.sleep(max(0.0, start + (k + 1) / STREAM_HZ - time.monotonic()))
 
 
-def _stream_after_warm_up(probe, topics, rgb, warm_stamp: int, stamps, capfd) -> None:
+def _stream_after_warm_up(probe, topics, rgb, warm_stamp: int, stamps, capfd, pipeline=None) -> dict:
     """One frame every node answers, records and log cleared, then the stream and 2 s
-    for the last results."""
+    for the last results. Returns each node's processed count before the stream
+    (:func:`_processed`) when ``pipeline`` is given."""
     assert probe.send_until_served(rgb, warm_stamp, timeout=15.0) is not None
     assert all(probe.wait(t, warm_stamp, 15.0) for t in topics), "the pipeline did not answer a first frame"
     time.sleep(0.5)
     with probe.cond:
         for t in topics:
             probe.arrays[t].clear()
+    before = _processed(pipeline) if pipeline is not None else {}
     capfd.readouterr()
     _stream(probe, rgb, stamps)
     time.sleep(2.0)
+    return before
+
+
+def _processed(pipeline) -> dict[str, int]:
+    """Short node name -> arrays (images) it has handled so far (its /diagnostics
+    processed_total; the nodes run in this process)."""
+    out = {}
+    for name, node in pipeline.nodes.items():
+        diag = Diagnostics.of(node)
+        out[name] = diag.processed if diag is not None else 0
+    return out
 
 
 def _outputs_per_image(probe, topics) -> dict[str, tuple[int, int]]:
@@ -195,23 +207,44 @@ def _outputs_per_image(probe, topics) -> dict[str, tuple[int, int]]:
         return {t: (len(processed & {m.image_seq for m in probe.arrays[t]}), len(probe.arrays[t])) for t in topics}
 
 
-def _check_one_output_per_image(probe, topics, sent: int, what: str) -> None:
+def _check_one_output_per_image(probe, topics, sent: int, what: str, pipeline, before: dict) -> None:
+    """What the design guarantees, on a quiet or a busy machine: every output names an
+    image the landmark node processed, none twice, none out of order; and nothing is
+    lost where no queue overflowed. Over reliable topics an array is lost only where a
+    keep-last queue overflowed (a node, or this probe, too far behind): a node that
+    handled fewer arrays than the landmark node published, or a topic on which this
+    probe received fewer arrays than its node published, says so (the nodes' counts,
+    as /diagnostics reports them). How many images are answered under load is a
+    benchmark figure (benchmarks/stamps.py), not asserted here."""
     with probe.cond:
         meshes = list(probe.arrays["faces/mesh"])
+        arrays = {t: list(probe.arrays[t]) for t in topics}
     processed = {m.image_seq for m in meshes}
     assert 0 not in processed, f"{what}: faces/mesh without an image_seq"
-    assert len(processed) == len(meshes), f"{what}: two arrays for one image on faces/mesh"
     # How many it processes depends on the machine (a 2-core runner at load 13 processed
     # a fifth; the drops are counted): the 30 Hz target is measured by
-    # benchmarks/stamps.py, with every node in its own process. Here: what reaches
-    # the landmark node's output must reach every other output.
+    # benchmarks/stamps.py, with every node in its own process.
     assert len(processed) >= MIN_PROCESSED, f"{what}: the landmark node processed {len(processed)} of {sent} images"
-    counts = _outputs_per_image(probe, topics)
-    print(f"{what}: {sent} images sent, {len(processed)} processed; per output (answered, arrays): {counts}")
-    for t, (answered, arrays) in counts.items():
-        assert answered >= OUTPUT_SHARE * len(processed), \
-            f"{what}: {t} answered {answered} of the {len(processed)} images the landmark node processed"
-        assert arrays <= len(processed) + 2, f"{what}: {t} published {arrays} arrays for {len(processed)} images"
+    counts = {n: c - before.get(n, 0) for n, c in _processed(pipeline).items()}
+    published = counts["landmark"]  # arrays the landmark node published on each of its topics
+    assert len(meshes) == published, f"{what}: {published} meshes published, {len(meshes)} arrived"
+    print(f"{what}: {sent} images sent, {published} processed; per output (answered, arrays): "
+          f"{_outputs_per_image(probe, topics)}; handled per node: {counts}")
+    for node, t in ((n, NODE_OUTPUT[n]) for n in pipeline.nodes):
+        seqs = [m.image_seq for m in arrays[t]]
+        assert len(seqs) == len(set(seqs)), f"{what}: {t} answered an image twice"
+        assert seqs == sorted(seqs), f"{what}: {t} answered images out of order"
+        assert set(seqs) <= processed | {0}, f"{what}: {t} answered an image the landmark node did not process"
+        # this probe's readers are deep enough to lose nothing: what a node published arrived
+        assert len(seqs) == counts[node], \
+            f"{what}: {t} carried {len(seqs)} arrays, its node handled {counts[node]} images ({counts})"
+        # A node that handled fewer images than the landmark node published lost the rest
+        # in its input queue (keep-last, 10 deep: it fell that far behind); none lost
+        # there means every image answered.
+        lost_in_queue = published - counts[node]
+        assert lost_in_queue >= 0, (what, t, counts)
+        if lost_in_queue == 0:
+            assert set(seqs) == processed, f"{what}: {t} lost images with no queue overflowing ({counts})"
 
 
 @pytest.mark.parametrize("fault", ["stamp 0", "every stamp twice"])
@@ -226,8 +259,8 @@ def test_unstamped_and_frozen_stamp_cameras_get_one_output_per_image(nodes, face
     stamps = [0] * n if fault == "stamp 0" else [base + (k // 2) * 66_000_000 for k in range(n)]
     with Pipeline(nodes, parameter_overrides={"landmark": {"max_faces": 1}}) as p:
         probe = Probe(p, topics)
-        _stream_after_warm_up(probe, topics, face_rgb, base - 1_000_000_000, stamps, capfd)
-        _check_one_output_per_image(probe, topics, n, fault)
+        before = _stream_after_warm_up(probe, topics, face_rgb, base - 1_000_000_000, stamps, capfd, p)
+        _check_one_output_per_image(probe, topics, n, fault, p, before)
         err = capfd.readouterr().err
         said = [ln for ln in err.splitlines() if "[landmark_node]" in ln and ("no stamp" in ln or "repeat" in ln)]
         assert len(said) == 1, f"{fault}: not one log line about the stamps:\n{err}"
@@ -247,8 +280,8 @@ def test_late_frames_keep_their_face_id_and_their_outputs(nodes, face_rgb, capfd
     with Pipeline(nodes, parameter_overrides={"landmark": {"max_faces": 1}}) as p:
         probe = Probe(p, topics)
         # warm-up just before the stream: a gap over track_max_gap_s would end the track
-        _stream_after_warm_up(probe, topics, face_rgb, base - 100_000_000, stamps, capfd)
-        _check_one_output_per_image(probe, topics, n, "10% late frames")
+        before = _stream_after_warm_up(probe, topics, face_rgb, base - 100_000_000, stamps, capfd, p)
+        _check_one_output_per_image(probe, topics, n, "10% late frames", p, before)
         with probe.cond:
             meshes = list(probe.arrays["faces/mesh"])
         ids = {f.face_id for m in meshes for f in m.faces}
@@ -256,12 +289,19 @@ def test_late_frames_keep_their_face_id_and_their_outputs(nodes, face_rgb, capfd
         assert all(len(m.faces) == 1 for m in meshes), "a frame lost its face"
         late = {stamps[k] for k in range(9, n, 10)}
         late_served = {stamp_of(m) for m in meshes} & late
-        assert len(late_served) >= 3, f"only {len(late_served)} of {len(late)} late frames processed"
-        for t in topics:
+        # how many of them the landmark node processes rather than drops at its queue
+        # depends on the machine's load (its drops are counted): one is enough to check
+        assert late_served, f"none of the {len(late)} late frames processed"
+        # every late frame processed is answered by every node whose input queue lost
+        # nothing (_check_one_output_per_image: where one overflowed, it says so)
+        counts = {n: c - before.get(n, 0) for n, c in _processed(p).items()}
+        for node in p.nodes:
+            t = NODE_OUTPUT[node]
             with probe.cond:
                 answered = {stamp_of(m) for m in probe.arrays[t]} & late_served
-            assert len(answered) >= OUTPUT_SHARE * len(late_served), \
-                f"{t} answered {len(answered)} of the {len(late_served)} late frames processed"
+            if counts[node] == counts["landmark"]:
+                assert answered == late_served, \
+                    f"{t} answered {len(answered)} of the {len(late_served)} late frames processed ({counts})"
         err = capfd.readouterr().err
         said = [ln for ln in err.splitlines() if "[landmark_node]" in ln and "older than the previous" in ln]
         assert len(said) == 1, f"not one log line about late frames:\n{err}"
@@ -431,7 +471,7 @@ MEMORY_CAMERA = textwrap.dedent("""
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
     from emotion_perception import transport
-    from emotion_perception.nodes.common import RESULT_QOS
+    from emotion_perception.nodes.qos import RESULT_QOS
     from emotion_perception_msgs.msg import FaceMeshArray
     transport.configure_process()  # the camera loads the package's profile, as docs/transport.md asks
     photo, pid = sys.argv[1], int(sys.argv[2])
@@ -529,7 +569,7 @@ SLOW_CONSUMER = textwrap.dedent("""
     import sys, time, rclpy
     from rclpy.node import Node
     from emotion_perception import transport
-    from emotion_perception.nodes.common import RESULT_QOS
+    from emotion_perception.nodes.qos import RESULT_QOS
     from emotion_perception_msgs.msg import FaceMeshArray
     transport.configure_process()
     rclpy.init()

@@ -151,7 +151,7 @@ def test_emotion_round_trip_and_validation():
 # ---------------------------------------------------------------- node plumbing
 
 def test_param_checks():
-    from emotion_perception.nodes.common import Param
+    from emotion_perception.nodes.parameters import Param
 
     p = Param("max_faces", 2, "faces", low=1, high=8)
     assert p.check(4) is None
@@ -168,7 +168,7 @@ def test_param_checks():
 
 
 def test_stamp_sync_pairs_and_bounds_memory():
-    from emotion_perception.nodes.common import StampSync
+    from emotion_perception.nodes.stamps import StampSync
 
     sync = StampSync(2, max_pending=5)
     assert sync.add(0, 1, "a1") is None
@@ -186,9 +186,9 @@ def test_memory_trim_gives_a_peak_back_and_then_leaves_the_steady_level_alone(mo
     trim that dips below the steady level (the free chunks the next frames reuse given
     back too) does not lower the bound onto the steady level, which would trim it every
     interval for good with the thresholds lowered."""
-    from emotion_perception.nodes import common
+    from emotion_perception.nodes import memory
 
-    trim = common.MemoryTrim(grow_ratio=1.10, interval_s=0.0, restore_after_s=0.0)
+    trim = memory.MemoryTrim(grow_ratio=1.10, interval_s=0.0, restore_after_s=0.0)
     level = {"anon": 160.0, "after_trim": None}
     calls = {"trims": 0, "mallopt": []}
 
@@ -200,7 +200,7 @@ def test_memory_trim_gives_a_peak_back_and_then_leaves_the_steady_level_alone(mo
     monkeypatch.setattr(trim, "_mallopt", lambda param, value: calls["mallopt"].append((param, value)))
     monkeypatch.setattr(trim, "anon_mb", lambda: level["anon"])
     monkeypatch.setattr(trim, "rss_mb", lambda: level["anon"] + 150.0)  # + shared memory and files: not judged
-    monkeypatch.setattr(common, "_large_buffers_kept", True)
+    monkeypatch.setattr(memory, "_large_buffers_kept", True)
 
     trim.check()  # the level before
     level["anon"] = 170.0  # +6%: within bounds, nothing to do
@@ -209,20 +209,20 @@ def test_memory_trim_gives_a_peak_back_and_then_leaves_the_steady_level_alone(mo
     level.update(anon=300.0, after_trim=150.0)  # a peak; the trim dips below the steady level
     trim.check()
     assert calls["trims"] == 1 and trim._lowered
-    assert (common._M_MMAP_THRESHOLD, common._LOWERED_MMAP_THRESHOLD) in calls["mallopt"]
+    assert (memory._M_MMAP_THRESHOLD, memory._LOWERED_MMAP_THRESHOLD) in calls["mallopt"]
     for _ in range(5):  # the frames bring it back to 172 (+7.5% of 160, +14.7% of the dip)
         level["anon"] = 172.0
         trim.check()
     assert calls["trims"] == 1, "the steady level was trimmed again"
     assert not trim._lowered
-    assert calls["mallopt"][-2:] == [(common._M_TRIM_THRESHOLD, common.TRIM_THRESHOLD_BYTES),
-                                     (common._M_MMAP_THRESHOLD, common.MMAP_THRESHOLD_BYTES)]
+    assert calls["mallopt"][-2:] == [(memory._M_TRIM_THRESHOLD, memory.TRIM_THRESHOLD_BYTES),
+                                     (memory._M_MMAP_THRESHOLD, memory.MMAP_THRESHOLD_BYTES)]
     level.update(anon=200.0, after_trim=165.0)  # the next peak is judged against 160 again
     trim.check()
     assert calls["trims"] == 2 and trim.freed_mb == pytest.approx(150.0 + 35.0)
 
     # a small node (40 MB): +20% is two camera frames in flight, not a peak; +16 MB is
-    small = common.MemoryTrim(grow_ratio=1.10, interval_s=0.0, restore_after_s=0.0)
+    small = memory.MemoryTrim(grow_ratio=1.10, interval_s=0.0, restore_after_s=0.0)
     small_calls = []
     monkeypatch.setattr(small, "_trim", lambda _pad: small_calls.append(1) or level.update(anon=41.0))
     monkeypatch.setattr(small, "_mallopt", lambda param, value: None)
@@ -286,7 +286,8 @@ def test_node_parameters_validated_at_start_and_at_runtime():
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
-    from emotion_perception.nodes.common import OnceLog, Param, ParameterError, declare_parameters
+    from emotion_perception.nodes.bad_input import OnceLog
+    from emotion_perception.nodes.parameters import Param, ParameterError, declare_parameters
 
     ctx = Context()
     rclpy.init(context=ctx)
@@ -341,7 +342,7 @@ from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 from sensor_msgs.msg import Image
 from emotion_perception.conversions import rgb_to_image_msg
-from emotion_perception.nodes.common import SENSOR_QOS
+from emotion_perception.nodes.qos import SENSOR_QOS
 from emotion_perception.runner import Pipeline
 
 grey = np.full((480, 640, 3), 90, np.uint8)

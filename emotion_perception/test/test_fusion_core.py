@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from emotion_perception.assets import verified_path
-from emotion_perception.fusion import EmotionFusion, PoolingParams, to_7, valence_arousal
+from emotion_perception.fusion import EmotionFusion, PoolingParams, load_params, to_7, valence_arousal
 from emotion_perception.types import EMOTIONS_3, EMOTIONS_6, EMOTIONS_7, EmotionEstimate
 
 S = 1_000_000_000  # one second in ns
@@ -262,3 +262,24 @@ def test_the_shipped_stream_profile_is_the_one_its_leave_one_actor_out_test_chos
         assert p["min_frames"]["lstm"] >= 1 and "lstm" in p["requires"]
     # the member the stream profile was made for earns weight, so it runs by default
     assert stream[0]["name"] == "video_stream" and stream[0]["weight"]["lstm"] > 0
+
+
+def test_weighted_models_count_the_profiles_a_stream_can_reach():
+    """A model of weight 0 in the stills' profile but weight in the stream profile (the
+    LSTM of the shipped file) still counts: the fusion node must keep feeding it, or the
+    stream profile never applies. A model of weight 0 in every reachable profile does
+    not; a stream profile whose required members are not running is not reachable."""
+    image = {"name": "ferplus_valid", "members": ["image-cnn", "lstm", "transformer"], "temperature": {},
+             "bias": [0.0] * 7, "weight": {"image-cnn": 1.0, "lstm": 0.0, "transformer": 0.0},
+             "requires": ["image-cnn"]}
+    stream = dict(image, name="video_stream", weight={"image-cnn": 0.4, "lstm": 0.8, "transformer": 0.0},
+                  requires=["image-cnn", "lstm"], min_frames={"lstm": 8})
+    prm = PoolingParams.from_json({"profiles": [image, stream]})
+    assert prm.weighted_models({"image-cnn", "lstm", "transformer"}) == {"image-cnn", "lstm"}
+    # without the image model the stream profile is out of reach and no profile fits:
+    # every model then pools with the default weight
+    assert prm.weighted_models({"lstm", "transformer"}) == {"lstm", "transformer"}
+    still_only = PoolingParams.from_json({"profiles": [image]})
+    assert still_only.weighted_models({"image-cnn", "lstm", "transformer"}) == {"image-cnn"}
+    shipped, _ = load_params()
+    assert shipped.weighted_models({"image-cnn", "lstm", "transformer", "svm-landmarks"}) == {"image-cnn", "lstm"}

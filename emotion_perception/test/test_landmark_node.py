@@ -26,7 +26,9 @@ from conftest import DATA, own_ros_domain_fixture, read_rgb
 from diagnostic_msgs.msg import DiagnosticArray
 from emotion_perception.assets import ModelFileError, models_dir, recorded_sums
 from emotion_perception.conversions import rgb_to_compressed_msg, rgb_to_image_msg
-from emotion_perception.nodes.common import LATCHED_QOS, RESULT_QOS, ParameterError, stamp_ns
+from emotion_perception.nodes.parameters import ParameterError
+from emotion_perception.nodes.qos import LATCHED_QOS, RESULT_QOS
+from emotion_perception.nodes.stamps import stamp_ns
 from emotion_perception.nodes.landmark_node import MAX_FINISHED_WAITING
 from emotion_perception.runner import Pipeline
 from emotion_perception.types import BLENDSHAPE_NAMES, Blendshape
@@ -513,7 +515,7 @@ NO_IMPORT_SCRIPT = textwrap.dedent("""
     import numpy as np
     from rclpy.node import Node
     from emotion_perception.conversions import rgb_to_image_msg
-    from emotion_perception.nodes.common import RESULT_QOS, SENSOR_QOS
+    from emotion_perception.nodes.qos import RESULT_QOS, SENSOR_QOS
     from emotion_perception.runner import Pipeline
     from emotion_perception_msgs.msg import FaceMeshArray
     from builtin_interfaces.msg import Time

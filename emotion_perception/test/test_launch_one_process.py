@@ -32,5 +32,17 @@ def test_one_process_arguments_describe_the_same_pipeline(values):
     assert _described_by_cli(pipeline_arguments(values)) == description_from_launch_arguments(values)
 
 
-def test_one_process_is_off_by_default():
-    assert LAUNCH_ARGUMENTS["one_process"][0] == "false"
+def test_one_process_is_the_default_and_it_respawns():
+    """One process is the launch default (one_process:=false gives one per node), and
+    launch starts it again when it dies."""
+    assert LAUNCH_ARGUMENTS["one_process"][0] == "true"
+    pytest.importorskip("launch", reason="the launch wheels are not installed")
+    pytest.importorskip("ament_index_python")
+    from emotion_perception.launch_description import RESPAWN_DELAY_S, to_one_process_actions
+
+    try:
+        actions = to_one_process_actions(description_from_launch_arguments({}), {})
+    except Exception as e:  # noqa: BLE001 - the package is not installed in an ament prefix here
+        pytest.skip(f"no ament prefix for emotion_perception: {e}")
+    (process,) = [a for a in actions if type(a).__name__ == "ExecuteProcess"]
+    assert process._ExecuteLocal__respawn is True and process._ExecuteLocal__respawn_delay == RESPAWN_DELAY_S

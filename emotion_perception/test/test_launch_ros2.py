@@ -10,6 +10,7 @@ setup`` installs it when present); without either, this module skips.
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -72,9 +73,11 @@ def expected_nodes(namespace: str = "", off=()) -> list[str]:
     return [f"{ns}/{module_name(s)}" for s in NODES if s not in off]
 
 
-def stop_and_check(proc: Ros2Process, node_names: list[str], how: str, camera: Camera | None = None) -> float:
+def stop_and_check(proc: Ros2Process, node_names: list[str], how: str, camera: Camera | None = None,
+                   output_from: int = 0) -> float:
     """Stop ``proc`` the way a user does (``how``), with the camera still streaming if
-    there is one; assert a clean stop; the seconds it took."""
+    there is one; assert a clean stop (of the output from ``output_from`` on); the
+    seconds it took."""
     nodes = proc.descendants()
     segments = owned_segments(p.pid for p in nodes)
     assert segments, "the nodes map no Fast DDS shared-memory segment: the check below would be empty"
@@ -84,7 +87,7 @@ def stop_and_check(proc: Ros2Process, node_names: list[str], how: str, camera: C
     took = time.monotonic() - t0
     if camera is not None:
         camera.close()
-    problems = stop_problems(proc, nodes, node_names, segments, rc)
+    problems = stop_problems(proc, nodes, node_names, segments, rc, output_from)
     assert not problems, f"{how}: {problems}\n--- output ---\n{proc.output[-6000:]}"
     return took
 
@@ -112,12 +115,13 @@ def test_show_args_lists_every_launch_argument():
         assert f"'{name}':" in out, name
 
 
-def test_default_launch_answers_on_emotion_and_attention_and_stops_on_ctrl_c(processes, clip):
-    """All seven nodes, their topics with types, the package's YAML applied, real
-    output for a real clip; then Ctrl-C in the terminal while the camera streams."""
+def test_separate_processes_answer_on_emotion_and_attention_and_stop_on_ctrl_c(processes, clip):
+    """one_process:=false: all seven nodes in processes of their own, their topics with
+    types, the package's YAML applied, real output for a real clip; then Ctrl-C in the
+    terminal while the camera streams."""
     camera = Camera(clip, "/image")
     processes.append(camera)
-    proc = launch()
+    proc = launch("one_process:=false")
     processes.append(proc)
     seen = wait_for_nodes(set(expected_nodes()), START_TIMEOUT_S)
     assert set(expected_nodes()) <= seen, (seen, proc.output[-3000:])
@@ -155,7 +159,8 @@ def test_image_topic_namespace_and_params_file_take_effect_and_sigterm_stops(pro
 
     camera = Camera(clip, "/cam/front/image_raw", namespace="robot1")
     processes.append(camera)
-    proc = launch("image_topic:=/cam/front/image_raw", "namespace:=robot1", f"params_file:={custom}")
+    proc = launch("image_topic:=/cam/front/image_raw", "namespace:=robot1", f"params_file:={custom}",
+                  "one_process:=false")
     processes.append(proc)
     want = set(expected_nodes("robot1"))
     seen = wait_for_nodes(want, START_TIMEOUT_S)
@@ -188,7 +193,8 @@ def test_compressed_and_node_switches_take_effect_and_sigint_to_launch_stops(pro
     off = ("transformer", "lstm", "frame")
     camera = Camera(clip, "/cam/c", compressed=True)
     processes.append(camera)
-    proc = launch("image_topic:=/cam/c", "compressed:=true", *[f"{CLASSIFIER_ARGS[s]}:=false" for s in off])
+    proc = launch("image_topic:=/cam/c", "compressed:=true", *[f"{CLASSIFIER_ARGS[s]}:=false" for s in off],
+                  "one_process:=false")
     processes.append(proc)
     want = set(expected_nodes(off=off))
     seen = wait_for_nodes(want, START_TIMEOUT_S)
@@ -206,19 +212,40 @@ def test_compressed_and_node_switches_take_effect_and_sigint_to_launch_stops(pro
     stop_and_check(proc, [module_name(s) for s in NODES if s not in off], "sigint", camera)
 
 
-def test_one_process_launch_answers_and_stops_on_ctrl_c(processes, clip):
-    """one_process:=true: every node in one emotion-perception pipeline process, the
-    same topics; Ctrl-C while the camera streams."""
+def test_default_launch_is_one_process_that_answers_is_respawned_and_stops_on_ctrl_c(processes, clip):
+    """The default launch: every node in one emotion-perception pipeline process, the
+    same topics; killed (a crash), launch starts it again and the outputs resume;
+    then Ctrl-C while the camera streams."""
+    import signal
+
     camera = Camera(clip, "/image")
     processes.append(camera)
-    proc = launch("one_process:=true")
+    proc = launch()
     processes.append(proc)
     seen = wait_for_nodes(set(expected_nodes()), START_TIMEOUT_S)
     assert set(expected_nodes()) <= seen, (seen, proc.output[-3000:])
-    assert len([p for p in proc.descendants() if "emotion-perception" in " ".join(p.cmdline())]) == 1
+
+    def pipeline_processes():
+        return [p for p in proc.descendants() if "emotion-perception" in " ".join(p.cmdline())]
+
+    (first,) = pipeline_processes()
     camera.start_streaming()
     assert camera.wait_outputs(OUTPUT_TIMEOUT_S), (camera.count, camera.sent, proc.output[-3000:])
-    stop_and_check(proc, ["emotion_perception_pipeline"], "ctrl-c", camera)
+
+    first.send_signal(signal.SIGKILL)  # a crash: nothing of it runs on
+    first.wait(STOP_TIMEOUT_S)
+    assert proc.wait_for(r"process has died", 1, STOP_TIMEOUT_S), proc.output[-3000:]
+    died_at = re.search(r"process has died[^\n]*", proc.output).end()
+    before = dict(camera.count)
+    deadline = time.monotonic() + START_TIMEOUT_S + OUTPUT_TIMEOUT_S
+    while time.monotonic() < deadline and not (camera.count["emotion"] > before["emotion"] + 10
+                                               and camera.count["attention"] > before["attention"] + 10):
+        time.sleep(0.2)
+    assert camera.count["emotion"] > before["emotion"] + 10, (before, camera.count, proc.output[-3000:])
+    assert camera.count["attention"] > before["attention"] + 10, (before, camera.count)
+    (second,) = pipeline_processes()
+    assert second.pid != first.pid
+    stop_and_check(proc, ["emotion_perception_pipeline"], "ctrl-c", camera, output_from=died_at)
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigint", "sigterm"])
@@ -226,7 +253,7 @@ def test_idle_launch_stops_cleanly(processes, how):
     """Idle (no camera): each way of stopping; this launch also switches off the
     image model, the fusion and attention."""
     off = ("image_emotion", "emotion_fusion", "attention")
-    proc = launch(*[f"{CLASSIFIER_ARGS[s]}:=false" for s in off])
+    proc = launch(*[f"{CLASSIFIER_ARGS[s]}:=false" for s in off], "one_process:=false")
     processes.append(proc)
     names = [module_name(s) for s in NODES if s not in off]
     assert proc.wait_for(r"listening on", 1, START_TIMEOUT_S), proc.output[-3000:]

@@ -21,7 +21,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from emotion_perception import conversions
-from emotion_perception.nodes.common import RESULT_QOS, ParameterError, stamp_ns
+from emotion_perception.nodes.parameters import ParameterError
+from emotion_perception.nodes.qos import RESULT_QOS
+from emotion_perception.nodes.stamps import stamp_ns
 from emotion_perception.runner import Pipeline
 from emotion_perception.types import EMOTIONS_6, EMOTIONS_7, EmotionEstimate
 from emotion_perception_msgs.msg import EmotionArray
@@ -30,6 +32,8 @@ ANSWER_TIMEOUT_S = 20.0
 REPEAT_S = 0.3
 FRAME_NS = 40_000_000
 OUTPUTS = ("emotion/frame", "emotion/image", "emotion")
+#: The fusion node's ``inputs`` parameter naming every member.
+ALL_INPUTS = "emotion/transformer,emotion/lstm,emotion/frame,emotion/image"
 _stamps = itertools.count(1)
 
 
@@ -232,7 +236,7 @@ def test_fusion_node_publishes_every_image_in_order_when_arrays_interleave():
     """At high rates one model delivers image k+1 before another delivers image k:
     both images are still fused and published, once each and in image order."""
     overrides = {"emotion_fusion": {"stale_after_s": 0.5, "max_wait_s": 1.0, "smoothing_tau_s": 0.0,
-                                    "warmup_s": 0.0}}
+                                    "warmup_s": 0.0, "inputs": ALL_INPUTS}}
     with Pipeline(["emotion_fusion"], parameter_overrides=overrides) as p:
         probe = Probe(p)
         probe.wait_fusion_subscribed()
@@ -268,13 +272,72 @@ def test_fusion_node_publishes_every_image_in_order_when_arrays_interleave():
         assert probe.got["emotion"][keys[1]].emotions[0].label == "happy"
 
 
+def test_fusion_node_subscribes_to_the_members_that_carry_weight():
+    """By default the fusion node subscribes to every member until it has named its
+    model, then only to those whose weight in fusion.json's profile for the running
+    models is not 0 (the others then have no subscriber and sleep); when a member's
+    publisher leaves, the profile for the remaining ones decides again. The `inputs`
+    parameter overrides the choice; an unknown topic there is refused."""
+    from emotion_perception.fusion import load_params
+    from emotion_perception.nodes.parameters import ParameterError
+
+    pooling, _ = load_params()
+    members = {"emotion/transformer": "transformer", "emotion/lstm": "lstm", "emotion/frame": "svm-landmarks",
+               "emotion/image": "image-cnn"}
+
+    def expected(running):
+        weighted = pooling.weighted_models({members[t] for t in running})
+        return {t for t in running if members[t] in weighted}
+
+    def publish(probe, topic, h):
+        classes = EMOTIONS_6 if members[topic] == "transformer" else EMOTIONS_7
+        probe.emotion_pubs[topic].publish(conversions.estimates_to_emotion_array(
+            [_est("face_1", members[topic], "sad", classes)], h))
+
+    def subscribed(probe):  # the fusion node's subscriptions (the probe itself records OUTPUTS)
+        return {t for t, pub in probe.emotion_pubs.items() if pub.get_subscription_count() > (t in OUTPUTS)}
+
+    with Pipeline(["emotion_fusion"]) as p:
+        probe = Probe(p)
+        probe.wait_fusion_subscribed()  # nothing known yet: every member
+        node = p.nodes["emotion_fusion"]
+        want = expected(members)
+        assert want and want != set(members), "fusion.json gives every member weight: nothing to test"
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while not (set(node.inputs.subs) == want and subscribed(probe) == want):
+            assert time.monotonic() < deadline, (sorted(node.inputs.subs), sorted(subscribed(probe)), sorted(want))
+            h = next_header()
+            for topic in members:
+                if topic in node.inputs.subs:
+                    publish(probe, topic, h)
+            time.sleep(0.1)
+        # a weighted member's node leaves: the remaining ones are weighed again
+        gone = sorted(want)[0]
+        probe.node.destroy_publisher(probe.emotion_pubs.pop(gone))
+        rest = [t for t in members if t != gone]
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while not {t for t in rest if t in node.inputs.subs} >= expected(rest):
+            assert time.monotonic() < deadline, (sorted(node.inputs.subs), sorted(expected(rest)))
+            h = next_header()
+            for topic in rest:
+                if topic in node.inputs.subs:
+                    publish(probe, topic, h)
+            time.sleep(0.1)
+    with Pipeline(["emotion_fusion"], parameter_overrides={"emotion_fusion": {"inputs": "emotion/lstm"}}) as p:
+        assert set(p.nodes["emotion_fusion"].inputs.subs) == {"emotion/lstm"}
+    with pytest.raises(ParameterError, match="inputs: unknown topic"):
+        Pipeline(["emotion_fusion"], parameter_overrides={"emotion_fusion": {"inputs": "emotion/nope"}}).start()
+
+
 def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
     """With the image model running, the shipped pooling gives the transformer, the LSTM
     and svm-landmarks weight 0: the fused array of an image goes out as soon as the
     image model's array is in, not after theirs (their processing stayed on the path
     of `emotion`), and their later arrays publish nothing more. A frame model the
     profile weighs (svm-blendshapes) is still waited for."""
-    overrides = {"emotion_fusion": {"max_wait_s": 1.0, "smoothing_tau_s": 0.0, "warmup_s": 0.0}}
+    # every member named: the weight-0 ones are fused (and waited for where they matter) too
+    overrides = {"emotion_fusion": {"max_wait_s": 1.0, "smoothing_tau_s": 0.0, "warmup_s": 0.0,
+                                    "inputs": ALL_INPUTS}}
     members = {"emotion/transformer": "transformer", "emotion/lstm": "lstm", "emotion/frame": "svm-landmarks",
                "emotion/image": "image-cnn"}
 
@@ -431,8 +494,9 @@ def test_frame_node_reads_only_what_its_model_needs(data_dir, model, topic):
     fer = D.load_fer(data_dir, "public_test")
     reference = load(model)
     with Pipeline(["frame"], parameter_overrides={"frame": {"model": model}}) as p:
+        probe = Probe(p)  # listens to emotion/frame: the node subscribes (nodes/lazy.py)
+        assert p.wait_inputs_settled()
         assert [s.topic_name for s in p.nodes["frame"].subscriptions] == ["/" + topic]
-        probe = Probe(p)
         pub = _frame_input_publishers(probe, topic)[topic]
         for k in range(3):
             key, rows = _publish_fer_faces(fer, k, **{("mesh_pub" if topic == "faces/mesh" else "shape_pub"): pub})
@@ -470,8 +534,9 @@ def test_frame_node_pairs_mesh_and_blendshapes_by_image_then_id(data_dir, monkey
 
     monkeypatch.setattr(frame_node, "load_model", lambda name: BothInputs(load(name)))
     with Pipeline(["frame"], parameter_overrides={"frame": {"model": "gnn-landmarks"}}) as p:
-        assert sorted(s.topic_name for s in p.nodes["frame"].subscriptions) == ["/faces/blendshapes", "/faces/mesh"]
         probe = Probe(p)
+        assert p.wait_inputs_settled()
+        assert sorted(s.topic_name for s in p.nodes["frame"].subscriptions) == ["/faces/blendshapes", "/faces/mesh"]
         pubs = _frame_input_publishers(probe, "faces/mesh", "faces/blendshapes")
         for k in range(3):
             key, rows = _publish_fer_faces(fer, k, pubs["faces/mesh"], pubs["faces/blendshapes"])

@@ -15,7 +15,7 @@ from rclpy.node import Node
 
 from emotion_perception import classifiers
 from emotion_perception.classifiers.base import FrameInput
-from emotion_perception.nodes.common import RESULT_QOS
+from emotion_perception.nodes.qos import RESULT_QOS
 from emotion_perception.runner import Pipeline
 from emotion_perception_msgs.msg import Blendshapes, BlendshapesArray, EmotionArray, FaceMesh, FaceMeshArray
 
@@ -184,6 +184,7 @@ def test_real_clip_through_landmark_transformer_and_lstm_nodes(video):
     topics = ("faces/mesh", "emotion/transformer", "emotion/lstm")
     with Pipeline(["landmark", "transformer", "lstm"]) as p:
         probe = ImageProbe(p, topics)
+        assert p.wait_inputs_settled(), "the listened-to nodes did not subscribe"  # nodes/lazy.py
         seen = []
         for i, rgb in enumerate(frames):
             stamp = 2_000_000_000 + i * 66_666_667

@@ -40,7 +40,8 @@ class PerceptionSubscriber:
                  attention_topic: str | None = "attention", faces_topic: str | None = "faces/mesh"):
         from emotion_perception_msgs.msg import AttentionArray, EmotionArray, FaceMeshArray
 
-        from ..nodes.common import RESULT_QOS, stamp_ns
+        from ..nodes.qos import RESULT_QOS
+        from ..nodes.stamps import stamp_ns
 
         self.node, self.state = node, state
 

@@ -2,14 +2,15 @@
 
 Subscribes to ``faces/mesh`` (``FaceMeshArray``) and ``faces/blendshapes``
 (``BlendshapesArray``), pairs the two arrays of one image by its key
-(:func:`~emotion_perception.nodes.common.image_key`: the landmark node's image number
+(:func:`~emotion_perception.nodes.stamps.image_key`: the landmark node's image number
 and stream time, so cameras with missing or repeated stamps work)
-(:class:`~emotion_perception.nodes.common.StampSync`) and their faces by ``face_id``,
+(:class:`~emotion_perception.nodes.stamps.StampSync`) and their faces by ``face_id``,
 and publishes ``attention`` (``AttentionArray``, the image's header) for every image:
 an empty ``faces`` list when the image holds no face. Per-face state (blinks,
 PERCLOS, talking, looking hysteresis) lives in
 :class:`~emotion_perception.attention.AttentionEstimator`; ids that vanish from the
-meshes are forgotten.
+meshes are forgotten. The inputs are subscribed only while someone listens to
+``attention`` (:mod:`.lazy`); going idle forgets every face.
 
 If no blendshapes arrive for ``blendshapes_timeout_s`` while meshes do, meshes are processed alone
 (geometry only: eye and mouth states from the aspect ratios), with one warning. Bad
@@ -28,8 +29,13 @@ from rclpy.node import Node
 from ..attention import AttentionEstimator, AttentionParams, CalibrationError, GazeCalibration, GeometryError
 from ..conversions import (ConversionError, attention_estimates_to_array, blendshapes_msg_scores, image_of,
                            mesh_msg_to_face)
-from .common import (RESULT_QOS, Diagnostics, OnceLog, Param, ParameterError, StampSync, declare_parameters,
-                     image_key, refuse_oversized, run_node)
+from .bad_input import OnceLog, refuse_oversized
+from .diagnostics import Diagnostics
+from .lazy import LazyInputs
+from .parameters import Param, ParameterError, declare_parameters
+from .process import run_node
+from .qos import RESULT_QOS
+from .stamps import StampSync, image_key
 from emotion_perception_msgs.msg import AttentionArray, BlendshapesArray, FaceMeshArray
 
 PARAMS = [
@@ -70,7 +76,7 @@ class AttentionNode(Node):
     """Attention estimators over the landmark node's output.
 
     Raises:
-        emotion_perception.nodes.common.ParameterError: a parameter out of range,
+        emotion_perception.nodes.parameters.ParameterError: a parameter out of range,
             looking_off above looking_on, or an unreadable calibration file.
         emotion_perception.assets.ModelFileError: the fitted parameters are missing
             or tampered with.
@@ -100,10 +106,14 @@ class AttentionNode(Node):
         self._mesh_only_frames = 0
         self._pub = self.create_publisher(AttentionArray, "attention", RESULT_QOS)
         self._diag = Diagnostics(self, warn_processing_ms=self._params["warn_processing_ms"], extra=self._extra)
-        self._mesh_sub = self.create_subscription(FaceMeshArray, "faces/mesh", self._on_mesh, RESULT_QOS)
-        self._shapes_sub = self.create_subscription(BlendshapesArray, "faces/blendshapes", self._on_shapes, RESULT_QOS)
+        self._mesh_topic = self.resolve_topic_name("faces/mesh")
+        self._shapes_topic = self.resolve_topic_name("faces/blendshapes")
+        # subscribed only while someone listens to attention
+        self.inputs = LazyInputs(self, [self._pub], {"faces/mesh": (FaceMeshArray, self._on_mesh),
+                                                     "faces/blendshapes": (BlendshapesArray, self._on_shapes)},
+                                 self._diag, on_idle=self._forget_all)
         self.get_logger().info(
-            f"attention on {self._mesh_sub.topic_name} + {self._shapes_sub.topic_name} -> {self._pub.topic_name}, "
+            f"attention on {self._mesh_topic} + {self._shapes_topic} -> {self._pub.topic_name}, "
             f"gaze {'calibrated from ' + self._params['calibration_file'] if self._calibration else 'geometric'}")
 
     def _make_estimator(self, p: dict) -> AttentionEstimator:
@@ -120,10 +130,19 @@ class AttentionNode(Node):
         return {"faces_last_image": self._faces_last, "tracked_faces": len(self._estimator.face_ids),
                 "unmatched_stamps": self._sync.unmatched, "mesh_only_frames": self._mesh_only_frames}
 
+    def _forget_all(self) -> None:
+        """Idle: the frames until the next subscriber are not seen; per-face state
+        (blinks, PERCLOS) and the wait for blendshapes start again."""
+        self._estimator = self._make_estimator(self._params)
+        unmatched, self._sync = self._sync.unmatched, StampSync(2)
+        self._sync.unmatched = unmatched
+        self._last_key = None
+        self._last_blendshapes_wall = self._last_mesh_wall = None
+
     # ------------------------------------------------------------ callbacks
 
     def _on_shapes(self, msg: BlendshapesArray) -> None:
-        if refuse_oversized(msg.faces, self._shapes_sub.topic_name, self._once, self._diag):
+        if refuse_oversized(msg.faces, self._shapes_topic, self._once, self._diag):
             return
         self._last_blendshapes_wall = time.monotonic()
         pair = self._sync.add(1, image_key(msg), msg)
@@ -134,7 +153,7 @@ class AttentionNode(Node):
             self._last_blendshapes_wall = time.monotonic()
 
     def _on_mesh(self, msg: FaceMeshArray) -> None:
-        if refuse_oversized(msg.faces, self._mesh_sub.topic_name, self._once, self._diag):
+        if refuse_oversized(msg.faces, self._mesh_topic, self._once, self._diag):
             return
         now = time.monotonic()
         timeout = self._params["blendshapes_timeout_s"]
@@ -152,7 +171,7 @@ class AttentionNode(Node):
             self._last_blendshapes_wall = time.monotonic()
         elif now - self._last_blendshapes_wall > timeout:
             self._once.warn("no_blendshapes",
-                            f"no blendshapes on {self._shapes_sub.topic_name} for {timeout} s while meshes "
+                            f"no blendshapes on {self._shapes_topic} for {timeout} s while meshes "
                             "arrived: processing meshes alone (geometry only)")
             self._mesh_only_frames += 1
             self._process(msg, None)

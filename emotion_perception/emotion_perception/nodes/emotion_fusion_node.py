@@ -1,13 +1,19 @@
 """``emotion_fusion_node``: the fused emotion behaviour trees listen to.
 
-Subscribes ``emotion/transformer``, ``emotion/lstm``, ``emotion/frame`` and
-``emotion/image`` (EmotionArray each; any of them may be absent) and publishes
+Subscribes, of ``emotion/transformer``, ``emotion/lstm``, ``emotion/frame`` and
+``emotion/image`` (EmotionArray each; any of them may be absent), those whose model
+carries weight in ``models/fusion.json`` in a profile the running models can reach
+(:meth:`~emotion_perception.fusion.PoolingParams.weighted_models`: the stills'
+profile, or the stream profile once the LSTM's estimate rests on enough frames), or those the
+``inputs`` parameter names (``inputs:=emotion/image,emotion/lstm,emotion/frame`` adds the frame classifier back):
+a model of weight 0 then has no subscriber and its node sleeps (:mod:`.lazy`). A topic
+whose model is not known yet is subscribed until its first estimate names it. It publishes
 ``emotion`` (EmotionArray, 7 classes, model ``fused``) per face id, combined by
 :class:`emotion_perception.fusion.EmotionFusion` (calibrated log-linear pooling,
 smoothing with hysteresis, ``confident`` flag, valence/arousal).
 
 - Images are told apart and ordered by their key
-  (:func:`~emotion_perception.nodes.common.image_key`: the landmark node's image number
+  (:func:`~emotion_perception.nodes.stamps.image_key`: the landmark node's image number
   and stream time, which cameras with missing, repeated or late stamps still get),
   durations are measured in stream time.
 - Inputs older than ``stale_after_s`` (stream time, against the newest of that face)
@@ -17,8 +23,8 @@ smoothing with hysteresis, ``confident`` flag, valence/arousal).
 - One fused array per image, in image order, published as soon as every running
   model whose array can change it has delivered its array for that image
   (event-driven: no timer delay), with that image's header. A model whose weight is 0
-  in the pooling profile that applies to the running models (with the image model
-  running, the shipped profile gives the transformer, the LSTM and svm-landmarks 0:
+  in every profile the running models can reach (with the image model and the LSTM
+  running, the shipped profiles give the transformer and svm-landmarks 0:
   models/fused.md) is not waited for while every face it last named is in the
   image's other arrays: its array of that image arrives after the publication and
   updates the state as a late one. This keeps the three models' processing off the
@@ -42,7 +48,13 @@ from rclpy.node import Node
 
 from .. import conversions
 from ..fusion import EmotionFusion, load_params, mapping_to_7
-from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, image_key, refuse_oversized, run_node
+from .bad_input import OnceLog, refuse_oversized
+from .diagnostics import Diagnostics
+from .lazy import CHECK_PERIOD_S, InputSubscriptions
+from .parameters import Param, declare_parameters
+from .process import run_node
+from .qos import RESULT_QOS
+from .stamps import image_key
 
 INPUT_TOPICS = ("emotion/transformer", "emotion/lstm", "emotion/frame", "emotion/image")
 #: Images waiting for their arrays beyond this many are published without them.
@@ -60,17 +72,32 @@ PARAMS = [
     Param("warmup_s", 0.2, "a face seen for less than this is not confident, seconds", 0.0, 10.0),
     Param("max_wait_s", 0.05, "longest wait for the other running models' arrays of an image before publishing "
           "without them, seconds", 0.005, 1.0, read_only=True),
+    Param("inputs", "", "input topics to subscribe to, comma-separated (e.g. emotion/image,emotion/lstm); empty: "
+          "those whose model carries weight in a fusion.json profile the running models can reach", read_only=True),
 ]
+
+
+def _check_inputs(values: dict) -> str | None:
+    """None if the ``inputs`` parameter names only known input topics."""
+    unknown = [t for t in parse_inputs(values["inputs"]) if t not in INPUT_TOPICS]
+    if unknown:
+        return f"inputs: unknown topic(s) {', '.join(unknown)}; choose from {', '.join(INPUT_TOPICS)}"
+    return None
+
+
+def parse_inputs(text: str) -> list[str]:
+    """The ``inputs`` parameter as a list of topics ("" -> [])."""
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 class EmotionFusionNode(Node):
     def __init__(self, **kwargs):
         super().__init__("emotion_fusion_node", **kwargs)
-        self.params = declare_parameters(self, PARAMS, self._on_params)
+        self.params = declare_parameters(self, PARAMS, self._on_params, validate=_check_inputs)
         pooling, meta = load_params()
         self.fusion = EmotionFusion(pooling, **self._fusion_kwargs())
         self._models: dict[str, str] = {}  # topic -> the model name its last estimates carried
-        self._weightless: dict[frozenset, frozenset] = {}  # running (topic, model) pairs -> topics of weight 0
+        self._weightless: dict[frozenset, frozenset] = {}  # running (topic, model) pairs -> topics of weight 0 in every reachable profile
         self.once = OnceLog(self)
         self._lock = threading.Lock()
         self._latest: dict[str, tuple[tuple[int, int], set[str]]] = {}  # topic -> (newest image key, its face ids)
@@ -78,10 +105,15 @@ class EmotionFusionNode(Node):
         self._silent: set[str] = set()  # topics given up on once (max_wait_s): not waited for until they speak
         self._published: tuple[int, int] | None = None  # image key of the last published array
         self.diagnostics = Diagnostics(self, WARN_PROCESSING_MS, extra=lambda: {
-            "faces": len(self.fusion.face_ids), "inputs": ",".join(sorted(self._latest)) or "none"})
+            "faces": len(self.fusion.face_ids), "inputs": ",".join(sorted(self._latest)) or "none",
+            "subscribed": ",".join(self.inputs.subs) or "none", "subscribed_because": self._why})
         self.pub = self.create_publisher(EmotionArray, "emotion", RESULT_QOS)
-        self.subs = [self.create_subscription(EmotionArray, t, lambda m, t=t: self.on_input(t, m), RESULT_QOS)
-                     for t in INPUT_TOPICS]
+        self._named = parse_inputs(self.params["inputs"])
+        self._why = ""
+        # Only the members that count are subscribed: a model of weight 0 whose topic is not
+        # subscribed has no subscriber and sleeps (nodes/lazy.py).
+        self.inputs = InputSubscriptions(self, {t: (EmotionArray, lambda m, t=t: self.on_input(t, m))
+                                                for t in INPUT_TOPICS})
         # Fallback only: publishes an image whose arrays did not all arrive in time. It
         # runs only while an image waits (armed by the first array of an image, stopped
         # when none waits): a timer always running at 40 Hz woke the node more often than
@@ -89,9 +121,44 @@ class EmotionFusionNode(Node):
         self.timer = self.create_timer(max(0.005, self.params["max_wait_s"] / 2), self._publish_overdue)
         self.timer.cancel()
         self._timer_armed = False
+        self._select_inputs()
+        self.select_timer = self.create_timer(CHECK_PERIOD_S, self._select_inputs)
         profiles = "; ".join(f"{pr.name}: " + ", ".join(f"{m} {w:.2f}" for m, w in pr.weight.items())
                              for pr in pooling.profiles)
         self.get_logger().info(f"fusing {', '.join(INPUT_TOPICS)} -> emotion (weights {profiles})")
+
+    def _select_inputs(self) -> None:
+        """Subscribe to the topics the ``inputs`` parameter names or, when it names none,
+        to those whose model may carry weight: a topic whose model is not known yet
+        (nothing heard, or its node left: a restarted node may run another model) is
+        subscribed until its first estimate names the model; a known one while its
+        model's weight in the pooling profile for the running models (fusion.json) is
+        not 0. Checked every CHECK_PERIOD_S (in the executor thread, never inside an
+        input's own callback)."""
+        if self._named:
+            self._why = "named by the inputs parameter"
+            self.inputs.set(self._named)
+            return
+        with self._lock:
+            for t in list(self._models):
+                if self.count_publishers(self.inputs.topic_name(t)) == 0:
+                    del self._models[t]  # its node left: learn the model again when one comes back
+            models = dict(self._models)
+        pooling = self.fusion.params
+        weighted = pooling.weighted_models(set(models.values()))
+        wanted = [t for t in INPUT_TOPICS if t not in models or models[t] in weighted]
+        off = [f"{t} ({models[t]})" for t in INPUT_TOPICS if t not in wanted]
+        self._why = "weight in fusion.json" + (f"; weight 0 in every profile: {', '.join(off)}" if off else "")
+        if self.inputs.set(wanted):
+            with self._lock:
+                for t in INPUT_TOPICS:
+                    if t not in self.inputs.subs:
+                        self._latest.pop(t, None)
+                        self._silent.discard(t)
+                ready = self._take_ready()
+                self._arm_timer()
+            self._publish_all(ready)
+            self.get_logger().info(f"subscribed to {', '.join(self.inputs.subs) or 'nothing'} ({self._why})")
 
     def _fusion_kwargs(self) -> dict:
         return {k: self.params[k] for k in ("stale_after_s", "smoothing_tau_s", "hysteresis", "min_confidence",
@@ -179,7 +246,8 @@ class EmotionFusionNode(Node):
         while self._pending:
             key = min(self._pending)
             entry = self._pending[key]
-            running = [t for t, sub in zip(INPUT_TOPICS, self.subs) if t in entry.arrays or self._expected(t, sub, key)]
+            running = [t for t, sub in list(self.inputs.subs.items())
+                       if t in entry.arrays or self._expected(t, sub, key)]
             complete = all(t in entry.arrays for t in running)
             if not complete:
                 # a model of weight 0 is not waited for while the faces it last named are
@@ -199,15 +267,15 @@ class EmotionFusionNode(Node):
         return out
 
     def _weightless_topics(self, running: list) -> frozenset:
-        """The topics among ``running`` whose model has weight 0 in the pooling profile
-        for the running models: their arrays cannot change the fused estimate. A topic
+        """The topics among ``running`` whose model has weight 0 in every pooling profile
+        the running models can reach: their arrays cannot change the fused estimate. A topic
         whose model is not known yet (no face seen on it) counts as weighted."""
         pairs = frozenset((t, self._models.get(t)) for t in running)
         out = self._weightless.get(pairs)
         if out is None:
             pooling = self.fusion.params
-            prof = pooling.profile_for({m for _, m in pairs if m is not None})
-            out = frozenset(t for t, m in pairs if m is not None and pooling.weight(m, prof) == 0)
+            weighted = pooling.weighted_models({m for _, m in pairs if m is not None})
+            out = frozenset(t for t, m in pairs if m is not None and m not in weighted)
             if len(self._weightless) > 64:  # model names change only when a node restarts with another
                 self._weightless.clear()
             self._weightless[pairs] = out

@@ -66,6 +66,11 @@ EVENT_POLL_S = 1.0
 SERVICE_POLL_S = 0.1
 
 
+#: While call_soon work keeps the executor busy, it still polls the wait set (without
+#: waiting) at least this often, seconds.
+FAIR_POLL_S = 0.05
+
+
 def _capped(timeout_nsec: int, cap_s: float) -> int:
     """A wait's timeout (ns, -1: forever) shortened to at most ``cap_s`` seconds."""
     cap = int(cap_s * 1e9)
@@ -101,6 +106,7 @@ class LeanExecutor(Executor):
         self._events: list = []  # QoS event handlers: checked every EVENT_POLL_S
         self._next_event_poll = 0.0
         self._next_service_poll = 0.0
+        self._next_fair_poll = 0.0
         self._handles: list = []  # every handle entered around a wait
         # call_soon: functions run on the executor thread, in order, after the current batch
         self._soon: collections.deque = collections.deque(maxlen=SOON_MAX)
@@ -112,6 +118,7 @@ class LeanExecutor(Executor):
         self._spin_thread: int | None = None
         self.soon_dropped = 0
         self._muted: set[int] = set()  # ids of subscriptions never taken from (mute)
+        self._owner: dict[int, object] = {}  # id(entity) -> node (see _gather)
         self._next_drop_log = 0.0
 
     # -------------------------------------------------------------- rclpy's API
@@ -171,6 +178,11 @@ class LeanExecutor(Executor):
         self._muted.add(id(subscription))
         self.wake()
 
+    def unmute(self, subscription) -> None:
+        """Take from ``subscription`` again (undoes :meth:`mute`)."""
+        self._muted.discard(id(subscription))
+        self.wake()
+
     def shutdown(self, timeout_sec: float | None = None) -> bool:
         done = super().shutdown(timeout_sec)
         if done and self._soon_gc is not None:
@@ -199,6 +211,16 @@ class LeanExecutor(Executor):
         self._spin_thread = threading.get_ident()
         try:
             if self._run_tasks() or self._run_soon():
+                # Busy with in-process deliveries: still look at the wait set (timers,
+                # DDS subscriptions, services) at least every FAIR_POLL_S, without
+                # waiting; a queue that never empties under load starved them (a lazy
+                # node's check and the fusion node's member choice never ran).
+                now = time.monotonic()
+                if now < self._next_fair_poll or wait_condition():
+                    return
+                self._next_fair_poll = now + FAIR_POLL_S
+                self._wait_and_run(0)
+                self._run_soon()
                 return
             if wait_condition():
                 return
@@ -221,6 +243,14 @@ class LeanExecutor(Executor):
             try:
                 with self._work_tracker:
                     fn()
+            except (ShutdownException, ExternalShutdownException, KeyboardInterrupt):
+                raise
+            except Exception as e:  # noqa: BLE001 - a delivery's callback failed: the others go on
+                if not self._context.ok():
+                    raise  # shutting down: not a node's failure
+                from .containment import callback_failed
+
+                callback_failed(getattr(e, "node", None), e)
             finally:
                 self._nested = None
                 if nested:  # depth first, in the order they were queued; a full queue loses its newest
@@ -253,13 +283,18 @@ class LeanExecutor(Executor):
     def _gather(self) -> None:
         """The entities of every node, their handles, and a wait set sized for them."""
         subs, timers, clients, services, guards, waitables = [], [], [], [], [], []
+        owner = {}  # id(entity) -> its node, to say whose callback failed
         for node in self.get_nodes():
+            mine = [*(s for s in node.subscriptions if id(s) not in self._muted), *node.timers, *node.clients,
+                    *node.services, *node.guards, *node.waitables]
+            owner.update((id(e), node) for e in mine)
             subs.extend(s for s in node.subscriptions if id(s) not in self._muted)
             timers.extend(node.timers)
             clients.extend(node.clients)
             services.extend(node.services)
             guards.extend(node.guards)
             waitables.extend(node.waitables)
+        self._owner = owner
         own = [g for g in (self._guard, self._sigint_gc, self._soon_gc) if g is not None]
         self._subs, self._timers, self._clients, self._services = subs, timers, clients, services
         self._guards = guards
@@ -352,7 +387,8 @@ class LeanExecutor(Executor):
         guards_ready = ready["guard_condition"]
         if self._guard is not None and self._guard.handle.pointer in guards_ready:
             self._stale = True  # woken on purpose: entities may have changed
-        work = [self._take_waitable(w) for w in ready_waitables]
+        owner = self._owner.get
+        work = [(owner(id(w)), self._take_waitable(w)) for w in ready_waitables]
         by_pointer = self._by_pointer
         for p in ready["timer"]:
             t = by_pointer.get(p)
@@ -364,26 +400,39 @@ class LeanExecutor(Executor):
             except InvalidHandle:
                 continue
             if due:
-                work.append(self._take_timer(t))
+                work.append((owner(id(t)), self._take_timer(t)))
         for kind, take in (("subscription", self._take_subscription), ("guard_condition", self._take_guard_condition),
                            ("client", self._take_client), ("service", self._take_service)):
             for p in ready.get(kind, ()):
                 e = by_pointer.get(p)
                 if e is not None:
-                    work.append(take(e))
+                    work.append((owner(id(e)), take(e)))
         if not work and timeout_nsec >= 0 and not guards_ready:
             raise TimeoutException()
-        for make in work:
+        for node, make in work:
             if make is not None:
-                self._run(make)
+                self._run(make, node)
 
-    def _run(self, make) -> None:
-        """Run one taken entity's coroutine to completion, or hand it to a Task if it awaits."""
+    def _run(self, make, node=None) -> None:
+        """Run one taken entity's coroutine to completion, or hand it to a Task if it awaits.
+
+        An exception from the callback is logged and counted for ``node``, its owner
+        (:mod:`emotion_perception.nodes.containment`), and the executor goes on: one
+        node's failure does not stop the others it spins."""
         coro = make()
         with self._work_tracker:
             try:
                 coro.send(None)
             except StopIteration:
+                return
+            except (ShutdownException, ExternalShutdownException, KeyboardInterrupt):
+                raise
+            except Exception as e:  # noqa: BLE001 - contained: see the docstring
+                if not self._context.ok():
+                    raise  # shutting down (a publish on a context being shut down): not a node's failure
+                from .containment import callback_failed
+
+                callback_failed(node, e)
                 return
         task = Task(coro, executor=self)  # it awaits a future: resume it on later spins
         with self._tasks_lock:

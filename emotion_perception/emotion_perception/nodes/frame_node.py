@@ -5,7 +5,8 @@ Subscribes to what its model reads and nothing more: ``faces/mesh``
 for the blendshape model; a model that read both would get the two arrays of one
 image paired by its key (:class:`StampSync`) and their faces by id. Publishes
 ``emotion/frame`` (EmotionArray, 7 classes) for every image, empty when the image
-holds no face. Parameter ``model`` picks ``svm-landmarks``, ``gnn-landmarks`` or
+holds no face, and subscribes only while someone listens to ``emotion/frame``
+(:mod:`.lazy`). Parameter ``model`` picks ``svm-landmarks``, ``gnn-landmarks`` or
 ``svm-blendshapes``. Frame models keep no state: every image is classified on its own.
 
 Each subscription costs a wake-up and a deserialisation per image whether the model
@@ -24,8 +25,13 @@ from rclpy.node import Node
 from .. import conversions
 from ..classifiers import load as load_model
 from ..classifiers.base import FrameInput
-from .common import (RESULT_QOS, Diagnostics, OnceLog, Param, StampSync, declare_parameters, image_key,
-                     refuse_oversized, run_node)
+from .bad_input import OnceLog, refuse_oversized
+from .diagnostics import Diagnostics
+from .lazy import LazyInputs
+from .parameters import Param, declare_parameters
+from .process import run_node
+from .qos import RESULT_QOS
+from .stamps import StampSync, image_key
 
 FRAME_MODELS = ("svm-landmarks", "gnn-landmarks", "svm-blendshapes")
 #: p95 processing time above which /diagnostics warns, milliseconds.
@@ -51,9 +57,17 @@ class FrameNode(Node):
         self.sync = StampSync(len(self.fields), self.params["max_pending"])
         self.diagnostics = Diagnostics(self, WARN_PROCESSING_MS, extra=lambda: {"unmatched_arrays": self.sync.unmatched})
         self.pub = self.create_publisher(EmotionArray, "emotion/frame", RESULT_QOS)
-        self.subs = [self.create_subscription(INPUTS[k][1], INPUTS[k][0], lambda m, s=slot: self._on(s, m), RESULT_QOS)
-                     for slot, k in enumerate(self.fields)]
+        # subscribed only while someone listens to emotion/frame
+        self.inputs = LazyInputs(self, [self.pub], {INPUTS[k][0]: (INPUTS[k][1], lambda m, s=slot: self._on(s, m))
+                                                    for slot, k in enumerate(self.fields)},
+                                 self.diagnostics, on_idle=self._forget_all)
         self.get_logger().info(f"{self.model.name}: {' + '.join(INPUTS[k][0] for k in self.fields)} -> emotion/frame")
+
+    def _forget_all(self) -> None:
+        """Idle: the arrays waiting for their partner are void (frame models keep no state)."""
+        unmatched = self.sync.unmatched
+        self.sync = StampSync(len(self.fields), self.params["max_pending"])
+        self.sync.unmatched = unmatched
 
     def _on(self, slot: int, msg) -> None:
         if refuse_oversized(msg.faces, INPUTS[self.fields[slot]][0], self.once, self.diagnostics):

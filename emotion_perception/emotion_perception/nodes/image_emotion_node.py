@@ -5,7 +5,8 @@ the landmark node with the image's header) and publishes ``emotion/image``
 (EmotionArray, 7 classes) for every crop array, with its header: empty when the image
 holds no face. The node never sees whole camera frames, so it costs the model's own
 inference and a few small messages (``docs/frame-image-fusion.md`` has the measured
-comparison with cropping from the camera image here).
+comparison with cropping from the camera image here). It subscribes to ``faces/crops``
+only while someone listens to ``emotion/image`` (:mod:`.lazy`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from rclpy.node import Node
 from .. import conversions
 from ..classifiers import load as load_model
 from ..classifiers.base import FrameInput
-from .common import (RESULT_QOS, Diagnostics, OnceLog, declare_parameters, refuse_oversized, run_node,
-                     stamp_ns)
+from .bad_input import OnceLog, refuse_oversized
+from .diagnostics import Diagnostics
+from .lazy import LazyInputs
+from .parameters import declare_parameters
+from .process import run_node
+from .qos import RESULT_QOS
+from .stamps import stamp_ns
 
 #: p95 processing time above which /diagnostics warns, milliseconds.
 WARN_PROCESSING_MS = 30.0
@@ -35,7 +41,9 @@ class ImageEmotionNode(Node):
         self.once = OnceLog(self)
         self.diagnostics = Diagnostics(self, WARN_PROCESSING_MS)
         self.pub = self.create_publisher(EmotionArray, "emotion/image", RESULT_QOS)
-        self.sub = self.create_subscription(FaceCropArray, "faces/crops", self.on_crops, RESULT_QOS)
+        # subscribed only while someone listens to emotion/image
+        self.inputs = LazyInputs(self, [self.pub], {"faces/crops": (FaceCropArray, self.on_crops)},
+                                 self.diagnostics)
         self.get_logger().info(f"image-cnn ({self.model.spec.size}x{self.model.spec.size} aligned crops): "
                                "faces/crops -> emotion/image")
 

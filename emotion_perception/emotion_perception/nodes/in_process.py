@@ -39,12 +39,14 @@ messages it receives) and run on the executor thread, as they do over DDS.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from typing import Iterable
 
 from rclpy.node import Node
 from rclpy.subscription import Subscription
 
+from .containment import contained
 from .executor import LeanExecutor
 
 
@@ -58,9 +60,15 @@ class InProcessDelivery:
     """Routes the publishers of ``nodes`` to the subscriptions of ``nodes`` on the same
     topic and type (see the module docstring).
 
+    The routes follow the subscriptions: a node that subscribes or unsubscribes on
+    demand (:mod:`emotion_perception.nodes.lazy`) tells :meth:`refresh`, which routes
+    to the subscriptions that exist now. A callback that raises is reported for its
+    node (:mod:`emotion_perception.nodes.containment`); the other subscribers of that
+    message still get it.
+
     Args:
         executor: the executor that spins ``nodes`` (its thread runs the callbacks).
-        nodes: the process's nodes, already built (their publishers and subscriptions exist).
+        nodes: the process's nodes, already built (their publishers exist).
 
     Attributes:
         routes: topic name -> number of the process's subscriptions it delivers to.
@@ -70,65 +78,92 @@ class InProcessDelivery:
     """
 
     def __init__(self, executor: LeanExecutor, nodes: Iterable[Node]):
-        nodes = list(nodes)
+        from .lazy import InputSubscriptions
+
+        self._nodes = list(nodes)
         self._executor = executor
-        subs = defaultdict(list)
-        for node in nodes:
-            for sub in node.subscriptions:
-                subs[(sub.topic_name, sub.msg_type)].append(sub)
         self.routes: dict[str, int] = {}
         self.shared: dict[str, int] = {}
         self.delivered = 0
         self.published = 0
-        published = {(pub.topic_name, pub.msg_type) for node in nodes for pub in node.publishers}
-        # nodes whose output another node of the process reads (the emotion models feed
-        # the fusion node) get a message before the nodes whose output leaves the process
-        # (attention): the deepest output, emotion, is then not delayed by them
-        self._feeds = {id(s) for node in nodes if any((p.topic_name, p.msg_type) in subs for p in node.publishers)
-                       for s in node.subscriptions}
-        for node in nodes:
-            for pub in node.publishers:
-                local = subs.get((pub.topic_name, pub.msg_type))
-                if local and not any(_wants_info(s) for s in local):  # a local message has no DDS info
-                    self._route(pub, local)
-                    self.routes[pub.topic_name] = len(local)
-        for (topic, msg_type), local in subs.items():
-            if (topic, msg_type) not in published and len(local) > 1 and \
-                    all(s.qos_profile == local[0].qos_profile for s in local):
-                self._share(local)
-                self.shared[topic] = len(local)
+        self._targets: dict[int, tuple] = {}  # id(publisher) -> (first, last, own) while routed
+        self._wrapped: set[int] = set()  # ids of publishers whose publish() is ours
+        self._readers: list = []  # (subscription, its own callback) of shared topics' readers
+        self._muted: list = []
+        self._lock = threading.Lock()
+        for node in self._nodes:
+            for attr in list(vars(node).values()):
+                if isinstance(attr, InputSubscriptions):
+                    attr.on_change.append(self.refresh)
+        self.refresh()
 
-    def _route(self, pub, local: list) -> None:
+    def refresh(self) -> None:
+        """Route to the subscriptions the nodes have now."""
+        with self._lock:
+            for sub, callback in self._readers:  # undo the shared takes: they are made again below
+                sub.callback = callback
+            for sub in self._muted:
+                self._executor.unmute(sub)
+            self._readers, self._muted = [], []
+            subs = defaultdict(list)
+            owner = {}
+            for node in self._nodes:
+                for sub in node.subscriptions:
+                    subs[(sub.topic_name, sub.msg_type)].append(sub)
+                    owner[id(sub)] = node
+            published = {(pub.topic_name, pub.msg_type) for node in self._nodes for pub in node.publishers}
+            # nodes whose output another node of the process reads (the emotion models feed
+            # the fusion node) get a message before the nodes whose output leaves the process
+            # (attention): the deepest output, emotion, is then not delayed by them
+            feeds = {id(s) for node in self._nodes
+                     if any((p.topic_name, p.msg_type) in subs for p in node.publishers) for s in node.subscriptions}
+            targets, routes, shared = {}, {}, {}
+            for node in self._nodes:
+                for pub in node.publishers:
+                    local = subs.get((pub.topic_name, pub.msg_type))
+                    if local and not any(_wants_info(s) for s in local):  # a local message has no DDS info
+                        first = tuple(contained(owner[id(s)], s.callback) for s in local if id(s) in feeds)
+                        last = tuple(contained(owner[id(s)], s.callback) for s in local if id(s) not in feeds)
+                        targets[id(pub)] = (first, last, len(local))
+                        routes[pub.topic_name] = len(local)
+                        if id(pub) not in self._wrapped:
+                            self._wrap(pub)
+            for (topic, msg_type), local in subs.items():
+                if (topic, msg_type) not in published and len(local) > 1 and \
+                        all(s.qos_profile == local[0].qos_profile for s in local):
+                    self._share(local, owner)
+                    shared[topic] = len(local)
+            self._targets, self.routes, self.shared = targets, routes, shared
+
+    def _wrap(self, pub) -> None:
         publish_dds = pub.publish  # the bound method: what publish() did before
-        first = [s.callback for s in local if id(s) in self._feeds]
-        last = [s.callback for s in local if id(s) not in self._feeds]
-        own = len(local)
         call_soon = self._executor.call_soon
+        key = id(pub)
 
-        def deliver_last(msg) -> None:
-            for cb in last:
-                cb(msg)
-
-        def deliver(msg) -> None:
+        def deliver(msg, first, last) -> None:
             for cb in first:
                 cb(msg)
             if last and first:  # after what the first ones published (queued meanwhile) has run
-                call_soon(lambda: deliver_last(msg))
+                call_soon(lambda: _each(last, msg))
             else:
-                deliver_last(msg)
+                _each(last, msg)
 
         def publish(msg) -> None:
-            if pub.get_subscription_count() > own:
-                # someone outside the process listens: everybody gets it through DDS
-                self.published += 1
+            route = self._targets.get(key)
+            if route is None or pub.get_subscription_count() > route[2]:
+                # no subscriber in the process, or someone outside listens: everybody
+                # gets it through DDS
+                if route is not None:
+                    self.published += 1
                 publish_dds(msg)
                 return
             self.delivered += 1
-            call_soon(lambda: deliver(msg))
+            call_soon(lambda: deliver(msg, route[0], route[1]))
 
         pub.publish = publish
+        self._wrapped.add(key)
 
-    def _share(self, local: list) -> None:
+    def _share(self, local: list, owner: dict) -> None:
         """One take for every subscription of the process to an outside topic (the camera
         image: landmark and image_emotion): the first subscription's callback serves
         them all; the executor no longer takes from the others (their DDS readers keep
@@ -136,7 +171,7 @@ class InProcessDelivery:
         # the reader takes with MessageInfo if any of them wants it (the landmark node
         # counts lost camera frames by it); each callback gets what it asked for
         reader = next((s for s in local if _wants_info(s)), local[0])
-        targets = [(s.callback, _wants_info(s)) for s in local]
+        targets = [(contained(owner[id(s)], s.callback), _wants_info(s)) for s in local]
 
         def fan_out(msg, info) -> None:
             for cb, wants_info in targets:
@@ -145,8 +180,15 @@ class InProcessDelivery:
                 else:
                     cb(msg)
 
+        self._readers.append((reader, reader.callback))
         # rclpy picks what it passes by the callback's signature
         reader.callback = fan_out if _wants_info(reader) else (lambda msg: fan_out(msg, None))
         for s in local:
             if s is not reader:
                 self._executor.mute(s)
+                self._muted.append(s)
+
+
+def _each(callbacks, msg) -> None:
+    for cb in callbacks:
+        cb(msg)

@@ -44,8 +44,13 @@ from ..landmarks import (DEFAULT_MODEL, LATE_FRAME_TOLERANCE_NS, MAX_FACES_LIMIT
                          LandmarkerOptions, StreamClock)
 from ..tracking import TrackerOptions
 from ..types import BLENDSHAPE_NAMES
-from .common import (LATCHED_QOS, RESULT_QOS, SENSOR_QOS, Diagnostics, OnceLog, Param, declare_parameters,
-                     name_os_thread, run_node, stamp_ns)
+from .bad_input import OnceLog
+from .diagnostics import Diagnostics
+from .native_threads import name_os_thread
+from .parameters import Param, declare_parameters
+from .process import run_node
+from .qos import LATCHED_QOS, RESULT_QOS, SENSOR_QOS
+from .stamps import stamp_ns
 
 #: How long ``destroy_node`` waits for a frame in progress, seconds.
 WORKER_JOIN_TIMEOUT_S = 5.0
@@ -113,7 +118,7 @@ class LandmarkNode(Node):
     """MediaPipe Face Landmarker on a camera stream.
 
     Raises:
-        emotion_perception.nodes.common.ParameterError: a parameter out of range.
+        emotion_perception.nodes.parameters.ParameterError: a parameter out of range.
         emotion_perception.assets.ModelFileError: the model file is missing or its
             sha256 differs (the message names the file and the expected digest).
     """

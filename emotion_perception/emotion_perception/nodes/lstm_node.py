@@ -12,7 +12,8 @@ from emotion_perception_msgs.msg import BlendshapesArray
 
 from .. import conversions
 from ..classifiers.lstm import MIN_FRAMES, SMOOTHING_FRAMES
-from .common import Param, run_node
+from .parameters import Param
+from .process import run_node
 from .sequence_node import SequenceEmotionNode
 
 

@@ -1,6 +1,7 @@
 """What the two sequence-model nodes share: per-face buffers kept in the model,
 forgotten when a face id disappears from the input array, one EmotionArray per
-input array (empty when there is no face), bad faces logged once and skipped.
+input array (empty when there is no face), bad faces logged once and skipped; the
+input is subscribed only while someone listens to the output (:mod:`.lazy`).
 
 ``transformer_node`` and ``lstm_node`` subclass :class:`SequenceEmotionNode` and say
 which message they read and how one face of it becomes a ``FrameInput``.
@@ -14,7 +15,12 @@ from rclpy.node import Node
 
 from .. import conversions
 from ..classifiers import load as load_model
-from .common import RESULT_QOS, Diagnostics, OnceLog, Param, declare_parameters, image_key, refuse_oversized
+from .bad_input import OnceLog, refuse_oversized
+from .diagnostics import Diagnostics
+from .lazy import LazyInputs
+from .parameters import Param, declare_parameters
+from .qos import RESULT_QOS
+from .stamps import image_key
 from emotion_perception_msgs.msg import EmotionArray
 
 #: p95 processing time above which /diagnostics warns, milliseconds.
@@ -49,7 +55,9 @@ class SequenceEmotionNode(Node):
         self.once = OnceLog(self)
         self.diagnostics = Diagnostics(self, WARN_PROCESSING_MS, extra=lambda: {"faces": len(self.model.faces())})
         self.pub = self.create_publisher(EmotionArray, self.output_topic, RESULT_QOS)
-        self.sub = self.create_subscription(self.input_type, self.input_topic, self.on_faces, RESULT_QOS)
+        # subscribed only while someone listens to output_topic
+        self.inputs = LazyInputs(self, [self.pub], {self.input_topic: (self.input_type, self.on_faces)},
+                                 self.diagnostics, on_idle=self._forget_all)
         self.get_logger().info(f"{self.model.name}: {', '.join(self.model.class_names)}; "
                                f"{self.input_topic} -> {self.output_topic}")
 
@@ -64,6 +72,11 @@ class SequenceEmotionNode(Node):
             self.model.min_frames = int(updates["min_frames"])
         if "smoothing_frames" in updates:
             self.model.smoothing_frames = float(updates["smoothing_frames"])
+
+    def _forget_all(self) -> None:
+        """Idle: the frames until the next subscriber are not seen; buffers start again."""
+        for face in list(self.model.faces()):
+            self.model.forget(face)
 
     def on_faces(self, msg) -> None:
         if refuse_oversized(msg.faces, self.input_topic, self.once, self.diagnostics):

@@ -11,7 +11,7 @@ from emotion_perception_msgs.msg import FaceMeshArray
 
 from .. import conversions
 from ..classifiers.transformer import MIN_FRAMES, SMOOTHING_FRAMES
-from .common import run_node
+from .process import run_node
 from .sequence_node import SequenceEmotionNode
 
 

@@ -1,0 +1,139 @@
+"""Nodes that work only for someone: input subscriptions that exist only while they are
+wanted.
+
+A classifier node whose output nobody reads still took every face array, ran its model
+and published, CPU the robot paid for nothing. :class:`LazyInputs` subscribes to a
+node's inputs only while at least one subscriber listens to one of its outputs, and
+destroys the subscriptions when the last one leaves, as image_proc's nodes do. It checks
+every :data:`CHECK_PERIOD_S` (the publisher's matched subscriptions, which count
+subscribers in this process and outside it alike), so ``ros2 topic echo emotion/lstm``
+wakes the LSTM node within about that time plus discovery; an idle node takes no
+message at all. Its /diagnostics says ``activity: active`` or ``idle`` and why.
+
+:class:`InputSubscriptions` is the part that makes and destroys the subscriptions: the
+fusion node uses it to subscribe to the members it fuses. Both tell their
+``on_change`` callbacks when the subscriptions changed, so that the one-process
+pipeline's in-process delivery (:mod:`emotion_perception.nodes.in_process`) routes
+to the subscriptions that exist now.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from rclpy.node import Node
+
+from .qos import RESULT_QOS
+
+#: How often a lazy node checks whether anyone listens to its output, seconds.
+CHECK_PERIOD_S = 0.5
+
+
+class InputSubscriptions:
+    """A node's input subscriptions, made and destroyed on demand.
+
+    Args:
+        node: the node that owns them.
+        specs: input topic (relative, before remapping) -> (message type, callback),
+            in the order the subscriptions are made.
+        qos: their QoS profile.
+
+    Attributes:
+        subs: topic -> subscription, for the topics subscribed now.
+        on_change: called (no arguments) after the subscriptions changed.
+    """
+
+    def __init__(self, node: Node, specs: dict[str, tuple[type, Callable]], qos=RESULT_QOS):
+        self._node = node
+        self._specs = dict(specs)
+        self._qos = qos
+        self.subs: dict = {}
+        self.on_change: list[Callable[[], None]] = []
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Every input topic this node may subscribe to (relative names)."""
+        return tuple(self._specs)
+
+    def topic_name(self, topic: str) -> str:
+        """``topic`` as the node resolves it (namespace, remappings): what logs should name."""
+        return self._node.resolve_topic_name(topic)
+
+    def set(self, topics: Iterable[str]) -> bool:
+        """Subscribe to ``topics`` (of :attr:`topics`) and to no other; True if anything changed."""
+        wanted = set(topics)
+        changed = False
+        for t in [t for t in self.subs if t not in wanted]:
+            self._node.destroy_subscription(self.subs.pop(t))
+            changed = True
+        for t in self._specs:
+            if t in wanted and t not in self.subs:
+                msg_type, callback = self._specs[t]
+                self.subs[t] = self._node.create_subscription(msg_type, t, callback, self._qos)
+                changed = True
+        if changed:
+            for f in list(self.on_change):
+                f()
+        return changed
+
+
+class LazyInputs(InputSubscriptions):
+    """Subscribes a node's inputs only while someone listens to its ``outputs``.
+
+    Args:
+        node: the node.
+        outputs: its output publishers; anyone on any of them keeps it active.
+        specs: see :class:`InputSubscriptions`.
+        diagnostics: the node's :class:`~emotion_perception.nodes.diagnostics.Diagnostics`;
+            its status then reports the activity.
+        on_idle: called when the node goes idle (forget per-face state: the frames in
+            between are not seen).
+        period_s: how often to check.
+
+    Attributes:
+        woken: how many times the node went from idle to active.
+    """
+
+    def __init__(self, node: Node, outputs: list, specs: dict[str, tuple[type, Callable]], diagnostics=None,
+                 on_idle: Callable[[], None] | None = None, period_s: float = CHECK_PERIOD_S, qos=RESULT_QOS):
+        super().__init__(node, specs, qos)
+        self._outputs = list(outputs)
+        self._on_idle = on_idle
+        self.woken = 0
+        self._listeners = 0
+        if diagnostics is not None:
+            diagnostics.activity = self.status
+        self.check()
+        self.timer = node.create_timer(period_s, self.check)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.subs)
+
+    def listeners(self) -> int:
+        """Subscribers matched to the node's outputs now, in this process or elsewhere."""
+        return sum(p.get_subscription_count() for p in self._outputs)
+
+    def check(self) -> None:
+        """Subscribe or unsubscribe the inputs as the output's subscribers say."""
+        self._listeners = n = self.listeners()
+        if n and not self.subs:
+            self.woken += 1
+            self.set(self._specs)
+            self._node.get_logger().info(f"active: {self._why()}")
+        elif not n and self.subs:
+            self.set(())
+            if self._on_idle is not None:
+                self._on_idle()
+            self._node.get_logger().info(f"idle: {self._why()}")
+
+    def _why(self) -> str:
+        outs = ", ".join(p.topic_name for p in self._outputs)
+        if self._listeners:
+            return f"{self._listeners} subscriber(s) on {outs}; subscribed to " + \
+                ", ".join(self.topic_name(t) for t in self.subs)
+        return f"no subscriber on {outs}; not subscribed to " + ", ".join(self.topic_name(t) for t in self._specs)
+
+    def status(self) -> tuple[str, str]:
+        """("active" or "idle", why), for /diagnostics."""
+        return ("active" if self.subs else "idle"), self._why()
