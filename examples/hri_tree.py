@@ -19,7 +19,6 @@ from a timer (docs/ros4hri.md).
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 import threading
@@ -29,6 +28,8 @@ import py_trees
 from py_trees.common import Status
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "examples"))
+from greet_tree import Act, cli  # noqa: E402 - the stand-in robot action and the command line, shared
 DEFAULT_VIDEO = REPO / "emotion_perception" / "test" / "fixtures" / "data" / "video" / "single_face.mp4"
 #: Minimum expression confidence for the greet / back-off branches.
 CONFIDENCE_MIN = 0.4
@@ -105,18 +106,6 @@ class Check(py_trees.behaviour.Behaviour):
         return Status.SUCCESS if self.test(self.reader.snapshot()) else Status.FAILURE
 
 
-class Act(py_trees.behaviour.Behaviour):
-    """Stands in for a robot action: remembers that its branch ran."""
-
-    def __init__(self, name: str, log: list):
-        super().__init__(name)
-        self.log = log
-
-    def update(self) -> Status:
-        self.log.append(self.name)
-        return Status.SUCCESS
-
-
 def _shows(s: dict, expressions) -> bool:
     return any(e in expressions and c >= CONFIDENCE_MIN for e, c in s["expressions"].values())
 
@@ -190,16 +179,7 @@ def run(video, max_frames: int | None = None, verbose: bool = True) -> list[dict
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("video", nargs="?", default=str(DEFAULT_VIDEO))
-    p.add_argument("--max-frames", type=int, default=None)
-    args = p.parse_args(argv)
-    ticks = run(args.video, args.max_frames)
-    counts: dict[str, int] = {}
-    for t in ticks:
-        counts[t["branch"]] = counts.get(t["branch"], 0) + 1
-    print("branches taken:", counts)
-    return 0
+    return cli(run, __doc__, DEFAULT_VIDEO, argv)
 
 
 if __name__ == "__main__":
