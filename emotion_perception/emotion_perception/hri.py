@@ -213,6 +213,13 @@ def landmarks_70(landmarks: np.ndarray) -> np.ndarray:
 CROP_SIDE = 128
 
 
+def roi_from_box(x: int, y: int, width: int, height: int, image_wh) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) normalised and clipped to [0, 1] from a pixel box (``FaceMesh.bounding_box``)."""
+    w, h = max(1, int(image_wh[0])), max(1, int(image_wh[1]))
+    return (min(1.0, max(0.0, x / w)), min(1.0, max(0.0, y / h)), min(1.0, max(0.0, (x + width) / w)),
+            min(1.0, max(0.0, (y + height) / h)))
+
+
 def normalised_roi(landmarks: np.ndarray) -> tuple[float, float, float, float]:
     """(xmin, ymin, xmax, ymax) of the landmarks' box, normalised and clipped to [0, 1]."""
     lm = np.asarray(landmarks)
@@ -241,11 +248,14 @@ def cropped_bgr(image: np.ndarray, roi: tuple[float, float, float, float], encod
     h, w = image.shape[:2]
     x0, y0 = int(roi[0] * w), int(roi[1] * h)
     x1, y1 = max(x0 + 1, int(math.ceil(roi[2] * w))), max(y0 + 1, int(math.ceil(roi[3] * h)))
-    patch = _to_bgr(image[y0:y1, x0:x1], encoding)
+    patch = image[y0:y1, x0:x1]
     ph, pw = patch.shape[:2]
     scale = side / max(ph, pw)
     nw, nh = max(1, round(pw * scale)), max(1, round(ph * scale))
-    small = cv2.resize(patch, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    # area averaging only where bilinear would alias (shrinking by more than 2); colour after
+    # resizing, on the small picture
+    small = _to_bgr(cv2.resize(patch, (nw, nh), interpolation=cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR),
+                    encoding)
     out = np.zeros((side, side, 3), np.uint8)
     ox, oy = (side - nw) // 2, (side - nh) // 2
     out[oy:oy + nh, ox:ox + nw] = small
@@ -263,12 +273,19 @@ def aligned_bgr(image: np.ndarray, landmarks: np.ndarray, encoding: str = "bgr8"
 
     h, w = image.shape[:2]
     geo = crop_geometry(np.asarray(landmarks), (w, h), margin)
-    scale = side / geo.side
-    m = cv2.getRotationMatrix2D(geo.centre, math.degrees(geo.angle), scale)
-    m[0, 2] += side / 2 - geo.centre[0]
-    m[1, 2] += side / 2 - geo.centre[1]
-    return _to_bgr(cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT),
-                   encoding)
+    # warp only the part of the image the rotated square can reach (a circle of radius
+    # side/sqrt(2) about its centre): the cost then follows the face, not the camera
+    reach = geo.side * 0.7072 + 2
+    cx, cy = geo.centre
+    x0, y0 = max(0, int(cx - reach)), max(0, int(cy - reach))
+    x1, y1 = min(w, int(math.ceil(cx + reach))), min(h, int(math.ceil(cy + reach)))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((side, side, 3), np.uint8)
+    m = cv2.getRotationMatrix2D((cx - x0, cy - y0), math.degrees(geo.angle), side / geo.side)
+    m[0, 2] += side / 2 - (cx - x0)
+    m[1, 2] += side / 2 - (cy - y0)
+    return _to_bgr(cv2.warpAffine(image[y0:y1, x0:x1], m, (side, side), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT), encoding)
 
 
 # ------------------------------------------------------------------ TF
@@ -282,11 +299,6 @@ SELLION_CANONICAL_CM = np.array([0.0, 3.271, 5.236])
 #: facial transformation matrix places the face, degrees (MediaPipe's face geometry
 #: environment for the Face Landmarker).
 MEDIAPIPE_VERTICAL_FOV_DEG = 63.0
-#: MediaPipe's camera (x right, y up, z towards the viewer) -> optical frame (x right, y down, z forward).
-_MP_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])
-#: REP-155 face axes in the canonical model's: x forward out of the face (canonical z),
-#: y to the person's left (canonical x), z up (canonical y).
-_FACE_IN_CANONICAL = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,20 +315,20 @@ class Intrinsics:
 
 def quaternion_from_matrix(r: np.ndarray) -> tuple[float, float, float, float]:
     """(x, y, z, w) of a 3x3 rotation matrix (Shepperd's method, w >= 0)."""
-    m = np.asarray(r, float)
-    t = m[0, 0] + m[1, 1] + m[2, 2]
+    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = np.asarray(r, float).tolist()
+    t = m00 + m11 + m22
     if t > 0:
         s = math.sqrt(t + 1.0) * 2
-        q = ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s)
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-        q = (0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s)
-    elif m[1, 1] > m[2, 2]:
-        s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-        q = ((m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s)
+        q = ((m21 - m12) / s, (m02 - m20) / s, (m10 - m01) / s, 0.25 * s)
+    elif m00 > m11 and m00 > m22:
+        s = math.sqrt(1.0 + m00 - m11 - m22) * 2
+        q = (0.25 * s, (m01 + m10) / s, (m02 + m20) / s, (m21 - m12) / s)
+    elif m11 > m22:
+        s = math.sqrt(1.0 + m11 - m00 - m22) * 2
+        q = ((m01 + m10) / s, 0.25 * s, (m12 + m21) / s, (m02 - m20) / s)
     else:
-        s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-        q = ((m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s)
+        s = math.sqrt(1.0 + m22 - m00 - m11) * 2
+        q = ((m02 + m20) / s, (m12 + m21) / s, 0.25 * s, (m10 - m01) / s)
     n = math.sqrt(sum(v * v for v in q))
     q = tuple(v / n for v in q)
     return q if q[3] >= 0 else tuple(-v for v in q)
@@ -358,20 +370,27 @@ def face_pose(transform, sellion_xy, image_wh, intrinsics: Intrinsics | None = N
     Returns:
         (translation (3,) metres, rotation 3x3) in the optical frame.
     """
-    t = np.asarray(transform, float).reshape(4, 4)
-    r_mp = t[:3, :3]
-    r_mp = r_mp / np.linalg.norm(r_mp, axis=0).mean()  # the matrix may carry a scale; the rotation is unit
+    # plain floats: about 10 times faster than numpy on 3-vectors, and this runs per face per image
+    m = [float(v) for v in np.asarray(transform, dtype=float).reshape(-1)[:16]]
+    scale = (math.sqrt(m[0] ** 2 + m[4] ** 2 + m[8] ** 2) + math.sqrt(m[1] ** 2 + m[5] ** 2 + m[9] ** 2)
+             + math.sqrt(m[2] ** 2 + m[6] ** 2 + m[10] ** 2)) / 3.0  # the matrix may carry a scale
     w, h = image_wh
-    depth = -(t[2, :3] @ SELLION_CANONICAL_CM + t[2, 3]) / 100.0  # MediaPipe's z points at the viewer
+    sx, sy, sz = SELLION_CANONICAL_CM
+    depth = -(m[8] * sx + m[9] * sy + m[10] * sz + m[11]) / 100.0  # MediaPipe's z points at the viewer
     f_assumed = (h / 2.0) / math.tan(math.radians(MEDIAPIPE_VERTICAL_FOV_DEG) / 2.0)
     cam = intrinsics or Intrinsics(f_assumed, f_assumed, w / 2.0, h / 2.0, int(w), int(h))
     if intrinsics is not None:
         # focal length in pixels of the image at hand (camera_info may be of another resolution)
         f_real = 0.5 * (cam.fx * w / max(1, cam.width) + cam.fy * h / max(1, cam.height))
         depth *= f_real / f_assumed
-    u, v = sellion_xy[0] * cam.width, sellion_xy[1] * cam.height
+    u, v = float(sellion_xy[0]) * cam.width, float(sellion_xy[1]) * cam.height
     p = np.array([(u - cam.cx) * depth / cam.fx, (v - cam.cy) * depth / cam.fy, depth])
-    rot = _MP_TO_OPTICAL @ r_mp @ _FACE_IN_CANONICAL
+    # REP face axes (x = canonical z, y = canonical x, z = canonical y) in MediaPipe's camera,
+    # then into the optical frame (y and z flipped)
+    k = 1.0 / scale
+    rot = np.array([[m[2] * k, m[0] * k, m[1] * k],
+                    [-m[6] * k, -m[4] * k, -m[5] * k],
+                    [-m[10] * k, -m[8] * k, -m[9] * k]])
     return p, rot
 
 
@@ -380,14 +399,15 @@ def gaze_rotation(direction) -> np.ndarray:
     (the gaze, a vector in the optical frame), x to the gazer's right, y down
     (an optical frame looking along the gaze; x = camera y x z, so a gaze straight into
     the camera has x towards the image's left, the person's right)."""
-    z = np.asarray(direction, float)
-    z = z / np.linalg.norm(z)
-    x = np.cross((0.0, 1.0, 0.0), z)
-    if np.linalg.norm(x) < 1e-6:  # looking straight up or down
-        x = np.array([1.0, 0.0, 0.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    return np.column_stack([x, y, z])
+    zx, zy, zz = (float(v) for v in direction)
+    n = math.sqrt(zx * zx + zy * zy + zz * zz)
+    zx, zy, zz = zx / n, zy / n, zz / n
+    xx, xz = zz, -zx  # (0, 1, 0) x z
+    n = math.hypot(xx, xz)
+    xx, xz = (xx / n, xz / n) if n > 1e-6 else (1.0, 0.0)  # looking straight up or down
+    # y = z x x, with x = (xx, 0, xz)
+    yx, yy, yz = zy * xz, zz * xx - zx * xz, -zy * xx
+    return np.array([[xx, yx, zx], [0.0, yy, zy], [xz, yz, zz]])
 
 
 # ------------------------------------------------------------------ ids

@@ -64,7 +64,8 @@ def test_rep_constants_match_hri_msgs():
             pytest.skip("neither hri_msgs nor ../shared/ros2-hri-kit here: nothing to compare the table with")
         values = set(constants.values())
     else:
-        values = {getattr(Expression, n) for n in dir(Expression) if n.isupper() and isinstance(getattr(Expression, n), str)}
+        values = {getattr(Expression, n) for n in dir(Expression)
+                  if n.isupper() and isinstance(getattr(Expression, n), str)}
     assert set(hri.REP_EXPRESSIONS) == values
 
 
@@ -332,3 +333,19 @@ def test_engagement_rule():
     assert e.update(0.2, 1.0, 3.0) == hri.DISENGAGED
     assert e.update(0.9, 1.0, 3.1) == hri.ENGAGING
     assert e.update(0.1, 1.0, 3.2) == hri.DISENGAGED     # a glance is not engagement
+
+
+def test_aligned_warps_only_the_face_but_equals_the_whole_image_warp(feats):
+    import cv2
+
+    from emotion_perception.face_crop import crop_geometry
+
+    img = np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    lm = feats["landmarks"][3].astype(np.float32).copy()
+    lm[:, 0], lm[:, 1] = lm[:, 0] * 0.4 + 0.3, lm[:, 1] * 0.5 + 0.2
+    geo = crop_geometry(lm, (640, 360), 0.05)
+    m = cv2.getRotationMatrix2D(geo.centre, math.degrees(geo.angle), 128 / geo.side)
+    m[0, 2] += 64 - geo.centre[0]
+    m[1, 2] += 64 - geo.centre[1]
+    whole = cv2.warpAffine(img, m, (128, 128), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    assert np.abs(hri.aligned_bgr(img, lm, "bgr8").astype(int) - whole).max() <= 1  # rounding only

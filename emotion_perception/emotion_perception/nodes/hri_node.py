@@ -91,13 +91,13 @@ PARAMS = [
 class _Face:
     """One confirmed face: its publishers and what later messages need."""
 
-    __slots__ = ("rep", "landmark_id", "pubs", "landmarks", "key", "wh", "translation", "score", "person",
+    __slots__ = ("rep", "landmark_id", "pubs", "mesh", "key", "wh", "translation", "score", "person",
                  "person_pubs", "engagement")
 
     def __init__(self, rep: str, landmark_id: str):
         self.rep, self.landmark_id = rep, landmark_id
         self.pubs: dict = {}
-        self.landmarks = None
+        self.mesh = None  # the face's FaceMesh of the last image
         self.key = None
         self.wh = (0, 0)
         self.translation = None
@@ -225,15 +225,17 @@ class HriNode(Node):
                 continue
             f = self._faces[rep]
             try:
-                lm = mesh_msg_landmarks(m)
                 wh = (int(m.image_width), int(m.image_height))
-                roi = hri.normalised_roi(lm)
+                box = m.bounding_box
+                roi = hri.roi_from_box(box.x_offset, box.y_offset, box.width, box.height, wh)
                 f.pubs["roi"].publish(roi_msg(roi, m.score, header))
-                f.landmarks, f.key, f.wh, f.score = lm, key, wh, float(m.score)
+                f.mesh, f.key, f.wh, f.score = m, key, wh, float(m.score)
                 if f.pubs["landmarks"].get_subscription_count():
-                    f.pubs["landmarks"].publish(landmarks_msg(hri.landmarks_70(lm), m.score, header, wh))
-                if any(v != 0.0 for v in m.facial_transformation_matrix):
-                    f.translation, rot = hri.face_pose(m.facial_transformation_matrix, lm[hri.SELLION_MP, :2], wh,
+                    f.pubs["landmarks"].publish(landmarks_msg(hri.landmarks_70(mesh_msg_landmarks(m)), m.score,
+                                                              header, wh))
+                if m.facial_transformation_matrix[15] != 0.0:  # 1 when MediaPipe gave a matrix
+                    s = hri.SELLION_MP
+                    f.translation, rot = hri.face_pose(m.facial_transformation_matrix, (m.x[s], m.y[s]), wh,
                                                        self._intrinsics)
                     transforms.append(transform_msg(header, frame, f"face_{rep}", f.translation, rot))
                 if image is not None:
@@ -250,7 +252,7 @@ class HriNode(Node):
         if f.pubs["cropped"].get_subscription_count():
             f.pubs["cropped"].publish(bgr_image_msg(hri.cropped_bgr(rgb, roi, "rgb8"), header))
         if f.pubs["aligned"].get_subscription_count():
-            f.pubs["aligned"].publish(bgr_image_msg(hri.aligned_bgr(rgb, f.landmarks, "rgb8"), header))
+            f.pubs["aligned"].publish(bgr_image_msg(hri.aligned_bgr(rgb, mesh_msg_landmarks(f.mesh), "rgb8"), header))
 
     # ------------------------------------------------------------ per-face results
 
@@ -302,7 +304,7 @@ class HriNode(Node):
                                                 hri.gaze_rotation(g)))
             if self._persons:
                 looking = float(a.looking_at_camera)
-                level = f.engagement.update(looking, float(np.linalg.norm(f.translation)), t_s)
+                level = f.engagement.update(looking, math.hypot(*f.translation), t_s)
                 f.person_pubs["engagement_status"].publish(engagement_msg(level, msg.header))
                 if looking >= self._params["looking_threshold"]:
                     self._gazing_pub.publish(gaze_msg(f.person, "", msg.header))
