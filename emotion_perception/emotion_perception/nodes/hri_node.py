@@ -16,8 +16,9 @@ while someone subscribes to a face's ``cropped`` or ``aligned``, the camera ``im
   ``engagement_status``, and ``/humans/interactions/gazing``.
 
 The mappings and rules live in :mod:`emotion_perception.hri`; docs/ros4hri.md
-describes them. Per-face topics are reliable, volatile, depth 1, like the reference
-face detector's; latched person topics transient-local. Every name is relative
+describes them. Face topics are reliable and volatile, like the reference face
+detector's (depth 10 where it has 1: see :data:`FACE_QOS`); latched person topics
+transient-local. Every name is relative
 (``humans/...``, ``tf``): ``/humans/...`` and ``/tf`` in the root namespace, as REP-155
 and tf2 expect, and kept inside the namespace of a namespaced pipeline.
 """
@@ -51,8 +52,13 @@ except ImportError as _e:  # the launch and the runner leave the node out; say w
     raise ImportError(f"hri_node needs hri_msgs and tf2_msgs ({_e}); `make setup` builds them from "
                       "../shared/ros2-hri-kit, a robot installs ros-$ROS_DISTRO-hri-msgs") from None
 
-#: The reference face detector's per-face QoS: reliable, volatile, depth 1.
-FACE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+#: Face topics: reliable and volatile, as the reference face detector's (what decides
+#: matching with libhri's system-default subscriptions). Its depth is 1; here 10, a
+#: precaution: a reliable KEEP_LAST writer replaces a message that a slow reader has not
+#: yet acknowledged once its history is full. (The losses the 30 Hz test saw were on the
+#: reader's side, libhri-like readers keeping one message; the writer's depth made no
+#: difference there.)
+FACE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
                       history=HistoryPolicy.KEEP_LAST)
 #: tf2_ros' TransformBroadcaster's QoS.
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
