@@ -474,3 +474,25 @@ def test_behaviour_tree_example_reads_only_rep155(video):
     assert all(t["branch"] in ("observe", "greet", "back off") for t in tracked)
     seen = {e for t in tracked for e in t["expressions"]}
     assert seen and seen <= set(hri.REP_EXPRESSIONS)
+
+
+def test_parameters_are_checked_and_confirmation_changes_at_run_time():
+    from rclpy.parameter import Parameter
+
+    from emotion_perception.nodes.common import ParameterError
+    from emotion_perception.nodes.hri_node import HriNode
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        with pytest.raises(ParameterError, match="prefix"):
+            HriNode(context=ctx, parameter_overrides=[Parameter("id_prefix", value="9x")])
+        node = HriNode(context=ctx, parameter_overrides=[Parameter("id_prefix", value="f")])
+        try:
+            assert node.set_parameters([Parameter("confirm_frames", value=0)])[0].successful is False
+            assert node.set_parameters([Parameter("confirm_frames", value=5)])[0].successful
+            assert node._ids.confirm_frames == 5
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)

@@ -87,7 +87,8 @@ PARAMS = [
     Param("looking_threshold", 0.5, "Attention.looking_at_camera at or above which a person looks at the "
           "robot (gazing, engagement), [0, 1]", 0.0, 1.0),
     Param("engagement_distance_m", 2.0, "farthest face (m, face frame origin) that can be engaged", 0.1, 20.0),
-    Param("engage_s", 1.0, "seconds of looking before ENGAGING turns ENGAGED", 0.0, 60.0),
+    Param("engage_s", 1.0, "seconds of looking before ENGAGING turns ENGAGED (engagement parameters apply to "
+          "faces confirmed after a change)", 0.0, 60.0),
     Param("disengage_s", 1.5, "seconds without looking before DISENGAGING turns DISENGAGED", 0.0, 60.0),
     Param("warn_processing_ms", 5.0, "/diagnostics turns WARN when the 95th percentile processing time of "
           "one faces/mesh exceeds this, ms", 0.1, 10_000.0, read_only=True),
@@ -124,7 +125,7 @@ class HriNode(Node):
     def __init__(self, **kwargs):
         super().__init__("hri_node", **kwargs)
         try:
-            self._params = p = declare_parameters(self, PARAMS)
+            self._params = p = declare_parameters(self, PARAMS, on_change=self._on_params)
             try:
                 self._ids = hri.FaceIds(p["confirm_frames"], prefix=p["id_prefix"] or None)
             except ValueError as e:
@@ -161,6 +162,11 @@ class HriNode(Node):
             f"{'from ' + self._emotion_sub.topic_name if self._emotion_sub else 'off'}, persons "
             f"{'on' if self._persons else 'off'}, face translation from "
             f"{p['camera_info_topic'] or 'MediaPipe matrix (no camera_info_topic)'}; ids {self._ids.prefix}<n>")
+
+    def _on_params(self, updates: dict) -> None:
+        """A change that passed every check: confirmation at once, engagement for faces confirmed from now on."""
+        self._ids.confirm_frames = self._params["confirm_frames"]
+        self.get_logger().info(f"parameters changed: {updates}")
 
     def _extra(self) -> dict:
         return {"tracked_faces": len(self._faces), "camera_subscribed": self._image_sub is not None}
