@@ -447,16 +447,6 @@ def test_bad_input_mono8_camera_and_missing_camera_info(capfd):
     assert err.count("the camera publishes mono8") == 1, err[-2000:]
 
 
-def test_without_hri_msgs_the_pipeline_leaves_the_producer_out(monkeypatch):
-    from emotion_perception import launch_description as ld
-
-    monkeypatch.setattr(ld, "HRI_MESSAGES", ("hri_msgs_not_installed_here",))
-    desc = ld.describe()
-    assert "hri" not in desc.short_names and "landmark" in desc.short_names
-    assert desc.notes == (ld.NO_HRI_NOTE,) and "hri_msgs" in ld.NO_HRI_NOTE
-    assert ld.describe(enabled={"hri": False}).notes == ()
-
-
 def test_behaviour_tree_example_reads_only_rep155(video):
     """examples/hri_tree.py: a py_trees tree fed by the REP-155 topics alone sees the
     clip's one face, its expressions (REP constants) and never idles once it is tracked."""

@@ -157,3 +157,20 @@ def test_one_process_pipeline_in_a_namespace_applies_the_params_file(tmp_path):
         node = p.nodes["lstm"]
         assert node.get_fully_qualified_name() == "/robot1/lstm_node"
         assert node.get_parameter("min_frames").value == 5
+
+
+def test_without_hri_msgs_the_pipeline_leaves_the_producer_out(monkeypatch):
+    """Where hri_msgs is not installed the launch, the CLI and the runner leave hri_node out
+    and carry one line saying so (runs everywhere: it fakes the missing module)."""
+    from emotion_perception import launch_description as ld
+
+    monkeypatch.setattr(ld, "HRI_MESSAGES", ("hri_msgs_not_installed_here",))
+    desc = ld.describe()
+    assert "hri" not in desc.short_names and "landmark" in desc.short_names
+    assert desc.notes == (ld.NO_HRI_NOTE,) and "hri_msgs" in ld.NO_HRI_NOTE
+    assert ld.describe(enabled={"hri": False}).notes == ()
+    # the one-process runner the same way (it says the note once when it starts)
+    from emotion_perception.runner import DEFAULT_NODES, Pipeline
+
+    pipeline = Pipeline(DEFAULT_NODES)
+    assert "hri" not in pipeline.node_names and pipeline.notes == (ld.NO_HRI_NOTE,)
