@@ -79,7 +79,7 @@ class Consumer:
         self.tf: dict[tuple[str, int], object] = {}
         self.persons: dict[int, list[str]] = {}
         self.want_crops = crops
-        self.node.create_subscription(IdsList, "/humans/faces/tracked", self._on_tracked, self.qos)
+        self.tracked_sub = self.node.create_subscription(IdsList, "/humans/faces/tracked", self._on_tracked, self.qos)
         self.node.create_subscription(TFMessage, "/tf", self._on_tf, QoSProfile(depth=100))
         if persons:
             self.node.create_subscription(IdsList, "/humans/persons/tracked", self._on_persons,
@@ -160,9 +160,18 @@ class Consumer:
             return True
 
 
+def _wait_discovery(probe: Probe, consumer: Consumer) -> None:
+    """Until hri_node's tracked writer and the consumer's reader have matched, both ways
+    (a writer sends only to the readers it has matched)."""
+    pub = probe.pipeline.nodes["hri"]._tracked_pub
+    assert consumer.wait(lambda: consumer.tracked_sub.get_publisher_count() > 0 and pub.get_subscription_count() > 0,
+                         10.0), "the consumer never discovered hri_node"
+
+
 def _feed(pipeline_probe: Probe, consumer: Consumer, frames, first_stamp: int, wait_topics=()) -> list[int]:
     """Publish each frame, wait for its faces/mesh, its tracked ids and ``wait_topics``; the stamps served."""
     stamps = []
+    _wait_discovery(pipeline_probe, consumer)
     for k, rgb in enumerate(frames):
         s = first_stamp + k * 33_333_333
         assert pipeline_probe.send_until_served(rgb, s) is not None, f"no faces/mesh for image {k}"
@@ -380,6 +389,7 @@ def test_face_leaves_and_another_comes_back(nodes):
     try:
         with Pipeline(nodes, parameter_overrides={"landmark": {"max_faces": 2}}) as p:
             probe = Probe(p, ["faces/mesh"])
+            _wait_discovery(probe, consumer)
             gone_after: dict[str, float] = {}  # face -> s from the first image without it to its publishers gone
             seen: list[str] = []
             stamps = []
@@ -421,6 +431,7 @@ def test_bad_input_mono8_camera_and_missing_camera_info(capfd):
                 "hri": {"camera_info_topic": "camera_info", "camera_info_timeout_s": 0.5,
                         "publish_expressions": False, "confirm_frames": 1}}) as p:
             probe = Probe(p, ["faces/mesh"])
+            _wait_discovery(probe, consumer)
             msg = Image(height=480, width=640, encoding="mono8", step=640)
             msg.header.frame_id = "camera"
             msg.data = grey.tobytes()
@@ -464,6 +475,45 @@ def test_behaviour_tree_example_reads_only_rep155(video):
     assert all(t["branch"] in ("observe", "greet", "back off") for t in tracked)
     seen = {e for t in tracked for e in t["expressions"]}
     assert seen and seen <= set(hri.REP_EXPRESSIONS)
+
+
+def test_camera_info_gives_the_face_frame_its_translation():
+    """With camera_info_topic, face_<id>'s translation comes from the camera's intrinsics
+    (here a focal length twice MediaPipe's assumed one: the face twice as far)."""
+    from sensor_msgs.msg import CameraInfo
+
+    frames = _frames("single_face.mp4")[:20]
+    h, w = frames[0].shape[:2]
+    f_assumed = (h / 2) / math.tan(math.radians(hri.MEDIAPIPE_VERTICAL_FOV_DEG) / 2)
+    info = CameraInfo(width=w, height=h)
+    info.k = [2 * f_assumed, 0.0, w / 2 + 10, 0.0, 2 * f_assumed, h / 2 - 5, 0.0, 0.0, 1.0]
+    consumer = Consumer()
+    try:
+        with Pipeline(["landmark", "hri"], parameter_overrides={
+                "landmark": {"max_faces": 1}, "hri": {"camera_info_topic": "camera_info", "confirm_frames": 1}}) as p:
+            probe = Probe(p, ["faces/mesh"])
+            pub = probe.node.create_publisher(CameraInfo, "camera_info", 10)
+            end = time.monotonic() + 5.0
+            while p.nodes["hri"]._intrinsics is None and time.monotonic() < end:
+                pub.publish(info)
+                time.sleep(0.05)
+            stamps = _feed(probe, consumer, frames, BASE_NS)
+            intr = hri.Intrinsics(2 * f_assumed, 2 * f_assumed, w / 2 + 10, h / 2 - 5, w, h)
+            checked = 0
+            for s in stamps:
+                for face in consumer.tracked[s]:
+                    if not consumer.wait(lambda: (f"face_{face}", s) in consumer.tf, 2.0):
+                        continue
+                    t = consumer.tf[(f"face_{face}", s)].transform.translation
+                    m = probe.got["faces/mesh"][s][0].faces[0]
+                    want, _ = hri.face_pose(m.facial_transformation_matrix, (m.x[168], m.y[168]), (w, h), intr)
+                    plain, _ = hri.face_pose(m.facial_transformation_matrix, (m.x[168], m.y[168]), (w, h))
+                    assert (t.x, t.y, t.z) == pytest.approx(tuple(want), rel=1e-5, abs=1e-6)
+                    assert t.z == pytest.approx(2 * plain[2], rel=1e-5)
+                    checked += 1
+            assert checked >= len(stamps) - 3
+    finally:
+        consumer.close()
 
 
 def test_parameters_are_checked_and_confirmation_changes_at_run_time():
