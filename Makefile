@@ -5,8 +5,10 @@ ROS_DISTRO ?= kilted
 VENV ?= $(if $(filter kilted,$(ROS_DISTRO)),.venv,.venv-$(ROS_DISTRO))
 # launch, launch_ros and the ros2 command line (wheels); installed when present.
 LAUNCH_KIT ?= ../shared/ros2-launch-kit
+# hri_msgs and tf2_msgs sources (ROS4HRI, REP-155; no wheels); built when present.
+HRI_KIT ?= ../shared/ros2-hri-kit
 PY := $(VENV)/bin/python
-export ROS_DISTRO VENV LAUNCH_KIT
+export ROS_DISTRO VENV LAUNCH_KIT HRI_KIT
 
 .PHONY: setup demo test test-fast bench clean check-robot
 

@@ -26,6 +26,7 @@ BENCHMARKS = {
     "landmark_node": (["--frames", "80"], ["--quick"]),
     "classifiers": (["--frames", "300"], ["--quick"]),
     "image_cnn": (["--frames", "200"], ["--quick"]),
+    "hri": (["--frames", "150"], ["--quick"]),
     "profile": (["--final-only", "--seconds", "20"], ["--final-only", "--seconds", "10"]),
     "profile_in_process": (["--in-process", "--final-only", "--seconds", "20"],
                            ["--in-process", "--final-only", "--seconds", "10"]),
@@ -42,7 +43,8 @@ BENCHMARKS = {
     "lazy_wake": (["--seconds", "10", "--wakes", "5"], ["--quick"]),
 }
 #: Benchmarks run by another's script (name -> script), with their own arguments.
-SCRIPTS = {"throughput_in_process": "throughput", "latency_in_process": "latency", "profile": "profile_nodes",
+SCRIPTS = {"hri": "hri_bench",
+           "throughput_in_process": "throughput", "latency_in_process": "latency", "profile": "profile_nodes",
            "profile_in_process": "profile_nodes"}
 #: Longest any one benchmark may take, s.
 TIMEOUT_S = 600

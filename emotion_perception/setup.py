@@ -33,6 +33,7 @@ NODES = [
     "image_emotion_node",
     "emotion_fusion_node",
     "attention_node",
+    "hri_node",
 ]
 
 setup(

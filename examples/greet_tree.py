@@ -104,17 +104,22 @@ def run(video, max_frames: int | None = None, verbose: bool = True, stale_after_
     return ticks
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("video", nargs="?", default=str(DEFAULT_VIDEO))
+def cli(run_fn, doc: str, default_video, argv=None) -> int:
+    """The examples' command line: a video (optional), --max-frames; prints the branches taken."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("video", nargs="?", default=str(default_video))
     p.add_argument("--max-frames", type=int, default=None)
     args = p.parse_args(argv)
-    ticks = run(args.video, args.max_frames)
+    ticks = run_fn(args.video, args.max_frames)
     counts = {}
     for t in ticks:
         counts[t["branch"]] = counts.get(t["branch"], 0) + 1
     print("branches taken:", counts)
     return 0
+
+
+def main(argv=None) -> int:
+    return cli(run, __doc__, DEFAULT_VIDEO, argv)
 
 
 if __name__ == "__main__":

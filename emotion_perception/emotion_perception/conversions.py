@@ -412,3 +412,117 @@ def attention_msg_to_estimate(msg):
         blink_rate=float(msg.blink_rate), perclos=float(msg.perclos), drowsy=bool(msg.drowsy),
         talking=bool(msg.talking), looking_at_camera=float(msg.looking_at_camera),
         looking=float(msg.looking_at_camera) > 0.5, attentive=bool(msg.attentive))
+
+
+# ------------------------------------------------------------------ ROS4HRI (REP-155)
+# hri_msgs and tf2_msgs are imported here, on first use, so that this module (and every
+# node but hri_node) works where they are not installed.
+
+
+def ids_list_msg(ids, header: Header):
+    """``hri_msgs/IdsList`` (the image's header)."""
+    from hri_msgs.msg import IdsList
+
+    return IdsList(header=header, ids=list(ids))
+
+
+def roi_msg(roi, confidence: float, header: Header):
+    """``hri_msgs/NormalizedRegionOfInterest2D`` from normalised (xmin, ymin, xmax, ymax).
+
+    Raises:
+        ConversionError: a bound outside [0, 1] or NaN, or xmin > xmax, ymin > ymax.
+    """
+    from hri_msgs.msg import NormalizedRegionOfInterest2D
+
+    x0, y0, x1, y1 = (float(v) for v in roi)
+    if not all(0.0 <= v <= 1.0 for v in (x0, y0, x1, y1)) or x0 > x1 or y0 > y1:
+        raise ConversionError(f"ROI {roi} is not a normalised box inside [0, 1]")
+    return NormalizedRegionOfInterest2D(header=header, xmin=x0, ymin=y0, xmax=x1, ymax=y1,
+                                        c=min(1.0, max(0.0, float(confidence))))
+
+
+def landmarks_msg(points, confidence: float, header: Header, image_wh):
+    """``hri_msgs/FacialLandmarks`` from (70, 2) normalised points (``hri.landmarks_70``)."""
+    from hri_msgs.msg import FacialLandmarks, NormalizedPointOfInterest2D
+
+    c = min(1.0, max(0.0, float(confidence)))
+    pts = np.asarray(points, dtype=float)
+    if pts.shape != (70, 2):
+        raise ConversionError(f"FacialLandmarks needs 70 points, got shape {pts.shape}")
+    return FacialLandmarks(header=header, width=int(image_wh[0]), height=int(image_wh[1]),
+                           landmarks=[NormalizedPointOfInterest2D(x=x, y=y, c=c) for x, y in pts.tolist()])
+
+
+def expression_msg(fields, header: Header):
+    """``hri_msgs/Expression`` from :class:`emotion_perception.hri.ExpressionFields`.
+
+    Raises:
+        ConversionError: an expression string that is not one of the REP's constants.
+    """
+    from hri_msgs.msg import Expression
+
+    from .hri import REP_EXPRESSIONS
+
+    if fields.expression not in REP_EXPRESSIONS:
+        raise ConversionError(f"expression {fields.expression!r} is not a REP-155 constant")
+    return Expression(header=header, expression=fields.expression, valence=fields.valence,
+                      arousal=fields.arousal, confidence=fields.confidence)
+
+
+def facs_msg(intensity, confidence, header: Header):
+    """``hri_msgs/FacialActionUnits`` from 99 intensities and confidences (``hri.facs_of``)."""
+    from hri_msgs.msg import FacialActionUnits
+
+    msg = FacialActionUnits(header=header)
+    msg.intensity = np.asarray(intensity, dtype=np.float32)
+    msg.confidence = np.asarray(confidence, dtype=np.float32)
+    return msg
+
+
+def transform_msg(header: Header, parent: str, child: str, translation, rotation):
+    """``geometry_msgs/TransformStamped``: ``child`` in ``parent``, translation in metres,
+    ``rotation`` a 3x3 matrix."""
+    from geometry_msgs.msg import TransformStamped
+
+    from .hri import quaternion_from_matrix
+
+    t = TransformStamped()
+    t.header.stamp = header.stamp
+    t.header.frame_id = parent
+    t.child_frame_id = child
+    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (float(v) for v in translation)
+    q = quaternion_from_matrix(rotation)
+    t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z, t.transform.rotation.w = q
+    return t
+
+
+def tf_message(transforms):
+    """``tf2_msgs/TFMessage`` of TransformStamped messages."""
+    from tf2_msgs.msg import TFMessage
+
+    return TFMessage(transforms=list(transforms))
+
+
+def bgr_image_msg(bgr, header: Header) -> Image:
+    """``sensor_msgs/Image``, encoding bgr8, from an (h, w, 3) uint8 BGR array."""
+    bgr = np.ascontiguousarray(bgr, dtype=np.uint8)
+    if bgr.ndim != 3 or bgr.shape[2] != 3:
+        raise ConversionError(f"a bgr8 image needs shape (h, w, 3), got {bgr.shape}")
+    h, w = bgr.shape[:2]
+    msg = Image(header=header, height=h, width=w, encoding="bgr8", is_bigendian=0, step=w * 3)
+    msg.data = bgr.tobytes()
+    return msg
+
+
+def engagement_msg(level: int, header: Header):
+    """``hri_msgs/EngagementLevel``."""
+    from hri_msgs.msg import EngagementLevel
+
+    return EngagementLevel(header=header, level=int(level))
+
+
+def gaze_msg(sender: str, receiver: str, header: Header):
+    """``hri_msgs/Gaze`` (receiver "" = the robot)."""
+    from hri_msgs.msg import Gaze
+
+    return Gaze(header=header, sender=sender, receiver=receiver)

@@ -32,11 +32,12 @@ CLASSIFIER_ARGS = {
     "image_emotion": "image_emotion",
     "emotion_fusion": "fusion",
     "attention": "attention",
+    "hri": "ros4hri",
 }
 #: Nodes that subscribe to the camera image (``image`` or ``image/compressed``) and
 #: their boolean parameter that selects ``image/compressed``. (The image model's node
 #: reads the landmark node's aligned ``faces/crops``, not the camera.)
-COMPRESSED_PARAMETERS = {"landmark": "use_compressed"}
+COMPRESSED_PARAMETERS = {"landmark": "use_compressed", "hri": "use_compressed"}
 IMAGE_NODES = tuple(COMPRESSED_PARAMETERS)
 #: Topic names the nodes use before remapping (relative, so a namespace applies).
 IMAGE_TOPIC = "image"
@@ -51,7 +52,16 @@ OUTPUT_TOPICS = {
     "image_emotion": ("emotion/image",),
     "emotion_fusion": ("emotion",),
     "attention": ("attention",),
+    # REP-155 topics (humans/...) and tf: for ROS4HRI consumers, not this package's
+    # recorders (docs/ros4hri.md)
+    "hri": (),
 }
+#: Modules the REP-155 producer needs beyond this package (built by `make setup` from the
+#: ROS4HRI kit; on a robot ros-$ROS_DISTRO-hri-msgs and -tf2-msgs).
+HRI_MESSAGES = ("hri_msgs", "tf2_msgs")
+#: The one line said when they are missing.
+NO_HRI_NOTE = ("REP-155 output (hri_node) is off: hri_msgs/tf2_msgs are not installed (`make setup` builds them "
+               "from ../shared/ros2-hri-kit, HRI_KIT=...; on a robot: rosdep install emotion_perception)")
 
 
 def module_name(short: str) -> str:
@@ -60,7 +70,10 @@ def module_name(short: str) -> str:
 
 
 def node_available(short: str) -> bool:
-    """True when the node's module is installed (it may not be while it is built)."""
+    """True when the node's module is installed (it may not be while it is built), and
+    for the REP-155 producer, the ROS4HRI messages it publishes."""
+    if short == "hri" and not all(importlib.util.find_spec(m) is not None for m in HRI_MESSAGES):
+        return False
     return importlib.util.find_spec(NODES[short].split(":")[0]) is not None
 
 
@@ -93,6 +106,8 @@ class PipelineDescription:
     environment: Mapping[str, str]
     image_topic: str
     compressed: bool
+    #: lines to say once when starting (the REP-155 producer left out, and why)
+    notes: tuple[str, ...] = ()
 
     @property
     def short_names(self) -> tuple[str, ...]:
@@ -193,6 +208,10 @@ def describe(image_topic: str = IMAGE_TOPIC, compressed: bool = False, namespace
         if k not in CLASSIFIER_ARGS:
             raise ValueError(f"unknown classifier {k!r}; choose from {', '.join(CLASSIFIER_ARGS)}")
     chosen = [CORE_NODE] + [s for s in CLASSIFIER_ARGS if enabled.get(s, True)]
+    notes = ()
+    if "hri" in chosen and not node_available("hri"):
+        chosen.remove("hri")
+        notes = (NO_HRI_NOTE,)
     if available_only:
         chosen = [s for s in chosen if node_available(s)]
     if compressed:
@@ -212,7 +231,7 @@ def describe(image_topic: str = IMAGE_TOPIC, compressed: bool = False, namespace
     return PipelineDescription(
         nodes=tuple(nodes), namespace=namespace.strip("/"),
         params_file=str(params_file) if params_file else default_params_file(),
-        environment=environment, image_topic=image_topic, compressed=bool(compressed))
+        environment=environment, image_topic=image_topic, compressed=bool(compressed), notes=notes)
 
 
 # ------------------------------------------------------------------ launch_ros
@@ -334,10 +353,13 @@ def generate_launch_description():
 
     def _nodes(context, *args, **kwargs):
         values = context.launch_configurations
+        from launch.actions import LogInfo
+
         desc = description_from_launch_arguments(values)
+        notes = [LogInfo(msg=n) for n in desc.notes]
         if parse_bool(values.get("one_process", LAUNCH_ARGUMENTS["one_process"][0])):
-            return to_one_process_actions(desc, values)
-        return to_launch_actions(desc)
+            return notes + to_one_process_actions(desc, values)
+        return notes + to_launch_actions(desc)
 
     return LaunchDescription(
         [DeclareLaunchArgument(k, default_value=d, description=h) for k, (d, h) in defaults.items()]

@@ -169,6 +169,8 @@ class OfflinePipeline:
             # Other ROS processes on this host/domain (a robot's camera, someone's test)
             # must not feed these nodes, nor these results reach them.
             desc = dataclasses.replace(desc, namespace=f"offline_{os.getpid()}_{next(_COUNTER)}")
+            # nobody outside can listen to the REP-155 producer there: leave it out
+            desc = dataclasses.replace(desc, nodes=tuple(n for n in desc.nodes if n.short != "hri"))
         self.desc = desc
         self.skip_unstartable = skip_unstartable
         self.skipped: dict[str, str] = {}

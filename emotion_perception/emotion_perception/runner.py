@@ -125,6 +125,12 @@ class Pipeline:
         for n in nodes:
             if n not in NODES:
                 raise ValueError(f"unknown node {n!r}; choose from {', '.join(NODES)}")
+        from .launch_description import NO_HRI_NOTE, node_available
+
+        #: said once at start: the REP-155 producer left out where its messages are missing
+        self.notes: tuple[str, ...] = ()
+        if "hri" in nodes and not node_available("hri"):
+            nodes, self.notes = [n for n in nodes if n != "hri"], (NO_HRI_NOTE,)
         self.node_names = tuple(nodes)
         self.params_file = params_file if params_file is not None else default_params_file()
         self.args = ros_args(self.params_file, remaps, namespace, log_level)
@@ -148,6 +154,8 @@ class Pipeline:
         rclpy.init(args=self.args, context=self.context)
         if cleaned:
             rclpy.logging.get_logger("emotion_perception").info(cleaned)
+        for note in self.notes:
+            rclpy.logging.get_logger("emotion_perception").info(note)
         try:
             from rclpy.parameter import Parameter
 

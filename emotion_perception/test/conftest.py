@@ -79,3 +79,23 @@ def read_rgb(path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     assert bgr is not None, f"cannot read {path}"
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def clip_frames(name: str, step: int = 1) -> tuple[float, list[tuple[int, np.ndarray]]]:
+    """(fps, [(frame index, RGB uint8)]) of every ``step``-th frame of a fixture clip."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(DATA / "video" / name))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    out = []
+    i = 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        if i % step == 0:
+            out.append((i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+        i += 1
+    cap.release()
+    assert out, name
+    return fps, out

@@ -61,6 +61,7 @@ class Probe:
     differ by ``image_seq``)."""
 
     def __init__(self, pipeline, topics=("faces/mesh",), name: str = "probe"):
+        self.pipeline = pipeline
         self.node = Node(name, context=pipeline.context)
         self.pub = self.node.create_publisher(Image, "image", SENSOR_QOS)
         self.got: dict[str, dict[int, tuple[object, float]]] = {t: {} for t in topics}

@@ -25,7 +25,7 @@ from emotion_perception import transport
 from emotion_perception.nodes.diagnostics import Diagnostics
 from emotion_perception.runner import Pipeline
 
-from conftest import DATA, own_ros_domain_fixture, read_rgb
+from conftest import DATA, clip_frames, own_ros_domain_fixture, read_rgb
 from pipeline_probe import DOWNSTREAM, NODE_OUTPUT, Probe, constructible_nodes, image_msg, stamp_of
 
 #: The robot-facing promise: back to normal within this long after a fault, s.
@@ -52,20 +52,8 @@ def face_rgb():
 
 
 def _frames(name: str, step: int = 1):
-    cap = cv2.VideoCapture(str(DATA / "video" / name))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    out = []
-    i = 0
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        if i % step == 0:
-            out.append((int(i * 1e9 / fps), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
-        i += 1
-    cap.release()
-    assert out, name
-    return out
+    fps, frames = clip_frames(name, step)
+    return [(int(i * 1e9 / fps), rgb) for i, rgb in frames]
 
 
 def _ids(mesh_msg) -> list[str]:

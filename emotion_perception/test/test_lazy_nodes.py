@@ -142,7 +142,8 @@ def test_lstm_node_sleeps_without_subscriber_and_an_echo_wakes_it():
 def test_fusion_wakes_only_weighted_members_and_an_echo_wakes_another(astronaut_rgb, in_process):
     """The whole pipeline in one process: once the models have named themselves, the
     fusion node subscribes only to the members with weight in fusion.json (the image
-    model with the shipped file), so the others take no more arrays while emotion keeps
+    model and the LSTM with the shipped file, whose stream profile weights the LSTM), so
+    the others take no more arrays while emotion keeps
     coming; an echo on a sleeping member's topic wakes it (its arrays reach the echo),
     and it sleeps again when the echo leaves. Nobody listens to attention: it sleeps."""
     from emotion_perception.fusion import load_params
@@ -169,15 +170,14 @@ def test_fusion_wakes_only_weighted_members_and_an_echo_wakes_another(astronaut_
         def settled():
             send(3)
             models.update(fusion._models)
-            prof = pooling.profile_for(set(models.values()))
-            weighted = {t for t, m in models.items() if pooling.weight(m, prof) != 0}
-            return len(models) == 4 and set(fusion.inputs.subs) == weighted
+            weighted = pooling.weighted_models(set(models.values()))
+            return len(models) == 4 and set(fusion.inputs.subs) == {t for t, m in models.items() if m in weighted}
         assert _wait(settled, 60.0, 0.0), (fusion._models, list(fusion.inputs.subs))
-        prof = pooling.profile_for(set(models.values()))
+        weighted = pooling.weighted_models(set(models.values()))
         asleep = [short for short, topic in (("transformer", "emotion/transformer"), ("lstm", "emotion/lstm"),
                                              ("frame", "emotion/frame"), ("image_emotion", "emotion/image"))
-                  if pooling.weight(models[topic], prof) == 0]
-        assert "image_emotion" not in asleep and asleep, (models, prof.name if prof else None)
+                  if models[topic] not in weighted]
+        assert "image_emotion" not in asleep and asleep, (models, sorted(weighted))
         assert _wait(lambda: not any(p.nodes[s].inputs.active for s in asleep) and not p.nodes["attention"].inputs.active)
         time.sleep(1.0)  # arrays taken (or queued in-process) before they unsubscribed are handled
         before = {s: p.nodes[s].diagnostics.processed for s in asleep}

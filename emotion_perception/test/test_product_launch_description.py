@@ -14,18 +14,21 @@ import yaml
 from emotion_perception import transport
 from emotion_perception.launch_description import (CLASSIFIER_ARGS, COMPRESSED_PARAMETERS, LAUNCH_ARGUMENTS,
                                                    describe, description_from_launch_arguments,
-                                                   namespaced_params_file, parse_bool)
+                                                   namespaced_params_file, node_available, parse_bool)
 from emotion_perception.nodes import NODES
 
 PKG = pathlib.Path(__file__).resolve().parents[1]
+#: The REP-155 producer starts where hri_msgs is installed (`make setup` with the ROS4HRI kit).
+HRI = ("hri",) if node_available("hri") else ()
 
 
 def test_default_description_starts_every_node_from_the_package_params():
     d = describe(env={})
-    assert d.short_names == tuple(NODES)  # landmark first, then every classifier
+    assert d.short_names == tuple(n for n in NODES if n != "hri" or HRI)  # landmark first, then every classifier
     assert [n.executable for n in d.nodes] == [n.name for n in d.nodes]
     assert [n.name for n in d.nodes] == ["landmark_node", "transformer_node", "lstm_node", "frame_node",
-                                         "image_emotion_node", "emotion_fusion_node", "attention_node"]
+                                         "image_emotion_node", "emotion_fusion_node", "attention_node",
+                                         *(["hri_node"] if HRI else [])]
     assert pathlib.Path(d.params_file) == PKG / "config" / "params.yaml"
     assert d.remap_args() == []  # the nodes' own `image` topic
     profile = str(PKG / "config" / "fastdds_shm.xml")
@@ -52,12 +55,13 @@ def test_raw_camera_topic_is_remapped_and_nodes_read_raw():
 def test_compressed_reads_the_image_transport_sibling_topic():
     d = describe(image_topic="/camera/image_raw", compressed=True, env={})
     assert d.remap_args() == ["image/compressed:=/camera/image_raw/compressed"]
-    assert d.parameter_overrides() == {"landmark": {"use_compressed": True}}
+    assert d.parameter_overrides() == {"landmark": {"use_compressed": True},
+                                       **({"hri": {"use_compressed": True}} if HRI else {})}
 
 
 def test_classifier_switches_and_outputs():
     d = describe(enabled={"lstm": False, "image_emotion": False, "emotion_fusion": False}, env={})
-    assert d.short_names == ("landmark", "transformer", "frame", "attention")
+    assert d.short_names == ("landmark", "transformer", "frame", "attention", *HRI)
     assert set(d.output_topics()) == {"faces/mesh", "faces/blendshapes", "faces/crops", "emotion/transformer",
                                       "emotion/frame", "attention"}
     with pytest.raises(ValueError, match="unknown classifier"):
@@ -76,7 +80,7 @@ def test_user_transport_choice_is_kept():
 
 def test_launch_arguments_map_to_the_description():
     assert set(LAUNCH_ARGUMENTS) == {"image_topic", "compressed", "namespace", "params_file", "transformer",
-                                     "lstm", "frame", "image_emotion", "fusion", "attention",
+                                     "lstm", "frame", "image_emotion", "fusion", "attention", "ros4hri",
                                      "one_process"}
     d = description_from_launch_arguments({"image_topic": "/cam", "compressed": "true", "fusion": "false",
                                            "attention": "0", "params_file": "/p.yaml"}, env={})
@@ -153,3 +157,20 @@ def test_one_process_pipeline_in_a_namespace_applies_the_params_file(tmp_path):
         node = p.nodes["lstm"]
         assert node.get_fully_qualified_name() == "/robot1/lstm_node"
         assert node.get_parameter("min_frames").value == 5
+
+
+def test_without_hri_msgs_the_pipeline_leaves_the_producer_out(monkeypatch):
+    """Where hri_msgs is not installed the launch, the CLI and the runner leave hri_node out
+    and carry one line saying so (runs everywhere: it fakes the missing module)."""
+    from emotion_perception import launch_description as ld
+
+    monkeypatch.setattr(ld, "HRI_MESSAGES", ("hri_msgs_not_installed_here",))
+    desc = ld.describe()
+    assert "hri" not in desc.short_names and "landmark" in desc.short_names
+    assert desc.notes == (ld.NO_HRI_NOTE,) and "hri_msgs" in ld.NO_HRI_NOTE
+    assert ld.describe(enabled={"hri": False}).notes == ()
+    # the one-process runner the same way (it says the note once when it starts)
+    from emotion_perception.runner import DEFAULT_NODES, Pipeline
+
+    pipeline = Pipeline(DEFAULT_NODES)
+    assert "hri" not in pipeline.node_names and pipeline.notes == (ld.NO_HRI_NOTE,)

@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         for n in desc.nodes:
             print(f"{n.name}: remappings {list(n.remappings)} overrides {dict(n.overrides)}")
         return 0
+    for note in desc.notes:
+        print(f"emotion-perception pipeline: {note}", file=sys.stderr)
     missing = [n.short for n in desc.nodes if not node_available(n.short)]
     if missing:
         print(f"emotion-perception pipeline: not installed: {', '.join(missing)} "

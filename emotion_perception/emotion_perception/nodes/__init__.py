@@ -12,6 +12,7 @@ NODES = {
     "image_emotion": "emotion_perception.nodes.image_emotion_node:ImageEmotionNode",
     "emotion_fusion": "emotion_perception.nodes.emotion_fusion_node:EmotionFusionNode",
     "attention": "emotion_perception.nodes.attention_node:AttentionNode",
+    "hri": "emotion_perception.nodes.hri_node:HriNode",
 }
 
 
