@@ -330,11 +330,13 @@ def test_fusion_node_subscribes_to_the_members_that_carry_weight():
 
 
 def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
-    """With the image model running, the shipped pooling gives the transformer, the LSTM
-    and svm-landmarks weight 0: the fused array of an image goes out as soon as the
-    image model's array is in, not after theirs (their processing stayed on the path
-    of `emotion`), and their later arrays publish nothing more. A frame model the
-    profile weighs (svm-blendshapes) is still waited for."""
+    """With the image model and the LSTM running, the shipped pooling gives the
+    transformer and svm-landmarks weight 0 in every profile a stream can reach (the
+    LSTM carries weight in the stream profile): the fused array of an image goes out as
+    soon as the image model's and the LSTM's arrays are in, not after the weight-0
+    models' (their processing stays off the path of `emotion`), and their later arrays
+    publish nothing more. A frame model the profile weighs (svm-blendshapes) is still
+    waited for."""
     # every member named: the weight-0 ones are fused (and waited for where they matter) too
     overrides = {"emotion_fusion": {"max_wait_s": 1.0, "smoothing_tau_s": 0.0, "warmup_s": 0.0,
                                     "inputs": ALL_INPUTS}}
@@ -354,15 +356,24 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
             publish(topic, model, "sad", h0)
         with probe.cond:
             assert probe.cond.wait_for(lambda: stamp_ns(h0) in probe.got["emotion"], timeout=ANSWER_TIMEOUT_S)
+        from emotion_perception.fusion import load_params
+        assert load_params()[0].weighted_models(members.values()) == {"image-cnn", "lstm"}
+
+        def publish_lstm(h, faces):
+            probe.emotion_pubs["emotion/lstm"].publish(conversions.estimates_to_emotion_array(
+                [_est(f, "lstm", label) for f, label in faces.items()], h))
+
         h1 = next_header()
+        publish_lstm(h1, {"face_1": "angry"})
         sent = time.monotonic()
         fused = probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], h1)
         assert time.monotonic() - sent < 0.5, "waited for models whose weight is 0"
         assert fused.emotions[0].label == "happy"
         for topic, model in members.items():
-            if topic != "emotion/image":
+            if topic not in ("emotion/image", "emotion/lstm"):
                 publish(topic, model, "angry", h1)
         h2 = next_header()
+        publish_lstm(h2, {"face_1": "angry"})
         probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], h2)
         with probe.cond:
             published = [stamp_ns(m.header) for m in probe.all_fused]
@@ -370,7 +381,7 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
         # a face the image model has no crop for (too small) but the others see: the node
         # waits for their arrays of the image, and the face stays in `emotion`
         node = p.nodes["emotion_fusion"]
-        others = {t: m for t, m in members.items() if t != "emotion/image"}
+        others = {t: m for t, m in members.items() if t not in ("emotion/image", "emotion/lstm")}
 
         def publish_others(h, faces):
             for topic, model in others.items():
@@ -387,6 +398,7 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
         publish_others(h2, {"face_1": "angry", "face_2": "sad"})
         wait_latest(h2)
         h4 = next_header()
+        publish_lstm(h4, {"face_1": "angry"})
         publish("emotion/image", "image-cnn", "happy", h4)
         time.sleep(0.3)
         with probe.cond:
@@ -396,6 +408,7 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
         assert {e.face_id: e.label for e in fused.emotions} == {"face_1": "happy", "face_2": "sad"}
         # face_2 leaves: gone from `emotion` at the first image without it
         h5 = next_header()
+        publish_lstm(h5, {"face_1": "angry"})
         publish("emotion/image", "image-cnn", "happy", h5)
         publish_others(h5, {"face_1": "angry"})
         fused = probe.wait_fused(h5)
@@ -403,6 +416,7 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
         # every face leaves: the image model's empty array waits for the others' too
         wait_latest(h5)
         h6 = next_header()
+        publish_lstm(h6, {})
         probe.emotion_pubs["emotion/image"].publish(conversions.estimates_to_emotion_array([], h6))
         time.sleep(0.3)
         with probe.cond:
@@ -412,17 +426,20 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
         wait_latest(h6)
         # and with nothing to settle, the image model's array alone publishes again
         h7 = next_header()
+        publish_lstm(h7, {"face_1": "angry"})
         sent = time.monotonic()
         fused = probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], h7)
         assert time.monotonic() - sent < 0.5 and [e.face_id for e in fused.emotions] == ["face_1"]
         publish_others(h7, {"face_1": "angry"})
         wait_latest(h7)
         h2 = next_header()
+        publish_lstm(h2, {"face_1": "angry"})
         probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], h2)
         # svm-blendshapes (not in the image model's profile: default weight) is waited for
         publish("emotion/frame", "svm-blendshapes", "sad", h2)
         h3 = next_header()
         sent = time.monotonic()
+        publish_lstm(h3, {"face_1": "angry"})
         publish("emotion/image", "image-cnn", "happy", h3)
         time.sleep(0.3)
         with probe.cond:
