@@ -13,7 +13,7 @@ import yaml
 
 from emotion_perception import transport
 from emotion_perception.launch_description import (CLASSIFIER_ARGS, COMPRESSED_PARAMETERS, LAUNCH_ARGUMENTS,
-                                                   describe, description_from_launch_arguments,
+                                                   NO_HRI_NOTE, describe, description_from_launch_arguments,
                                                    namespaced_params_file, node_available, parse_bool)
 from emotion_perception.nodes import NODES
 
@@ -103,7 +103,10 @@ def test_compressed_parameters_are_declared_by_the_image_nodes():
 def test_params_file_has_a_section_per_running_node_or_none_yet():
     # the parameter file is keyed by the node names the description uses
     data = yaml.safe_load((PKG / "config" / "params.yaml").read_text()) or {}
-    names = {n.name for n in describe(env={}).nodes}
+    desc = describe(env={})
+    names = {n.name for n in desc.nodes}
+    if NO_HRI_NOTE in desc.notes:  # left out only because hri_msgs is not installed here
+        names.add("hri_node")
     assert set(data) <= names
 
 
