@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import pathlib
+import time
 
 import numpy as np
 import pytest
@@ -19,6 +20,18 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(200 + os.getpid() % 30))
 #: (fixtures/README.md), so that a plain clone runs every test. Training and
 #: evaluation commands keep reading ../shared/data or a path argument.
 DATA = pathlib.Path(__file__).resolve().parent / "fixtures" / "data"
+
+
+def wait_until(cond, timeout_s: float = 10.0, step_s: float = 0.01) -> bool:
+    """Poll ``cond`` every ``step_s`` until it holds or ``timeout_s`` (seconds) passed;
+    returns its last value. Tests wait on what the design guarantees, with timeouts
+    generous enough for a busy machine."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step_s)
+    return cond()
 
 
 def own_ros_domain_fixture(base: int, span: int = 40):

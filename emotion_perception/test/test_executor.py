@@ -22,7 +22,7 @@ from rclpy.parameter import Parameter
 from rclpy.task import Future
 from std_msgs.msg import String
 
-from conftest import own_ros_domain_fixture
+from conftest import own_ros_domain_fixture, wait_until
 from emotion_perception.nodes.executor import LeanExecutor, spin
 from emotion_perception.nodes.lazy import CHECK_PERIOD_S
 from emotion_perception.nodes.qos import RESULT_QOS
@@ -77,15 +77,6 @@ class Spinner:
         self._thread.join(5.0)
         assert not self._thread.is_alive()
         self.executor.shutdown(timeout_sec=1.0)
-
-
-def wait_until(cond, timeout_s: float = TIMEOUT_S) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
 
 
 def wait_matched(pub, n: int = 1) -> None:

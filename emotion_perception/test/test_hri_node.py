@@ -36,7 +36,7 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 from emotion_perception import hri  # noqa: E402
 from emotion_perception.runner import Pipeline  # noqa: E402
 
-from conftest import DATA, clip_frames, own_ros_domain_fixture  # noqa: E402
+from conftest import DATA, clip_frames, own_ros_domain_fixture, wait_until  # noqa: E402
 from pipeline_probe import DOWNSTREAM, NODE_OUTPUT, Probe, constructible_nodes, stamp_of  # noqa: E402
 
 own_ros_domain = own_ros_domain_fixture(230, 2)
@@ -543,14 +543,6 @@ def test_nothing_runs_for_nobody_until_a_consumer_reads_the_faces():
     libhri listener does): without one it is idle and so is the attention node it would
     feed; a consumer wakes both, and when it leaves they go idle again and the node's
     faces are forgotten (its per-face publishers destroyed)."""
-    def wait(cond, timeout=20.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return True
-            time.sleep(0.05)
-        return cond()
-
     with Pipeline(["landmark", "attention", "hri"]) as p:
         node, attention = p.nodes["hri"], p.nodes["attention"]
         time.sleep(2 * 0.5 + 0.5)  # two of the lazy nodes' checks
@@ -558,11 +550,11 @@ def test_nothing_runs_for_nobody_until_a_consumer_reads_the_faces():
         assert node._diag.activity()[0] == "idle"
         consumer = Consumer()
         try:
-            assert wait(lambda: node.inputs.active), node.inputs.status()
-            assert wait(lambda: attention.inputs.active), attention.inputs.status()
+            assert wait_until(lambda: node.inputs.active, 20.0), node.inputs.status()
+            assert wait_until(lambda: attention.inputs.active, 20.0), attention.inputs.status()
             assert node._diag.activity()[0] == "active"
         finally:
             consumer.close()
-        assert wait(lambda: not node.inputs.active), node.inputs.status()
-        assert wait(lambda: not attention.inputs.active), attention.inputs.status()
+        assert wait_until(lambda: not node.inputs.active, 20.0), node.inputs.status()
+        assert wait_until(lambda: not attention.inputs.active, 20.0), attention.inputs.status()
         assert not node._faces

@@ -19,26 +19,13 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
-from conftest import own_ros_domain_fixture
+from conftest import own_ros_domain_fixture, wait_until
 from emotion_perception.nodes.qos import RESULT_QOS
 from emotion_perception.runner import Pipeline
 from emotion_perception_msgs.msg import Blendshapes, BlendshapesArray, EmotionArray
 from pipeline_probe import Probe
 
 own_ros_domain = own_ros_domain_fixture(35, 5)
-
-#: How long a wake-up or a going idle may take here, s (the design: CHECK_PERIOD_S plus
-#: discovery; the benchmark reports the measured time).
-SETTLE_S = 10.0
-
-
-def _wait(cond, timeout=SETTLE_S, step=0.05) -> bool:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            return False
-        time.sleep(step)
-    return True
 
 
 class Listener(Node):
@@ -100,7 +87,7 @@ def test_lstm_node_sleeps_without_subscriber_and_an_echo_wakes_it():
         p.add_node(listener)
 
         # idle: no reader on faces/blendshapes, whatever is published is taken by nobody
-        assert _wait(lambda: listener.status("lstm_node").get("activity") == "idle"), listener.diag
+        assert wait_until(lambda: listener.status("lstm_node").get("activity") == "idle"), listener.diag
         status = listener.status("lstm_node")
         assert status["message"].startswith("idle:") and "no subscriber on /emotion/lstm" in status["message"], status
         for i in range(10):
@@ -113,7 +100,7 @@ def test_lstm_node_sleeps_without_subscriber_and_an_echo_wakes_it():
         # an echo wakes it: it subscribes, and its first output arrives
         t0 = time.monotonic()
         listener.echo("emotion/lstm")
-        assert _wait(lambda: pub.get_subscription_count() == 1), "the echo did not wake the node"
+        assert wait_until(lambda: pub.get_subscription_count() == 1), "the echo did not wake the node"
         woke_s = time.monotonic() - t0
         i = 10
         while listener.count("emotion/lstm") == 0 and i < 400:  # until the first output (a loaded machine)
@@ -121,14 +108,14 @@ def test_lstm_node_sleeps_without_subscriber_and_an_echo_wakes_it():
             i += 1
             time.sleep(0.05)
         assert listener.count("emotion/lstm") > 0, f"woke in {woke_s:.1f} s but nothing came"
-        assert _wait(lambda: listener.status("lstm_node").get("activity") == "active")
+        assert wait_until(lambda: listener.status("lstm_node").get("activity") == "active")
         assert "1 subscriber(s) on /emotion/lstm" in listener.status("lstm_node")["activity_reason"]
         assert node.inputs.woken == 1
 
         # the echo leaves: idle again, and it takes nothing more
         listener.stop_echo("emotion/lstm")
-        assert _wait(lambda: pub.get_subscription_count() == 0 and not node.inputs.active), "still subscribed"
-        assert _wait(lambda: listener.status("lstm_node").get("activity") == "idle")
+        assert wait_until(lambda: pub.get_subscription_count() == 0 and not node.inputs.active), "still subscribed"
+        assert wait_until(lambda: listener.status("lstm_node").get("activity") == "idle")
         processed = node.diagnostics.processed
         for k in range(10):
             pub.publish(_blendshapes(i + k, rng))
@@ -172,18 +159,18 @@ def test_fusion_wakes_only_weighted_members_and_an_echo_wakes_another(astronaut_
             models.update(fusion._models)
             weighted = pooling.weighted_models(set(models.values()))
             return len(models) == 4 and set(fusion.inputs.subs) == {t for t, m in models.items() if m in weighted}
-        assert _wait(settled, 60.0, 0.0), (fusion._models, list(fusion.inputs.subs))
+        assert wait_until(settled, 60.0, 0.0), (fusion._models, list(fusion.inputs.subs))
         weighted = pooling.weighted_models(set(models.values()))
         asleep = [short for short, topic in (("transformer", "emotion/transformer"), ("lstm", "emotion/lstm"),
                                              ("frame", "emotion/frame"), ("image_emotion", "emotion/image"))
                   if models[topic] not in weighted]
         assert "image_emotion" not in asleep and asleep, (models, sorted(weighted))
-        assert _wait(lambda: not any(p.nodes[s].inputs.active for s in asleep) and not p.nodes["attention"].inputs.active)
+        assert wait_until(lambda: not any(p.nodes[s].inputs.active for s in asleep) and not p.nodes["attention"].inputs.active)
         time.sleep(1.0)  # arrays taken (or queued in-process) before they unsubscribed are handled
         before = {s: p.nodes[s].diagnostics.processed for s in asleep}
         fused_before = len(probe.arrays["emotion"])
         send(15)
-        assert _wait(lambda: len(probe.arrays["emotion"]) >= fused_before + 10, 30.0), "emotion stopped"
+        assert wait_until(lambda: len(probe.arrays["emotion"]) >= fused_before + 10, 30.0), "emotion stopped"
         assert {s: p.nodes[s].diagnostics.processed for s in asleep} == before
         assert p.nodes["attention"]._diag.processed == 0
 
@@ -192,7 +179,7 @@ def test_fusion_wakes_only_weighted_members_and_an_echo_wakes_another(astronaut_
         topic = p.nodes[member].pub.topic_name
         node = p.nodes[member]
         listener.echo(topic)
-        assert _wait(lambda: node.inputs.active), f"the echo did not wake {member}"
-        assert _wait(lambda: (send(1), listener.count(topic) > 0)[1], 60.0, 0.0)
+        assert wait_until(lambda: node.inputs.active), f"the echo did not wake {member}"
+        assert wait_until(lambda: (send(1), listener.count(topic) > 0)[1], 60.0, 0.0)
         listener.stop_echo(topic)
-        assert _wait(lambda: not node.inputs.active), f"{member} did not go idle"
+        assert wait_until(lambda: not node.inputs.active), f"{member} did not go idle"

@@ -209,8 +209,7 @@ class HriNode(Node):
     def _forget_faces(self) -> None:
         """Gone idle: the images in between are not seen, so every face is lost (its
         publishers destroyed); a face seen after waking gets a new id."""
-        for rep in self._ids.update([])[1]:
-            self._drop_face(rep)
+        self._ids.update([])  # every id, confirmed or not, ends here
         for rep in list(self._faces):
             self._drop_face(rep)
 
