@@ -338,6 +338,8 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
     publish nothing more. A frame model the profile weighs (svm-blendshapes) is still
     waited for."""
     # every member named: the weight-0 ones are fused (and waited for where they matter) too
+    # max_wait_s at its maximum: an output that waited for a model comes only when that
+    # timer fires, after 1 s; one that did not is out well before, busy machine included
     overrides = {"emotion_fusion": {"max_wait_s": 1.0, "smoothing_tau_s": 0.0, "warmup_s": 0.0,
                                     "inputs": ALL_INPUTS}}
     members = {"emotion/transformer": "transformer", "emotion/lstm": "lstm", "emotion/frame": "svm-landmarks",
@@ -367,7 +369,7 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
         publish_lstm(h1, {"face_1": "angry"})
         sent = time.monotonic()
         fused = probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], h1)
-        assert time.monotonic() - sent < 0.5, "waited for models whose weight is 0"
+        assert time.monotonic() - sent < 0.9, "waited for models whose weight is 0"
         assert fused.emotions[0].label == "happy"
         for topic, model in members.items():
             if topic not in ("emotion/image", "emotion/lstm"):
@@ -429,7 +431,7 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
         publish_lstm(h7, {"face_1": "angry"})
         sent = time.monotonic()
         fused = probe.send_emotions("emotion/image", [_est("face_1", "image-cnn", "happy")], h7)
-        assert time.monotonic() - sent < 0.5 and [e.face_id for e in fused.emotions] == ["face_1"]
+        assert time.monotonic() - sent < 0.9 and [e.face_id for e in fused.emotions] == ["face_1"]
         publish_others(h7, {"face_1": "angry"})
         wait_latest(h7)
         h2 = next_header()
@@ -445,7 +447,7 @@ def test_fusion_node_does_not_wait_for_models_that_cannot_change_the_result():
         with probe.cond:
             assert stamp_ns(h3) not in probe.got["emotion"], "published without a model that carries weight"
         fused = probe.send_emotions("emotion/frame", [_est("face_1", "svm-blendshapes", "happy")], h3)
-        assert time.monotonic() - sent < 1.0 and fused.emotions[0].label == "happy"
+        assert time.monotonic() - sent < 0.9 and fused.emotions[0].label == "happy"
 
 
 def test_bad_parameters_refused():
