@@ -96,6 +96,8 @@ def test_lstm_node_sleeps_without_subscriber_and_an_echo_wakes_it():
         time.sleep(1.5)
         assert pub.get_subscription_count() == 0 and not node.inputs.active
         assert node.diagnostics.processed == 0
+        # the output's matched events drive the checks: no polling timer of its own
+        assert node.inputs.timer is None
 
         # an echo wakes it: it subscribes, and its first output arrives
         t0 = time.monotonic()

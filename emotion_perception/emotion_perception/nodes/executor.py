@@ -15,8 +15,9 @@ entity created, :meth:`wake`) and, after one wait, takes and runs every ready en
 in place, with rclpy's own ``_take_*`` helpers (the same timer info, service replies
 and QoS event handling). Nothing triggers a guard condition per callback, so each
 message costs one wake-up. While messages keep it busy, the services (parameters,
-type description) join a wait at most every :data:`SERVICE_POLL_S` and the QoS event
-handlers every :data:`EVENT_POLL_S`. It is single-threaded like ``rclpy.spin``: callbacks never
+type description) and the lazy nodes' matched events (:mod:`.lazy`) join a wait at
+most every :data:`SERVICE_POLL_S` and the other QoS event handlers every
+:data:`EVENT_POLL_S`. It is single-threaded like ``rclpy.spin``: callbacks never
 overlap, whatever their callback groups. A coroutine callback that awaits is handed to
 rclpy's task machinery and resumed on later spins.
 
@@ -104,6 +105,7 @@ class LeanExecutor(Executor):
         self._guards: list = []  # node guard conditions (with callbacks)
         self._waitables: list = []  # other than QoS event handlers: checked at every wait
         self._events: list = []  # QoS event handlers: checked every EVENT_POLL_S
+        self._graph_events: list = []  # matched events of lazy nodes: checked with the services
         self._next_event_poll = 0.0
         self._next_service_poll = 0.0
         self._next_fair_poll = 0.0
@@ -299,7 +301,9 @@ class LeanExecutor(Executor):
         self._subs, self._timers, self._clients, self._services = subs, timers, clients, services
         self._guards = guards
         self._waitables = [w for w in waitables if not isinstance(w, EventHandler)]
-        self._events = [w for w in waitables if isinstance(w, EventHandler)]
+        graph = [w for w in waitables if isinstance(w, EventHandler) and getattr(w, "poll_with_services", False)]
+        self._graph_events = graph  # a subscriber came or left (nodes/lazy.py): polled as the services are
+        self._events = [w for w in waitables if isinstance(w, EventHandler) and w not in graph]
         # (handle, wait-set method name), in the order rclpy adds them; entity by pointer
         self._adds = ([(e.handle, "add_subscription") for e in subs] + [(e.handle, "add_client") for e in clients] +
                       [(e.handle, "add_service") for e in services] + [(e.handle, "add_timer") for e in timers] +
@@ -332,10 +336,12 @@ class LeanExecutor(Executor):
         poll_events = bool(self._events) and now >= self._next_event_poll
         if poll_events:
             self._next_event_poll = now + EVENT_POLL_S
-        waitables = self._waitables + self._events if poll_events else self._waitables
         if self._events and not poll_events:
             timeout_nsec = _capped(timeout_nsec, EVENT_POLL_S)  # not in this wait: come back for them in time
         poll_services = not self._services or now >= self._next_service_poll
+        waitables = self._waitables + self._events if poll_events else self._waitables
+        if poll_services and self._graph_events:
+            waitables = waitables + self._graph_events
         if poll_services:
             self._next_service_poll = now + SERVICE_POLL_S
             all_adds, handles = self._adds, self._handles
