@@ -72,7 +72,8 @@ def test_looping_bag_with_stamps_jumping_back(video, tmp_path):
     rep2 = json.loads((out2 / "report.json").read_text())
     assert rep2["stamps"] == "recording" and rep2["frames_dropped"] == 0 and rep2["frames_with_face"] == 24
     lines = [json.loads(x) for x in (out2 / "frames.jsonl").read_text().splitlines()]
-    assert len({r["faces"][0]["face_id"] for r in lines}) == 1  # one person, tracked throughout
+    ids = [(r["frame"], r["faces"][0]["face_id"]) for r in lines]
+    assert len({i for _, i in ids}) == 1, f"one person, tracked throughout: {ids}"
 
 
 def test_ros2_bag_record_style_bag_with_several_topics(video, tmp_path):
