@@ -11,7 +11,8 @@ made again. Nothing here is shipped; the shipped fit is ``train fused --video``.
    out on the other actors (nested); and what each fit (on all clips) would do to
    FER+ valid stills if it applied there (a proxy for classes the clips lack: surprise).
 3. The video frames weighted per class (each class present the same weight) instead of
-   per clip.
+   per clip; and the video term as the likelihood conditioned on the classes the clips
+   hold (:func:`conditional_fitter`), shares 0.5 / 0.75 / 1.0.
 4. Test-time averaging of image-cnn over crop margins 0.0 / 0.05 / 0.1 (the mirrored
    crop is already averaged inside the model): the image member's recorded outputs
    replaced by offline ones (landmarks: MediaPipe VIDEO mode, as
@@ -84,6 +85,44 @@ def fitter(share=V.VIDEO_SHARE, members=None, balanced=False):
             V.VIDEO_SHARE = old
         prof = dict(prof, members=list(all_members), temperature=dict(temps),
                     weight={m: prof["weight"].get(m, 0.0) for m in all_members})
+        return [prof, V.fit_warmup_profile(image_profile, vs)]
+    return fit
+
+
+def conditional_fitter(share=V.VIDEO_SHARE):
+    """Like ``fitter(share, RUNNING)``, but the video frames' term is the likelihood of
+    the label given that it is one of the classes the clips hold (the softmax over
+    those classes only): a class no clip has (surprise) is then left to FER+ valid
+    instead of being pushed down by every video frame."""
+    from scipy.optimize import minimize
+
+    def fit(fer_per, fer_y, vs, all_members, temps, image_profile):
+        ms = RUNNING
+        present = np.zeros(len(EMOTIONS_7), bool)
+        present[np.unique(vs["y"])] = True
+        sets = [({m: fer_per[m] for m in ms}, fer_y, np.full(len(fer_y), (1 - share) / len(fer_y)),
+                 np.ones(len(EMOTIONS_7), bool)),
+                ({m: vs["per"][m] for m in ms}, vs["y"], share * vs["row_weight"] / vs["row_weight"].sum(), present)]
+        sets = [t for t in sets if t[2].sum() > 0]
+
+        def loss(theta):
+            w, b = np.exp(theta[:len(ms)]), theta[len(ms):]
+            total = 0.0
+            for per, y, rw, mask in sets:
+                z = b + sum(wi * np.log(np.clip(per[m], 1e-4, 1)) / temps[m] for wi, m in zip(w, ms))
+                z = np.where(mask, z, -np.inf)
+                z = z - z.max(1, keepdims=True)
+                total += -(rw * (z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1)))).sum()
+            return total / sum(t[2].sum() for t in sets) + F.BIAS_L2 * float((b ** 2).sum())
+
+        theta = minimize(loss, np.zeros(len(ms) + len(EMOTIONS_7)), method="L-BFGS-B").x
+        w = dict(zip(ms, np.exp(theta[:len(ms)])))
+        b = theta[len(ms):] - theta[len(ms):].mean()
+        prof = {"name": V.STREAM_PROFILE, "members": list(all_members), "temperature": dict(temps),
+                "weight": {m: float(w.get(m, 0.0)) for m in all_members}, "bias": [float(v) for v in b],
+                "requires": ["image-cnn", "lstm"], "min_frames": {"lstm": V.STREAM_MIN_FRAMES}}
+        scale = V.video_scale(dict(prof, weight={m: float(w[m]) for m in ms}), dict(vs, per={m: vs["per"][m] for m in ms}))
+        prof = dict(prof, weight={m: v * scale for m, v in prof["weight"].items()}, bias=[v * scale for v in b])
         return [prof, V.fit_warmup_profile(image_profile, vs)]
     return fit
 
@@ -258,6 +297,15 @@ def main() -> int:
     whole = fitter(V.VIDEO_SHARE, RUNNING, balanced=True)(s.fer_per, s.fer_y, vs, MEMBERS, s.temps, s.image_profile)[0]
     res["class_balanced_video_rows"] = {"fused": scores(fused, vs["clips"]),
                                         "if_applied_to_ferplus_valid_stills": on_stills(s, whole)}
+    res["conditional_video_term"] = {}
+    for x in SHARES[1:]:
+        fused, _, _ = loao(s, vs, conditional_fitter(x))
+        whole = conditional_fitter(x)(s.fer_per, s.fer_y, vs, MEMBERS, s.temps, s.image_profile)[0]
+        res["conditional_video_term"][str(x)] = {
+            "fused": scores(fused, vs["clips"]),
+            "fit_on_all_clips": {"weight": {m: round(whole["weight"][m], 2) for m in RUNNING},
+                                 "bias": [round(b, 1) for b in whole["bias"]]},
+            "if_applied_to_ferplus_valid_stills": on_stills(s, whole)}
     if a.margins:
         arrays, figures = margin_outputs(a.video, pathlib.Path(a.cache) if a.cache else None)
         res["image_margins"] = dict(figures, clips={})
