@@ -49,6 +49,25 @@ def test_clip_label_is_the_argmax_of_the_mean_and_the_main_face_is_scored():
     assert video_eval.clip_decision(np.zeros((0, 7))) == (None, None)
 
 
+def test_the_other_clip_rules_are_reported_beside_the_documented_one():
+    # 3 frames angry at 0.5 (flagged confident), 1 frame happy at 0.97, angry at 1e-5
+    # (unflagged): the mean says angry, the mean of logs lets the one frame veto angry,
+    # the vote of confident frames says angry; without a flagged frame the vote falls
+    # back to the mean
+    p = np.array([_one_hot("angry", 0.5)] * 3 + [_one_hot("happy", 0.97)])
+    p[3, EMOTIONS_7.index("angry")] = 1e-5
+    conf = np.array([True, True, True, False])
+    d = video_eval.clip_decisions(p, conf)
+    assert list(d) == list(video_eval.CLIP_RULES)
+    assert d["mean_probability"] == video_eval.clip_decision(p)[0] == "angry"
+    assert d["mean_log_probability"] != "angry"
+    assert d["vote_of_confident_frames"] == "angry"
+    only_happy_flagged = video_eval.clip_decisions(p, ~conf)
+    assert only_happy_flagged["vote_of_confident_frames"] == "happy"
+    assert video_eval.clip_decisions(p, np.zeros(4, bool))["vote_of_confident_frames"] == "angry"
+    assert video_eval.clip_decisions(np.zeros((0, 7)), None) == {r: None for r in video_eval.CLIP_RULES}
+
+
 def test_members_with_fewer_classes_are_mapped_onto_the_seven():
     six = EMOTIONS_7[:6]
     s = video_eval.streams(_records([{"transformer": _est("transformer", _one_hot("sad", 0.9, six), classes=six)}]))
@@ -71,6 +90,8 @@ def test_scores_count_clips_frames_and_the_confident_flag():
     assert img["clip"]["confusion"] == {"happy": {"happy": 1}, "sad": {"neutral": 1}}
     assert fused["clip"]["right"] == 0 and fused["clip"]["no_estimate"] == 1
     assert fused["clip"]["confusion"]["sad"] == {"none": 1}
+    assert img["clip"]["right_by_rule"] == {r: 1 for r in video_eval.CLIP_RULES}
+    assert fused["clip"]["right_by_rule"] == {r: 0 for r in video_eval.CLIP_RULES}
     f = img["frame"]
     assert f["n"] == 5 and f["accuracy"] == 0.6
     assert f["confident_share"] == 0.8 and f["accuracy_when_confident"] == 0.5

@@ -67,6 +67,19 @@ def test_the_run_time_face_path_matches_the_training_crop(meta):
     np.testing.assert_allclose(model.classify_face(rgb, lm), model.classify_face(img, lm), atol=1e-6)
 
 
+def test_the_mirrored_crop_is_averaged_inside_the_model():
+    """Flip test-time averaging lives in the exported model (the one place every path
+    uses: nodes, predict, evaluate, evaluate-video): a crop and its mirror image give
+    the same probabilities."""
+    from emotion_perception.training import ferplus
+
+    split = ferplus.load_split(FIXTURE.parent, "valid")
+    model = load("image-cnn")
+    for img in split["image"][:40]:
+        np.testing.assert_allclose(model.classify_crop(img), model.classify_crop(np.ascontiguousarray(img[:, ::-1])),
+                                   atol=1e-6)
+
+
 def test_crops_in_any_form_and_bad_crops_refused():
     model = load("image-cnn")
     rng = np.random.default_rng(0)

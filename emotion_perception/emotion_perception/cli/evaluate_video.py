@@ -13,7 +13,9 @@ and the models' sha256, so a changed model or clip runs again).
 Scored for the fused output and for every member (transformer, lstm, frame, image)
 (see :mod:`emotion_perception.video_eval`): clip level, where a model's label for a
 clip is the argmax of its mean 7-class probabilities over the frames where it
-published an estimate of the main (largest) face: accuracy, macro-F1, confusion; frame
+published an estimate of the main (largest) face: accuracy, macro-F1, confusion, and
+beside it the clips right under two other rules (``right_by_rule``: mean of the
+log-probabilities, vote of the ``confident`` frames); frame
 level (each frame carries its clip's label): accuracy, macro-F1, ECE, NLL, and the
 reliability of the ``confident`` flag. Writes ``DIR/metrics.json`` and
 ``DIR/clips.csv`` and prints a table.
