@@ -34,6 +34,16 @@ NODES = {
     "attention": ("attention_node", "attention", "AttentionArray"),
 }
 FINAL_TOPICS = ("emotion", "attention")
+#: The REP-155 producer (``latency.py --hri``). Not in NODES: every other run leaves it
+#: out (``emotion-perception pipeline --no-ros4hri``, no process of its own), as before
+#: it existed. Its outputs are recorded under these labels: ``/humans/faces/tracked``
+#: (``hri_msgs/IdsList``) and every tracked face's ``/humans/faces/<id>/expression``
+#: (``hri_msgs/Expression``), both with the image's header.
+HRI_TRACKED = "humans/faces/tracked"
+HRI_EXPRESSION = "humans/faces/{id}/expression"  # a row label: {id}, not <id> (HTML in markdown)
+HRI_NODES = {"hri": ("hri_node", HRI_EXPRESSION, "Expression")}
+#: NODES and the REP-155 producer: short name -> (module, output topic, message class).
+ALL_NODES = {**NODES, **HRI_NODES}
 
 
 def landmark_workers() -> int:
@@ -86,7 +96,7 @@ class NodeProcesses:
         if self.in_process:
             return self._start_one(params, settle_s)
         for name in self.names:
-            module = NODES[name][0]
+            module = ALL_NODES[name][0]
             cmd = [str(VENV_PY), *self.launcher, f"emotion_perception.nodes.{module}", "--ros-args", "--params-file",
                    str(params)]
             if name == "landmark":
@@ -252,9 +262,15 @@ class Camera:
         self.lock = threading.Lock()
         self._Image = Image
         for t in topics:
+            if t in (HRI_TRACKED, HRI_EXPRESSION):
+                continue
             kind = next(v[2] for v in NODES.values() if v[1] == t)
             cls = getattr(importlib.import_module("emotion_perception_msgs.msg"), kind)
             self.node.create_subscription(cls, t, self._recorder(t), RESULT_QOS)
+        #: face id -> its expression subscription (REP-155 listening, ``_listen_hri``)
+        self.face_subs: dict[str, object] = {}
+        if HRI_EXPRESSION in self.got or HRI_TRACKED in self.got:
+            self._listen_hri()
         from diagnostic_msgs.msg import DiagnosticArray
 
         self.diag: dict[str, dict[str, str]] = {}
@@ -265,16 +281,51 @@ class Camera:
         self.thread.start()
         self._msgs = {}
 
+    def _listen_hri(self) -> None:
+        """Listen to the REP-155 producer as a libhri/pyhri consumer does (docs/ros4hri.md,
+        test_hri_node.py's ``Consumer``): ``/humans/faces/tracked`` with the system-default
+        QoS (the subscription that wakes the lazy hri_node) and, when a face id first
+        appears in it, that face's ``expression`` with the same QoS (Fast DDS: reliable,
+        volatile, keep last 1). Receive times are recorded as for every other topic:
+        ``tracked`` under HRI_TRACKED, every face's expression under HRI_EXPRESSION."""
+        from hri_msgs.msg import Expression, IdsList
+        from rclpy.qos import qos_profile_system_default
+
+        self.got.setdefault(HRI_TRACKED, {})
+        self.got.setdefault(HRI_EXPRESSION, {})
+        #: stamp -> the face ids of that image's tracked list
+        self.tracked_ids: dict[int, list[str]] = {}
+        self._hri_qos = qos_profile_system_default
+        self._Expression = Expression
+        self._on_expression = self._recorder(HRI_EXPRESSION)
+        self.tracked_sub = self.node.create_subscription(IdsList, "/" + HRI_TRACKED, self._on_tracked,
+                                                         self._hri_qos)
+
+    def _on_tracked(self, msg) -> None:
+        t = time.time_ns()
+        with self.lock:
+            self.got[HRI_TRACKED].setdefault(stamp_of(msg), t)
+            self.tracked_ids[stamp_of(msg)] = list(msg.ids)
+            new = [f for f in msg.ids if f not in self.face_subs]
+        for face in new:  # this executor's thread: created here, as libhri does in its callback
+            self.face_subs[face] = self.node.create_subscription(
+                self._Expression, f"/humans/faces/{face}/expression", self._on_expression, self._hri_qos)
+
     @classmethod
     def for_nodes(cls, procs: "NodeProcesses", frames, timeout_s: float = 60.0,
                   final_only: bool = False) -> "Camera":
         """A camera listening to the output of every running node (``final_only``: only
-        to ``emotion`` and ``attention``, as a robot's behaviour tree does), its frames
-        prepared, after a slow stream until every output answered (or ``timeout_s``); the
-        topics that answered are in ``answering``."""
-        topics = [NODES[n][1] for n in procs.running()]
+        to ``emotion`` and ``attention``, as a robot's behaviour tree does; the REP-155
+        producer ``hri``, when running: to ``/humans/faces/tracked`` and each face's
+        ``expression``, as libhri does), its frames prepared, after a slow stream until
+        every output answered (or ``timeout_s``); the topics that answered are in
+        ``answering``."""
+        running = procs.running()
+        topics = [NODES[n][1] for n in running if n in NODES]
         if final_only:
             topics = [t for t in topics if t in FINAL_TOPICS] or topics[-1:]
+        if "hri" in running:
+            topics += [HRI_TRACKED, HRI_EXPRESSION]
         cam = cls(topics)
         cam.prepare(frames)
         cam.ready = cam.wait_first(list(cam.got), timeout_s=timeout_s)
@@ -410,5 +461,5 @@ def node_table_rows(procs: NodeProcesses, sampler: Sampler, since: float):
     return rows
 
 
-__all__ = ["NODES", "FINAL_TOPICS", "NodeProcesses", "Sampler", "Camera", "bare_latency_ms", "node_table_rows",
-           "np", "sys"]
+__all__ = ["NODES", "ALL_NODES", "HRI_NODES", "HRI_TRACKED", "HRI_EXPRESSION", "FINAL_TOPICS", "NodeProcesses",
+           "Sampler", "Camera", "bare_latency_ms", "node_table_rows", "np", "sys"]
