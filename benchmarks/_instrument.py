@@ -171,15 +171,15 @@ def _patch_all() -> None:
             return f
         setattr(LeanExecutor, attr, make(take))
     # in-process deliveries (one-process pipeline): each callback charged to its node
+    import emotion_perception.nodes.in_process as in_process
     from emotion_perception.nodes.in_process import InProcessDelivery
 
-    route = InProcessDelivery._route
+    # every in-process route wraps each subscriber's callback in contained(node, callback)
+    contained = in_process.contained
 
-    def _route(self, pub, local):
-        for sub in local:
-            sub.callback = _as_node(_entity_node.get(id(sub), "(unattributed)"), _wrap(CALLBACK, sub.callback))
-        return route(self, pub, local)
-    InProcessDelivery._route = _route
+    def _contained(node, callback):
+        return _as_node(node.get_name().removesuffix("_node"), _wrap(CALLBACK, contained(node, callback)))
+    in_process.contained = _contained
     init = InProcessDelivery.__init__
 
     def __init__(self, executor, nodes):
@@ -191,9 +191,9 @@ def _patch_all() -> None:
     InProcessDelivery.__init__ = __init__
     run = _wrap(CALLBACK, LeanExecutor._run)
 
-    def _run(self, make_coro):
+    def _run(self, make_coro, node=None):
         try:
-            return run(self, make_coro)
+            return run(self, make_coro, node)
         finally:
             _tls.node = None
     LeanExecutor._run = _run

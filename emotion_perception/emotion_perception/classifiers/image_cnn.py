@@ -138,6 +138,11 @@ class ImageCnn(EmotionModel):
         return np.stack([self.classify_crop(c) for c in crops])
 
 
-def load(num_threads: int = 1) -> ImageCnn:
-    """The shipped ``image-cnn`` (its .tflite and JSON sha256-verified)."""
+def load(num_threads: int = 2) -> ImageCnn:
+    """The shipped ``image-cnn`` (its .tflite and JSON sha256-verified).
+
+    Two LiteRT threads: on 2026-12-07's 2-core machine one inference took 5.5 ms of
+    CPU either way, but 2.8 ms of wall time instead of 5.5, and the one-process
+    pipeline's `emotion` p50 fell by 1.1-1.4 ms with its CPU per image unchanged
+    (``benchmarks/latency.py --in-process --final-only``)."""
     return ImageCnn(num_threads=num_threads)

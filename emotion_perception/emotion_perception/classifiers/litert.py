@@ -15,7 +15,8 @@ import numpy as np
 
 from ..assets import verified_path
 
-#: CPU threads of one interpreter; models here are small, one thread is fastest.
+#: CPU threads of one interpreter; the sequence and frame models are small and one thread is
+#: fastest for them (image-cnn, the largest, loads with two: classifiers/image_cnn.load).
 DEFAULT_THREADS = 1
 
 
