@@ -87,6 +87,11 @@ def _wrap(part: str, f):
     return wrapper
 
 
+def _short(node) -> str:
+    """The name a node's parts are charged to: its name without ``_node``."""
+    return node.get_name().removesuffix("_node")
+
+
 def _as_node(node: str, f):
     def wrapper(*a, **k):
         _tls.node = node
@@ -145,7 +150,7 @@ def _patch_all() -> None:
 
     def _gather(self):
         for node in self.get_nodes():
-            name = node.get_name().removesuffix("_node")
+            name = _short(node)
             for e in (*node.subscriptions, *node.timers, *node.services):
                 _entity_node[id(e)] = name
         return gather(self)
@@ -172,23 +177,13 @@ def _patch_all() -> None:
         setattr(LeanExecutor, attr, make(take))
     # in-process deliveries (one-process pipeline): each callback charged to its node
     import emotion_perception.nodes.in_process as in_process
-    from emotion_perception.nodes.in_process import InProcessDelivery
 
     # every in-process route wraps each subscriber's callback in contained(node, callback)
     contained = in_process.contained
 
     def _contained(node, callback):
-        return _as_node(node.get_name().removesuffix("_node"), _wrap(CALLBACK, contained(node, callback)))
+        return _as_node(_short(node), _wrap(CALLBACK, contained(node, callback)))
     in_process.contained = _contained
-    init = InProcessDelivery.__init__
-
-    def __init__(self, executor, nodes):
-        nodes = list(nodes)
-        for node in nodes:
-            for e in node.subscriptions:
-                _entity_node[id(e)] = node.get_name().removesuffix("_node")
-        init(self, executor, nodes)
-    InProcessDelivery.__init__ = __init__
     run = _wrap(CALLBACK, LeanExecutor._run)
 
     def _run(self, make_coro, node=None):

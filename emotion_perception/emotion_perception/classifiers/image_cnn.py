@@ -32,6 +32,11 @@ from .litert import LiteRTModel
 
 MODEL_FILE = "image_cnn.tflite"
 META_FILE = "image_cnn.json"
+#: LiteRT threads. Two: on 2026-12-07's 2-core machine one inference took 5.5 ms of CPU
+#: either way, but 2.8 ms of wall time instead of 5.5, and the one-process pipeline's
+#: `emotion` p50 fell by 1.1-1.4 ms with its CPU per image unchanged
+#: (``benchmarks/latency.py --in-process --final-only``).
+THREADS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +109,7 @@ class ImageCnn(EmotionModel):
     class_names = EMOTIONS_7
     needs = frozenset({"face_crop"})
 
-    def __init__(self, model_file: str = MODEL_FILE, meta_file: str = META_FILE, num_threads: int = 1):
+    def __init__(self, model_file: str = MODEL_FILE, meta_file: str = META_FILE, num_threads: int = THREADS):
         meta = load_meta(meta_file)
         self._model = LiteRTModel(model_file, num_threads=num_threads)
         self.spec = CropSpec(int(meta["input_size"]), float(meta["crop_margin"]))
@@ -138,11 +143,6 @@ class ImageCnn(EmotionModel):
         return np.stack([self.classify_crop(c) for c in crops])
 
 
-def load(num_threads: int = 2) -> ImageCnn:
-    """The shipped ``image-cnn`` (its .tflite and JSON sha256-verified).
-
-    Two LiteRT threads: on 2026-12-07's 2-core machine one inference took 5.5 ms of
-    CPU either way, but 2.8 ms of wall time instead of 5.5, and the one-process
-    pipeline's `emotion` p50 fell by 1.1-1.4 ms with its CPU per image unchanged
-    (``benchmarks/latency.py --in-process --final-only``)."""
+def load(num_threads: int = THREADS) -> ImageCnn:
+    """The shipped ``image-cnn`` (its .tflite and JSON sha256-verified)."""
     return ImageCnn(num_threads=num_threads)

@@ -16,7 +16,7 @@ import numpy as np
 from ..assets import verified_path
 
 #: CPU threads of one interpreter; the sequence and frame models are small and one thread is
-#: fastest for them (image-cnn, the largest, loads with two: classifiers/image_cnn.load).
+#: fastest for them (image-cnn, the largest, loads with two: classifiers/image_cnn.THREADS).
 DEFAULT_THREADS = 1
 
 
