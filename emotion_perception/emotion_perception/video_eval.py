@@ -135,11 +135,11 @@ def clip_decisions(p: np.ndarray, confident: np.ndarray | None = None) -> dict[s
     the most frequent top class among the frames flagged ``confident`` (ties to the
     larger mean probability; no flagged frame: the documented rule). All None without
     estimates."""
-    if p is None or not len(p):
+    label, mean = clip_decision(p)
+    if label is None:
         return {r: None for r in CLIP_RULES}
     p = np.asarray(p, np.float64)
-    mean = p.mean(0)
-    out = {"mean_probability": EMOTIONS_7[int(np.argmax(mean))],
+    out = {"mean_probability": label,
            "mean_log_probability": EMOTIONS_7[int(np.argmax(np.log(np.clip(p, 1e-4, 1.0)).mean(0)))]}
     conf = np.zeros(len(p), bool) if confident is None else np.asarray(confident, bool)
     if conf.any():
