@@ -32,10 +32,11 @@ from .litert import LiteRTModel
 
 MODEL_FILE = "image_cnn.tflite"
 META_FILE = "image_cnn.json"
-#: LiteRT threads. Two: on 2026-12-07's 2-core machine one inference took 5.5 ms of CPU
-#: either way, but 2.8 ms of wall time instead of 5.5, and the one-process pipeline's
-#: `emotion` p50 fell by 1.1-1.4 ms with its CPU per image unchanged
-#: (``benchmarks/latency.py --in-process --final-only``).
+#: LiteRT threads. Two: on 2026-12-07's 2-core machine one inference took about 5.5 ms
+#: of CPU either way, but about 2.9 ms of wall time instead of 5.5
+#: (``benchmarks/image_cnn.py``), and the one-process pipeline's `emotion` p50 went from
+#: bare MediaPipe + 10.4 to + 9.3 ms, its CPU per image unchanged (one
+#: ``benchmarks/latency.py --in-process --final-only --quick`` run with each).
 THREADS = 2
 
 
