@@ -169,21 +169,28 @@ def topic_types(timeout: float = 60.0, expected: dict[str, str] | None = None) -
 
 def node_subscriptions(node: str, timeout: float = 30.0, expected: dict[str, str] | None = None) -> dict[str, str]:
     """``ros2 node info NODE``: its subscribed topic -> type (polled until ``expected``
-    is a subset, or the timeout)."""
+    is a subset, or the timeout), as the last call that found the node said. A call that
+    did not find the node (a fresh participant that had not discovered it yet) changes
+    nothing; if none found it, RuntimeError with what the last one printed."""
     end = time.monotonic() + timeout
+    subs, error = None, ""
     while True:
         try:
             out = ros2("node", "info", "--no-daemon", "--spin-time", "2", node)
-        except RuntimeError:
-            out = ""
-        subs, section = {}, None
-        for line in out.splitlines():
-            if line.strip().endswith(":") and not line.startswith("      "):
-                section = line.strip()[:-1]
-            elif section == "Subscribers" and ": " in line:
-                topic, kind = line.strip().split(": ", 1)
-                subs[topic] = kind
-        if not expected or expected.items() <= subs.items() or time.monotonic() > end:
+        except RuntimeError as e:
+            out, error = None, str(e)
+        if out is not None:
+            subs, section = {}, None
+            for line in out.splitlines():
+                if line.strip().endswith(":") and not line.startswith("      "):
+                    section = line.strip()[:-1]
+                elif section == "Subscribers" and ": " in line:
+                    topic, kind = line.strip().split(": ", 1)
+                    subs[topic] = kind
+        done = subs is not None and (not expected or expected.items() <= subs.items())
+        if done or time.monotonic() > end:
+            if subs is None:
+                raise RuntimeError(f"ros2 node info never found {node}: {error}")
             return subs
         time.sleep(0.5)
 

@@ -28,7 +28,8 @@ from hri_msgs.msg import EngagementLevel, Expression, IdsList, NormalizedRegionO
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default)  # noqa: E402
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,  # noqa: E402
+                       qos_profile_system_default)  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Bool, String  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
@@ -310,14 +311,18 @@ def test_clip_streamed_at_30hz(nodes):
     """The issue's target at camera rate: the consumer gets /humans/faces/tracked for every
     image the pipeline processed and an expression for >= 99% of the faces in them.
 
-    Here the consumer keeps a history (depth 100, reliable, volatile: it matches the same
-    writers as libhri's system-default subscriptions). libhri's own readers keep one
+    Here the consumer keeps every message (KEEP_ALL, reliable, volatile: it matches the
+    same writers as libhri's system-default subscriptions), so what it misses is the
+    producer's loss, not its own queue's: with a depth of 100 a consumer starved beside two
+    busy loops (its Python thread shares the GIL with the pipeline's) lost 8 ``tracked``
+    lists once with no queue overflow counted in the pipeline, most likely keep-last
+    replacing them in its own history. libhri's own readers keep one
     message (KEEP_LAST 1 under Fast DDS's default): a reader whose thread is starved for
     longer than a frame (a loaded machine) loses messages however they are sent; measured
     here, 1 of 72 ``tracked`` lists at load 5.8 on 2 cores, while a reader with a history
     got all 72."""
     frames = _frames("single_face.mp4")
-    consumer = Consumer(qos=QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    consumer = Consumer(qos=QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE))
     try:
         with Pipeline(nodes, parameter_overrides={"landmark": {"max_faces": 2}}) as p:
             probe = Probe(p, ["faces/mesh", "emotion"])

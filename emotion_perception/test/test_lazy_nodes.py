@@ -127,6 +127,32 @@ def test_lstm_node_sleeps_without_subscriber_and_an_echo_wakes_it():
         assert node.model.faces() == []  # per-face buffers forgotten: the frames in between were not seen
 
 
+def test_a_missed_matched_event_is_caught_within_seconds_and_counted():
+    """The middleware's matched event is the wake-up; the once-a-second diagnostics check
+    is the safety net. With the event handler taken away (as if the event never came), an
+    echo still wakes the node, the miss is counted in its diagnostics, and the echo's
+    leaving sends it idle the same way."""
+    with Pipeline(["lstm"]) as p:
+        node = p.nodes["lstm"]
+        listener = Listener(p.context)
+        p.add_node(listener)
+        assert wait_until(lambda: listener.status("lstm_node").get("activity") == "idle"), listener.diag
+        handlers = [h for h in node.pub.event_handlers if getattr(h, "poll_with_services", False)]
+        assert len(handlers) == 1, "the output publisher has no matched-event handler"
+        node.pub.event_handlers.remove(handlers[0])
+        node.remove_waitable(handlers[0])
+        handlers[0].destroy()
+
+        listener.echo("emotion/lstm")
+        assert wait_until(lambda: node.inputs.active), "the periodic check did not wake the node"
+        assert node.inputs.missed == 1 and node.inputs.woken == 1
+        assert wait_until(lambda: listener.status("lstm_node").get("missed_match_events") == "1"), \
+            listener.status("lstm_node")
+        listener.stop_echo("emotion/lstm")
+        assert wait_until(lambda: not node.inputs.active), "the periodic check did not idle the node"
+        assert node.inputs.missed == 2
+
+
 @pytest.mark.parametrize("in_process", [True, False], ids=["in-process delivery", "through DDS"])
 def test_fusion_wakes_only_weighted_members_and_an_echo_wakes_another(astronaut_rgb, in_process):
     """The whole pipeline in one process: once the models have named themselves, the

@@ -8,10 +8,14 @@ destroys the subscriptions when the last one leaves, as image_proc's nodes do. I
 whenever an output publisher's *matched* event says a subscriber came or left (the
 publisher's matched subscriptions count subscribers in this process and outside it
 alike), so ``ros2 topic echo emotion/lstm`` wakes the LSTM node as soon as discovery
-matches the echo; an idle node takes no message and runs no timer of its own. Where the
-middleware has no matched event, it checks every :data:`CHECK_PERIOD_S` instead (that
-timer alone was 0.03-0.04 ms of CPU per camera image at 30 Hz: ``benchmarks/lazy_wake.py``).
-Its /diagnostics says ``activity: active`` or ``idle`` and why.
+matches the echo; an idle node takes no message and runs no timer of its own. It also
+checks once a second when it publishes its /diagnostics (a timer every node runs anyway),
+so a matched event the middleware failed to deliver costs at most a second, and is
+counted (``missed_match_events`` in its diagnostics) and logged, not an idle node
+forever. Where the middleware has no matched event and the node has no diagnostics, it
+checks every :data:`CHECK_PERIOD_S` instead (that timer alone was 0.03-0.04 ms of CPU per
+camera image at 30 Hz: ``benchmarks/lazy_wake.py``). Its /diagnostics says
+``activity: active`` or ``idle`` and why.
 
 :class:`InputSubscriptions` is the part that makes and destroys the subscriptions: the
 fusion node uses it to subscribe to the members it fuses. Both tell their
@@ -117,7 +121,10 @@ class LazyInputs(InputSubscriptions):
 
     Attributes:
         woken: how many times the node went from idle to active.
-        timer: the periodic check, or None where matched events drive the checks.
+        missed: how many times the once-a-second check (with the diagnostics) found the
+            subscriptions wrong: a matched event that never came.
+        timer: the periodic check, or None where matched events (and the diagnostics'
+            period) drive the checks.
     """
 
     def __init__(self, node: Node, outputs: list, specs: dict[str, tuple[type, Callable]], diagnostics=None,
@@ -126,13 +133,15 @@ class LazyInputs(InputSubscriptions):
         self._outputs = list(outputs)
         self._on_idle = on_idle
         self.woken = 0
+        self.missed = 0
         self._listeners = 0
         if diagnostics is not None:
-            diagnostics.activity = self.status
+            diagnostics.activity = self._checked_status
+            diagnostics.extras.append(lambda: {"missed_match_events": self.missed})
         # watch first: a subscriber matched between the first check and the watch would go unseen
-        events = all([watch_matches(node, p, self.check) for p in self._outputs])
+        self._events = all([watch_matches(node, p, self.check) for p in self._outputs])
         self.check()
-        self.timer = None if events else node.create_timer(period_s, self.check)
+        self.timer = None if self._events and diagnostics is not None else node.create_timer(period_s, self.check)
 
     @property
     def active(self) -> bool:
@@ -142,8 +151,9 @@ class LazyInputs(InputSubscriptions):
         """Subscribers matched to the node's outputs now, in this process or elsewhere."""
         return sum(p.get_subscription_count() for p in self._outputs)
 
-    def check(self) -> None:
-        """Subscribe or unsubscribe the inputs as the output's subscribers say."""
+    def check(self) -> bool:
+        """Subscribe or unsubscribe the inputs as the output's subscribers say; True if
+        that changed anything."""
         self._listeners = n = self.listeners()
         if n and not self.subs:
             self.woken += 1
@@ -154,6 +164,18 @@ class LazyInputs(InputSubscriptions):
             if self._on_idle is not None:
                 self._on_idle()
             self._node.get_logger().info(f"idle: {self._why()}")
+        else:
+            return False
+        return True
+
+    def _checked_status(self) -> tuple[str, str]:
+        """:meth:`status` after a :meth:`check`: the diagnostics' once-a-second safety net."""
+        if self.check() and self._events:
+            self.missed += 1
+            self._node.get_logger().warning(
+                f"the middleware's matched event for {', '.join(p.topic_name for p in self._outputs)} did not "
+                f"come; caught by the once-a-second check ({self.missed} so far)")
+        return self.status()
 
     def _why(self) -> str:
         outs = ", ".join(p.topic_name for p in self._outputs)
