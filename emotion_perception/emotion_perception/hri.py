@@ -421,37 +421,56 @@ class FaceIds:
     """REP-155 face ids from the landmark node's tracked ids.
 
     A face is confirmed (gets a REP id and appears in ``tracked``) once its landmark id
-    was in ``confirm_frames`` consecutive images; it is lost at the first image without
-    it, and its REP id is never given again: a face that comes back (even under the
-    same landmark id) is confirmed anew under a new id. Ids are ``<prefix><n>``: a
-    prefix of four random letters per start (a valid identifier; two runs, or two
-    restarts, never share ids) and a counter.
+    was in ``confirm_frames`` consecutive images. It is out of ``tracked`` at the first
+    image without it. It is *lost* (its REP id ends; the node destroys its publishers)
+    once it has been missing for more than ``keep_s`` seconds; seen again sooner under
+    the same landmark id (MediaPipe misses a face in an image now and then, and the
+    landmark node's tracker keeps its id through such gaps), it keeps its REP id, so a
+    consumer does not meet a new person at every missed image. A lost REP id is never
+    given again: a face that comes back later is confirmed anew under a new id. Ids are
+    ``<prefix><n>``: a prefix of four random letters per start (a valid identifier; two
+    runs, or two restarts, never share ids) and a counter.
+
+    Times (``now``) are seconds on any clock that does not go back; the node uses
+    ``time.monotonic()``.
 
     Args:
         confirm_frames: consecutive images before a face is confirmed, >= 1.
         prefix: the id prefix (None: random letters).
+        keep_s: how long a confirmed face may be missing before it is lost, >= 0
+            (0: lost at the first image without it).
     """
 
-    def __init__(self, confirm_frames: int = 3, prefix: str | None = None, seed: int | None = None):
+    def __init__(self, confirm_frames: int = 3, prefix: str | None = None, seed: int | None = None,
+                 keep_s: float = 0.3):
         if confirm_frames < 1:
             raise ValueError("confirm_frames must be >= 1")
+        if not keep_s >= 0:
+            raise ValueError("keep_s must be >= 0")
         self.confirm_frames = confirm_frames
+        self.keep_s = float(keep_s)
         self.prefix = prefix if prefix is not None else _prefix(random.Random(seed))
         if not (self.prefix[:1].isalpha() and (self.prefix.isidentifier() or not self.prefix)):
             raise ValueError(f"id prefix {self.prefix!r} must start with a letter and be an identifier")
         self._count = 0
         self._seen: dict[str, int] = {}  # landmark id -> consecutive images, not yet confirmed
-        self.rep: dict[str, str] = {}  # landmark id -> REP id of confirmed faces
+        self.rep: dict[str, str] = {}  # landmark id -> REP id of confirmed faces, missing ones not yet lost included
+        self._missing: dict[str, float] = {}  # landmark id -> since when a confirmed face is missing
 
-    def update(self, landmark_ids) -> tuple[list[str], list[str]]:
-        """One image's landmark face ids -> (new REP ids, lost REP ids).
+    def update(self, landmark_ids, now: float) -> tuple[list[str], list[str]]:
+        """One image's landmark face ids at time ``now`` -> (new REP ids, lost REP ids).
 
-        :attr:`rep` then maps the image's confirmed landmark ids to their REP ids.
+        :attr:`rep` then maps the confirmed landmark ids, the image's and those missing
+        for at most ``keep_s``, to their REP ids.
         """
         ids = list(dict.fromkeys(landmark_ids))
         present = set(ids)
-        lost = [r for k, r in self.rep.items() if k not in present]
-        self.rep = {k: r for k, r in self.rep.items() if k in present}
+        for k in self.rep:
+            if k in present:
+                self._missing.pop(k, None)
+            else:
+                self._missing.setdefault(k, now)
+        lost = self.expire(now)
         self._seen = {k: n for k, n in self._seen.items() if k in present}
         new = []
         for k in ids:
@@ -466,6 +485,25 @@ class FaceIds:
             else:
                 self._seen[k] = n
         return new, lost
+
+    def expire(self, now: float) -> list[str]:
+        """The REP ids of faces missing for more than ``keep_s`` at ``now``, now lost (also
+        called between images, so that a face is lost when the images stop too)."""
+        gone = [k for k, since in self._missing.items() if now - since > self.keep_s or self.keep_s == 0]
+        for k in gone:
+            del self._missing[k]
+        return [self.rep.pop(k) for k in gone]
+
+    def clear(self) -> list[str]:
+        """End every id, confirmed or not; the REP ids lost."""
+        lost = list(self.rep.values())
+        self.rep, self._seen, self._missing = {}, {}, {}
+        return lost
+
+    @property
+    def missing(self) -> list[str]:
+        """REP ids of confirmed faces missing from the last image, not yet lost."""
+        return [self.rep[k] for k in self._missing]
 
     def tracked(self, landmark_ids) -> list[str]:
         """The REP ids of the image's confirmed faces, in the image's order."""

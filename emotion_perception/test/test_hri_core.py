@@ -292,17 +292,37 @@ def test_crops_are_bgr_128(feats):
 
 
 def test_ids_confirmed_lost_and_never_reused():
-    ids = hri.FaceIds(confirm_frames=3, prefix="f")
-    assert ids.update(["a"]) == ([], []) and ids.update(["a"]) == ([], [])
-    assert ids.update(["a", "b"]) == (["f1"], []) and ids.tracked(["a", "b"]) == ["f1"]
-    ids.update(["a", "b"])
-    new, lost = ids.update(["a", "b"])
+    """keep_s=0: lost at the first image without it; a lost id is never given again."""
+    ids = hri.FaceIds(confirm_frames=3, prefix="f", keep_s=0.0)
+    assert ids.update(["a"], 0.0) == ([], []) and ids.update(["a"], 0.1) == ([], [])
+    assert ids.update(["a", "b"], 0.2) == (["f1"], []) and ids.tracked(["a", "b"]) == ["f1"]
+    ids.update(["a", "b"], 0.3)
+    new, lost = ids.update(["a", "b"], 0.4)
     assert new == ["f2"] and ids.tracked(["a", "b"]) == ["f1", "f2"]
-    assert ids.update(["b"]) == ([], ["f1"])            # gone at the first image without it
-    for _ in range(3):
-        new, _ = ids.update(["a", "b"])                 # the same landmark id coming back
+    assert ids.update(["b"], 0.5) == ([], ["f1"])            # gone at the first image without it
+    for k in range(3):
+        new, _ = ids.update(["a", "b"], 0.6 + k / 10)           # the same landmark id coming back
     assert new == ["f3"] and ids.tracked(["a", "b"]) == ["f3", "f2"]
-    assert sorted(ids.update([])[1]) == ["f2", "f3"] and ids.tracked([]) == []
+    assert sorted(ids.update([], 1.0)[1]) == ["f2", "f3"] and ids.tracked([]) == []
+
+
+def test_ids_kept_through_a_short_miss_and_lost_after_keep_s():
+    """A face missing from an image leaves tracked at once but keeps its id if seen again
+    within keep_s; missing longer it is lost, by the next image or by expire() when the
+    images stop, and comes back under a new id."""
+    ids = hri.FaceIds(confirm_frames=1, prefix="f", keep_s=0.5)
+    assert ids.update(["a", "b"], 0.0) == (["f1", "f2"], [])
+    assert ids.update(["b"], 0.1) == ([], []) and ids.tracked(["b"]) == ["f2"]   # out of tracked at once
+    assert ids.missing == ["f1"]
+    assert ids.update(["a", "b"], 0.5) == ([], []) and ids.tracked(["a", "b"]) == ["f1", "f2"]  # kept
+    assert ids.missing == []
+    assert ids.update(["b"], 0.6) == ([], [])
+    assert ids.expire(1.0) == [] and ids.expire(1.11) == ["f1"]   # missing for more than 0.5 s: lost
+    assert ids.update(["a", "b"], 1.2) == (["f3"], [])            # back: a new id, f1 never again
+    assert ids.update([], 1.3) == ([], []) and ids.tracked([]) == []
+    assert sorted(ids.update([], 1.81)[1]) == ["f2", "f3"]       # lost by the next image as well
+    with pytest.raises(ValueError):
+        hri.FaceIds(keep_s=-1.0)
 
 
 def test_random_prefixes_are_identifiers():

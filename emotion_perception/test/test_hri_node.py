@@ -433,6 +433,46 @@ def test_face_leaves_and_another_comes_back(nodes):
         consumer.close()
 
 
+def test_face_missing_from_one_image_keeps_its_id():
+    """MediaPipe misses a face in an image now and then: the face is out of tracked for
+    that image, but seen again within lost_after_s it keeps its REP id and its publishers
+    (a consumer meets no new person); missing longer, it is lost and comes back under a
+    new id."""
+    frames = _frames("single_face.mp4")[:8]
+    blank = np.full_like(frames[0], 128)
+    consumer = Consumer()
+    try:
+        with Pipeline(["landmark", "hri"], parameter_overrides={"landmark": {"max_faces": 1},
+                                                                "hri": {"confirm_frames": 1}}) as p:
+            probe = Probe(p, ["faces/mesh"])
+            _wait_discovery(probe, consumer)
+            hri_node = p.nodes["hri"]
+            hri_node._ids.keep_s = 60.0  # a missed image is "short" however slow this machine is
+            served = []
+            for k, rgb in enumerate([*frames[:4], blank, *frames[4:]]):
+                s = BASE_NS + k * 33_333_333
+                assert probe.send_until_served(rgb, s) is not None
+                assert consumer.wait(lambda: s in consumer.tracked)
+                served.append(consumer.tracked[s])
+            assert served[4] == [], f"out of tracked in the image without it: {served}"
+            ids = {f for t in served for f in t}
+            assert len(ids) == 1, f"one face through a missed image, one id: {served}"
+            face = ids.pop()
+            assert consumer.face_subs[face][0].get_publisher_count() == 1, "its publishers stayed"
+            # missing for longer than lost_after_s: lost, back under a new id
+            hri_node._ids.keep_s = 0.2
+            k = len(served)
+            s = BASE_NS + k * 33_333_333
+            assert probe.send_until_served(blank, s) is not None and consumer.wait(lambda: s in consumer.tracked)
+            roi_sub = consumer.face_subs[face][0]
+            assert consumer.wait(lambda: roi_sub.get_publisher_count() == 0, 5.0), "publishers not destroyed"
+            s += 33_333_333
+            assert probe.send_until_served(frames[0], s) is not None and consumer.wait(lambda: s in consumer.tracked)
+            assert consumer.tracked[s] and face not in consumer.tracked[s], consumer.tracked[s]
+    finally:
+        consumer.close()
+
+
 def test_bad_input_mono8_camera_and_missing_camera_info(capfd):
     photo = cv2.imread(str(DATA / "muxspace" / "images" / "Colin_Powell_0145.jpg"), cv2.IMREAD_GRAYSCALE)
     grey = np.full((480, 640), 90, np.uint8)

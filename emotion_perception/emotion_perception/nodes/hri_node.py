@@ -7,7 +7,8 @@ while someone subscribes to a face's ``cropped`` or ``aligned``, the camera ``im
 * ``/humans/faces/tracked`` (``hri_msgs/IdsList``, the image's header) for every
   ``faces/mesh``, empty lists included;
 * per confirmed face, under ``/humans/faces/<id>/`` (publishers created when the face
-  is confirmed, destroyed at the first image without it): ``roi``, ``landmarks``,
+  is confirmed, destroyed when it has been missing for ``lost_after_s``; it is out of
+  ``tracked`` from the first image without it): ``roi``, ``landmarks``,
   ``facs``, ``expression`` (unless ``publish_expressions`` is false), ``cropped`` and
   ``aligned`` (bgr8 128x128, computed only while subscribed);
 * ``/tf``: ``face_<id>`` and ``gaze_<id>`` in the image's frame;
@@ -81,6 +82,10 @@ PARAMS = [
           "engagement_status, and /humans/interactions/gazing; false where a person manager runs", read_only=True),
     Param("confirm_frames", 3, "consecutive images a new face must appear in before it gets a REP-155 id "
           "and publishers", 1, 100),
+    Param("lost_after_s", 0.3, "a confirmed face missing from the images for longer than this (s) is lost: its "
+          "publishers destroyed, its id never given again; one seen again sooner keeps its id (MediaPipe misses "
+          "a face in an image now and then). Out of tracked from the first image without it either way. At most "
+          "0.75: publishers gone within 1 s", 0.0, 0.75),
     Param("id_prefix", "", "prefix of the face ids (a letter first); empty = four random letters per start, "
           "so ids are never reused across restarts", read_only=True),
     Param("camera_info_topic", "", "sensor_msgs/CameraInfo of the camera: the face frames' metric translation "
@@ -132,7 +137,7 @@ class HriNode(Node):
         try:
             self._params = p = declare_parameters(self, PARAMS, on_change=self._on_params)
             try:
-                self._ids = hri.FaceIds(p["confirm_frames"], prefix=p["id_prefix"] or None)
+                self._ids = hri.FaceIds(p["confirm_frames"], prefix=p["id_prefix"] or None, keep_s=p["lost_after_s"])
             except ValueError as e:
                 raise ParameterError(f"hri_node: {e}") from None
         except BaseException:
@@ -175,10 +180,12 @@ class HriNode(Node):
     def _on_params(self, updates: dict) -> None:
         """A change that passed every check: confirmation at once, engagement for faces confirmed from now on."""
         self._ids.confirm_frames = self._params["confirm_frames"]
+        self._ids.keep_s = self._params["lost_after_s"]
         self.get_logger().info(f"parameters changed: {updates}")
 
     def _extra(self) -> dict:
-        return {"tracked_faces": len(self._faces), "camera_subscribed": self._image_sub is not None}
+        return {"tracked_faces": len(self._faces), "missing_faces": len(self._ids.missing),
+                "camera_subscribed": self._image_sub is not None}
 
     # ------------------------------------------------------------ faces
 
@@ -209,7 +216,7 @@ class HriNode(Node):
     def _forget_faces(self) -> None:
         """Gone idle: the images in between are not seen, so every face is lost (its
         publishers destroyed); a face seen after waking gets a new id."""
-        self._ids.update([])  # every id, confirmed or not, ends here
+        self._ids.clear()  # every id, confirmed or not, ends here
         for rep in list(self._faces):
             self._drop_face(rep)
 
@@ -232,7 +239,7 @@ class HriNode(Node):
             return
         t0 = time.perf_counter()
         landmark_ids = [m.face_id for m in msg.faces]
-        new, lost = self._ids.update(landmark_ids)
+        new, lost = self._ids.update(landmark_ids, time.monotonic())
         for rep in lost:
             self._drop_face(rep)
         by_rep = {r: k for k, r in self._ids.rep.items()}
@@ -369,6 +376,8 @@ class HriNode(Node):
             self._images.popitem(last=False)
 
     def _housekeeping(self) -> None:
+        for rep in self._ids.expire(time.monotonic()):  # missing faces are lost when the images stop too
+            self._drop_face(rep)
         wanted = any(f.pubs[k].get_subscription_count() for f in self._faces.values() for k in ("cropped", "aligned"))
         if wanted and self._image_sub is None:
             if self._params["use_compressed"]:
