@@ -33,10 +33,13 @@ FRAME_TIMEOUT_S = 3.0
 #: After a frame's outputs are all in, wait this long for a repeated output of the
 #: same stamp (a fusion node may publish again as slower models report), s.
 SETTLE_S = 0.0
-#: A frame none of whose outputs came within this long is published again, once: the
-#: camera topic is best effort (the nodes' sensor-data QoS), so an image can be lost
-#: between processes; a second copy with the same stamp costs nothing when the first
-#: arrived (each output is recorded once per stamp), s.
+#: A frame none of whose outputs came within this long is published again, once, if
+#: the landmark node never received it: the camera topic is best effort (the nodes'
+#: sensor-data QoS), so an image can be lost on the way. One that arrived and is only
+#: slow (a loaded machine) is not sent again: a second copy with the same stamp,
+#: arriving more than a second after the first, is timed by its arrival
+#: (:class:`~emotion_perception.landmarks.StreamClock`) and ended the face's track
+#: there, so a looping bag's one face came out as two ids, s.
 RESEND_AFTER_S = 1.0
 #: Publish an image stamp of 0 is "unknown" in ROS: derived stamps start here, ns.
 STAMP_BASE_NS = 1_700_000_000 * 1_000_000_000
@@ -425,6 +428,7 @@ class OfflinePipeline:
         with self._lock:
             self._pending[stamp] = p
         p.result.sent_wall = time.monotonic()
+        received = self._images_received()
         self.pub.publish(msg)
         self._frames_sent += 1
         if not wait:
@@ -433,7 +437,7 @@ class OfflinePipeline:
         if not p.done.wait(min(RESEND_AFTER_S, timeout)):
             with self._lock:
                 nothing_yet = not p.result.received
-            if nothing_yet:  # the image itself was most likely lost on the way
+            if nothing_yet and self._images_received() == received:  # the image was lost on the way
                 self.resent += 1
                 self.pub.publish(msg)
             p.done.wait(max(0.0, timeout - RESEND_AFTER_S))
@@ -443,6 +447,11 @@ class OfflinePipeline:
             self._pending.pop(stamp, None)
             p.result.missing = sorted(set(self.topics) - set(p.result.received))
         return p.result
+
+    def _images_received(self) -> int | None:
+        """The landmark node's count of camera images taken (None without one)."""
+        node = self.pipeline.nodes.get("landmark")
+        return None if node is None else node.images_received
 
     def collect(self, older_than_s: float = 0.0) -> list[FrameResult]:
         """Results of frames fed without waiting that are complete or older than ``older_than_s``."""

@@ -123,12 +123,23 @@ class Probe:
         return all(self.wait(t, stamp_ns, max(0.0, end - time.monotonic())) is not None for t in topics)
 
     def send_until_served(self, rgb, stamp_ns: int, topic="faces/mesh", tries=3, timeout=5.0):
-        """Publish (again, with the same stamp, if a best-effort frame was lost) until served."""
+        """Publish (again, with the same stamp, if the best-effort frame never reached the
+        landmark node) until served. A frame that arrived and is only slow is not sent
+        again: its copy, timed by its late arrival, ended the face's track (two ids for
+        one face on a loaded machine; offline.RESEND_AFTER_S)."""
+        lm = self.pipeline.nodes.get("landmark")
+        end = time.monotonic() + timeout
         for _ in range(tries):
+            before = lm.images_received if lm is not None else None
             self.publish(rgb, stamp_ns)
-            r = self.wait(topic, stamp_ns, timeout / tries)
-            if r is not None:
-                return r
+            while True:
+                r = self.wait(topic, stamp_ns, timeout / tries)
+                if r is not None:
+                    return r
+                if time.monotonic() >= end:
+                    return None
+                if lm is None or lm.images_received == before:
+                    break  # lost on the way: send it again
         return None
 
     def wait_diag(self, node: str, key: str, at_least: float, timeout: float = 5.0) -> float:

@@ -2,6 +2,7 @@
 that is installed, over the real middleware in one process."""
 
 import json
+import time
 
 import cv2
 import numpy as np
@@ -98,6 +99,39 @@ def test_an_image_lost_on_the_way_is_sent_again(video):
     assert not first.missing and not after.missing
     assert len(calls) == 2 and calls[0] == calls[1], "the lost image was not sent again with its stamp"
     assert op.resent == 1 and not lost_once.missing and lost_once.face_count == 1
+
+
+def test_a_slow_image_is_not_sent_again_and_its_face_keeps_its_id(video):
+    """An image that reached the landmark node and is only slow (a loaded machine: here
+    MediaPipe held for 1.5 s) is not published again. A copy, timed by its arrival more
+    than a second later, ended the face's track: one face came out under two ids."""
+    from emotion_perception.offline import RESEND_AFTER_S
+
+    desc = describe(available_only=True, enabled={s: False for s in ("transformer", "lstm", "frame", "emotion_fusion",
+                                                                       "attention", "image_emotion")})
+    with OfflinePipeline(desc) as op:
+        frames = list(open_source(video("single_face.mp4"), max_frames=4))
+        results = [op.feed(frames[0])]
+        node = op.pipeline.nodes["landmark"]
+        engines = node._engines
+        detects = [e.detect for e in engines]
+
+        def slow(detect):
+            def run(*args, **kwargs):
+                time.sleep(RESEND_AFTER_S + 0.5)
+                return detect(*args, **kwargs)
+            return run
+
+        for e, d in zip(engines, detects):
+            e.detect = slow(d)
+        results.append(op.feed(frames[1]))
+        for e, d in zip(engines, detects):
+            e.detect = d
+        results += [op.feed(f) for f in frames[2:]]
+    assert op.resent == 0, "a slow image was sent again"
+    assert all(not r.missing and r.face_count == 1 for r in results), [(r.index, r.missing) for r in results]
+    ids = {i for r in results for i in r.faces}
+    assert len(ids) == 1, f"one face, one id: {[list(r.faces) for r in results]}"
 
 
 def test_no_face_clip_reports_no_face(video, tmp_path):

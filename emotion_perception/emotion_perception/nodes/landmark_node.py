@@ -186,6 +186,12 @@ class LandmarkNode(Node):
             f"{len(self._engines)} worker(s)")
 
     @property
+    def images_received(self) -> int:
+        """Camera images taken from the topic so far (queued, processed or dropped), for a
+        caller that must tell an image lost on the way from one still being processed."""
+        return self._image_seq
+
+    @property
     def restarts(self) -> int:
         """How often a MediaPipe landmarker was recreated (time went back, size or options changed)."""
         return sum(e.recreated for e in self._engines)
