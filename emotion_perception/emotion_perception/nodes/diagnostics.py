@@ -23,8 +23,9 @@ class Diagnostics:
     """Publishes one DiagnosticStatus for the node on ``/diagnostics`` every second.
 
     The node calls :meth:`tick` with the processing time of each handled input and
-    :meth:`dropped` for each input it skipped; extra key/values come from ``extra`` and
-    from the functions in ``extras`` (parts of the node that report their own).
+    :meth:`dropped` for each input it skipped; extra key/values come from the functions
+    in ``extras``: ``extra`` first, then those other parts of the node add (they report
+    their own).
     ``activity`` (set by :class:`~emotion_perception.nodes.lazy.LazyInputs`) returns
     ("active" or "idle", why): an idle node says so in its status message.
     :meth:`callback_failed` counts exceptions that escaped one of the node's callbacks
@@ -36,8 +37,7 @@ class Diagnostics:
         self._node = node
         self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
         self._warn_ms = warn_processing_ms
-        self._extra = extra
-        self.extras: list[Callable[[], dict[str, Any]]] = []
+        self.extras: list[Callable[[], dict[str, Any]]] = [extra] if extra else []
         self._lock = threading.Lock()
         self._times_ms: collections.deque[float] = collections.deque(maxlen=300)
         self._stamps: collections.deque[float] = collections.deque(maxlen=300)
@@ -90,8 +90,6 @@ class Diagnostics:
         snap = self.snapshot()
         snap.update(rss_mb=MEMORY_TRIM.rss_mb(), memory_trims_total=MEMORY_TRIM.trims)
         activity = self.activity() if self.activity is not None else None  # first: it may check and count
-        if self._extra:
-            snap.update(self._extra())
         for more in self.extras:
             snap.update(more())
         if activity is not None:
