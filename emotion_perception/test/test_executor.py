@@ -239,6 +239,61 @@ def test_spin_ends_on_shutdown_and_survives_destroyed_entities(contexts):
     assert "b" not in got
 
 
+def test_sequence_gaps_per_writer_and_without_writer_ids():
+    """Gaps are counted per writer (Kilted's message info names it); without writer ids
+    (Jazzy) only while one writer publishes, since several writers' numbers interleave."""
+    from emotion_perception.nodes.sequence_gaps import SequenceGaps
+
+    def info(seq, gid=None):
+        return {"publication_sequence_number": seq, **({"publisher_gid": {"data": gid}} if gid else {})}
+
+    g = SequenceGaps()
+    assert [g.count(info(s, w)) for s, w in [(5, b"a"), (1, b"b"), (6, b"a"), (4, b"b"), (9, b"a")]] == \
+        [0, 0, 0, 2, 2]
+    assert g.count({}) is None and g.count(None) is None
+    one, two = SequenceGaps(), SequenceGaps()
+    assert [one.count(info(s), lambda: 1) for s in (1, 2, 5)] == [0, 0, 2]
+    assert [two.count(info(s), lambda: 2) for s in (1, 7, 3, 9)] == [0, 0, 0, 0]
+    one.reset()
+    assert one.count(info(9), lambda: 1) == 0  # a fresh start: no gap before the first
+
+
+def test_messages_a_slow_node_loses_in_its_queue_are_counted(contexts):
+    """A node that falls behind loses the oldest messages of its keep-last queue, and
+    neither DDS nor rclpy says so: the executor counts them from the publisher's
+    sequence numbers. Every message is either handled or counted, on the node's
+    /diagnostics too."""
+    from emotion_perception.nodes.diagnostics import Diagnostics
+
+    served, peer = Node("slow", context=contexts[0]), Node("peer", context=contexts[1])
+    diag = Diagnostics(served)
+    got = []
+
+    def slow(msg):
+        got.append(int(msg.data))
+        time.sleep(0.05)
+
+    served.create_subscription(String, "chatter", slow, 3)
+    pub = peer.create_publisher(String, "chatter", RESULT_QOS)
+    ex = LeanExecutor(context=contexts[0])
+    ex.add_node(served)
+    with Spinner(ex) as sp:
+        wait_matched(pub)
+        time.sleep(0.5)
+        n = 60
+        for i in range(n):
+            pub.publish(String(data=str(i)))
+            time.sleep(0.002)
+        assert wait_until(lambda: got[-1:] == [n - 1] and len(got) + ex.input_lost == n), \
+            (len(got), ex.input_lost)
+        time.sleep(0.2)
+    assert got == sorted(got)
+    assert 0 < ex.input_lost == n - len(got)
+    assert diag.input_lost_total == ex.input_lost
+    assert diag.snapshot()["input_lost_total"] == ex.input_lost
+    assert sp.error is None
+
+
 def test_in_process_delivery_and_outside_listeners(contexts):
     """Between nodes of one process a message is handed over in-process, in order, once;
     while a subscriber outside the process listens, it goes through DDS for everyone,

@@ -313,32 +313,48 @@ def test_one_face_clip(nodes):
         consumer.close()
 
 
-def test_clip_streamed_at_30hz(nodes):
-    """The issue's target at camera rate: the consumer gets /humans/faces/tracked for every
-    image the pipeline processed and an expression for >= 99% of the faces in them.
+@pytest.mark.parametrize("faces", [1, 2], ids=["one face", "two faces"])
+def test_clip_streamed_at_30hz(nodes, faces):
+    """The issue's target at camera rate, one and two faces (the clip beside its mirror
+    image, 1280x360): the consumer gets /humans/faces/tracked for every image the
+    pipeline processed and an expression for >= 99% of the faces in them, unless the
+    pipeline counted a loss.
 
-    One face. Two faces side by side (1280x360) streamed the same way passed on a quiet
-    machine, but beside two busy loops the attention and REP-155 nodes' faces/mesh
-    readers (keep last 10; the probe's own subscription makes faces/mesh go through DDS)
-    lost most of the stream, and nothing counts that loss; it is reported with issue 23,
-    not asserted here. test_two_faces covers two faces at the pipeline's own pace.
+    What the design guarantees is that nothing is lost uncounted. The probe's own
+    subscription makes faces/mesh and emotion go through DDS, so the REP-155 node reads
+    them from keep-last queues (depth 10). Beside two busy loops, with two faces, the
+    executor thread is behind the camera and those queues lose their oldest messages:
+    most of the stream, once. DDS says nothing of that; the executor counts it from the
+    publishers' sequence numbers (the node's ``input_lost_total``), and the in-process
+    queue counts its own overflow (``soon_dropped``). Shares under load are benchmark
+    figures (benchmarks/latency.py --hri --faces 2).
 
     Here the consumer keeps every message (a keep-last history deeper than the clip,
     reliable, volatile: it matches the same writers as libhri's system-default
-    subscriptions), so what it misses is the
-    producer's loss, not its own queue's: with a depth of 100 a consumer starved beside two
-    busy loops (its Python thread shares the GIL with the pipeline's) lost 8 ``tracked``
-    lists once with no queue overflow counted in the pipeline, most likely keep-last
-    replacing them in its own history. libhri's own readers keep one
-    message (KEEP_LAST 1 under Fast DDS's default): a reader whose thread is starved for
-    longer than a frame (a loaded machine) loses messages however they are sent; measured
-    here, 1 of 72 ``tracked`` lists at load 5.8 on 2 cores, while a reader with a history
-    got all 72."""
+    subscriptions), so what it misses is the producer's loss, not its own queue's: with
+    a depth of 100 a consumer starved beside two busy loops (its Python thread shares
+    the GIL with the pipeline's) lost 8 ``tracked`` lists once with no queue overflow
+    counted in the pipeline. libhri's own readers keep one message (KEEP_LAST 1 under
+    Fast DDS's default): a reader whose thread is starved for longer than a frame (a
+    loaded machine) loses messages however they are sent; measured here, 1 of 72
+    ``tracked`` lists at load 5.8 on 2 cores, while a reader with a history got all 72."""
+    from emotion_perception.nodes.diagnostics import Diagnostics
+
     frames = _frames("single_face.mp4")
+    if faces == 2:
+        frames = _two_faces(frames)
     consumer = Consumer(qos=QoSProfile(depth=4 * len(frames), reliability=ReliabilityPolicy.RELIABLE))
     try:
         with Pipeline(nodes, parameter_overrides={"landmark": {"max_faces": 2}}) as p:
             probe = Probe(p, ["faces/mesh", "emotion"])
+            hri = Diagnostics.of(p.nodes["hri"])
+
+            def counted() -> str:
+                """The losses the pipeline counted ('' if none)."""
+                dropped = p.executor.soon_dropped if p.executor is not None else 0
+                return (f"in-process deliveries dropped {dropped}, lost in the REP-155 node's queues "
+                        f"{hri.input_lost_total}") if dropped or hri.input_lost_total else ""
+
             # warm up (models loaded, the face confirmed, the consumer's subscriptions matched)
             _feed(probe, consumer, frames[:10], BASE_NS, ("emotion",))
             consumer.wait(lambda: consumer.got["expression"], 5.0)
@@ -354,24 +370,24 @@ def test_clip_streamed_at_30hz(nodes):
             time.sleep(1.0)  # the last images through every node
             processed = [s for s in stamps if s in probe.got["faces/mesh"]]
             assert len(processed) >= 10, "the landmark node processed almost no image"
-            # a backlog (a loaded machine) drains: wait for it; what the design guarantees
-            # is that nothing is lost while the in-process queue does not overflow, and
-            # that an overflow is counted (the executor's soon_dropped)
+            # a backlog (a loaded machine) drains: wait for it
             complete = consumer.wait(lambda: all(s in consumer.tracked for s in processed), 20.0)
             missing = [s for s in processed if s not in consumer.tracked]
-            dropped = p.executor.soon_dropped if p.executor is not None else 0
             print(f"tracked for {len(processed) - len(missing)} of {len(processed)} processed images; "
-                  f"in-process deliveries dropped: {dropped}")
-            assert complete or dropped > 0, f"tracked lost without a queue overflow ({consumer.state}): {missing}"
+                  f"losses counted: {counted() or 'none'}")
+            assert complete or counted(), f"tracked lost uncounted ({consumer.state}): {missing}"
             # expressions come from `emotion`: count the faces of the images it answered (on a
             # loaded machine the classifiers may skip images; that is theirs to report)
-            answered = [s for s in processed if s in probe.got["emotion"]]
+            answered = [s for s in processed if s in probe.got["emotion"] and s in consumer.tracked]
             assert answered
+            if faces == 2:  # the two faces are there, under two ids
+                assert sum(len(consumer.tracked[s]) == 2 for s in answered) >= len(answered) // 2
+                assert len({f for s in answered for f in consumer.tracked[s]}) >= 2
             in_lists = [(f, s) for s in answered for f in consumer.tracked[s]]
             consumer.wait(lambda: all(k in consumer.got["expression"] for k in in_lists), 5.0)
             got = sum(k in consumer.got["expression"] for k in in_lists)
-            assert in_lists and (got >= EXPRESSION_SHARE * len(in_lists) or p.executor.soon_dropped > dropped), \
-                (got, len(in_lists))
+            print(f"expressions for {got} of {len(in_lists)} faces in the tracked lists")
+            assert in_lists and (got >= EXPRESSION_SHARE * len(in_lists) or counted()), (got, len(in_lists))
             # and with the image's header: the stamp of the emotion array it comes from
             for f, s in in_lists:
                 if (f, s) in consumer.got["expression"]:

@@ -29,7 +29,9 @@ class Diagnostics:
     ``activity`` (set by :class:`~emotion_perception.nodes.lazy.LazyInputs`) returns
     ("active" or "idle", why): an idle node says so in its status message.
     :meth:`callback_failed` counts exceptions that escaped one of the node's callbacks
-    (caught by the executor, which keeps the process's other nodes running).
+    (caught by the executor, which keeps the process's other nodes running);
+    :meth:`input_lost` the messages its input queues lost before it took them (counted
+    by the executor).
     """
 
     def __init__(self, node: Node, warn_processing_ms: float = 100.0,
@@ -45,6 +47,7 @@ class Diagnostics:
         self.dropped_total = 0
         self.errors_total = 0
         self.callback_errors_total = 0
+        self.input_lost_total = 0
         self.activity: Callable[[], tuple[str, str]] | None = None
         self._timer = node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish)
         _BY_NODE[node] = self
@@ -68,6 +71,12 @@ class Diagnostics:
         with self._lock:
             self.errors_total += n
 
+    def input_lost(self, n: int) -> None:
+        """``n`` messages of an input topic were lost in the subscription's queue before the
+        node took them (counted by the executor: :mod:`.sequence_gaps`)."""
+        with self._lock:
+            self.input_lost_total += n
+
     def callback_failed(self, n: int = 1) -> None:
         with self._lock:
             self.callback_errors_total += n
@@ -83,7 +92,7 @@ class Diagnostics:
             return {"processing_time_mean_ms": mean_ms, "processing_time_p95_ms": p95_ms,
                     "rate_hz": rate, "processed_total": self.processed,
                     "dropped_total": self.dropped_total, "bad_input_total": self.errors_total,
-                    "callback_errors_total": self.callback_errors_total}
+                    "callback_errors_total": self.callback_errors_total, "input_lost_total": self.input_lost_total}
 
     def publish(self) -> None:
         MEMORY_TRIM.check()

@@ -18,7 +18,14 @@ message costs one wake-up. While messages keep it busy, the services (parameters
 type description) and the lazy nodes' matched events (:mod:`.lazy`) join a wait at
 most every :data:`SERVICE_POLL_S` and the other QoS event handlers every
 :data:`EVENT_POLL_S`. It is single-threaded like ``rclpy.spin``: callbacks never
-overlap, whatever their callback groups. A coroutine callback that awaits is handed to
+overlap, whatever their callback groups.
+
+A node that falls behind loses messages in its subscriptions' keep-last queues, and
+neither DDS nor rclpy says so. The executor counts them from the gaps in each
+publisher's sequence numbers (:mod:`.sequence_gaps`) as it takes: logged once per
+:data:`DROP_LOG_S` per node and topic, in the executor's ``input_lost`` and the node's
+/diagnostics ``input_lost_total``. Subscriptions whose callback takes the
+``MessageInfo`` (the landmark node's camera) count their own. A coroutine callback that awaits is handed to
 rclpy's task machinery and resumed on later spins.
 
 The experimental ``rclpy.experimental.EventsExecutor`` of the Kilted wheels was tried
@@ -35,19 +42,23 @@ from typing import Callable
 
 from rclpy import logging as rclpy_logging
 from rclpy.executors import (ConditionReachedException, Executor, ExternalShutdownException, ShutdownException,
-                             TimeoutException)
+                             TimeoutException, await_or_execute)
 from rclpy.event_handler import EventHandler
 from rclpy.exceptions import InvalidHandle
 from rclpy.guard_condition import GuardCondition
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.subscription import Subscription
 from rclpy.task import Task
+
+from .sequence_gaps import SequenceGaps
 
 __all__ = ["LeanExecutor", "spin"]
 
 #: Most functions call_soon keeps waiting (in-process deliveries: each is one published
 #: message for every subscriber of its topic in the process).
 SOON_MAX = 100
-#: Dropped deliveries are logged at most this often, seconds.
+#: Dropped deliveries, and messages a node's input queue lost, are logged at most this
+#: often (per node and topic), seconds.
 DROP_LOG_S = 30.0
 
 #: How often the QoS event handlers (incompatible QoS or type, one or two for each
@@ -122,6 +133,9 @@ class LeanExecutor(Executor):
         self._muted: set[int] = set()  # ids of subscriptions never taken from (mute)
         self._owner: dict[int, object] = {}  # id(entity) -> node (see _gather)
         self._next_drop_log = 0.0
+        self._gaps: dict[int, SequenceGaps] = {}  # id(subscription) -> its publishers' sequence gaps
+        self.input_lost = 0  # messages the subscriptions' queues lost before they were taken
+        self._next_lost_log: dict[tuple[str, str], float] = {}
 
     # -------------------------------------------------------------- rclpy's API
 
@@ -178,11 +192,13 @@ class LeanExecutor(Executor):
         """Never take from ``subscription`` (another one serves its callback: see
         :mod:`emotion_perception.nodes.in_process`)."""
         self._muted.add(id(subscription))
+        self._gaps.pop(id(subscription), None)
         self.wake()
 
     def unmute(self, subscription) -> None:
         """Take from ``subscription`` again (undoes :meth:`mute`)."""
         self._muted.discard(id(subscription))
+        self._gaps.pop(id(subscription), None)  # its queue kept only its last few meanwhile: no loss
         self.wake()
 
     def shutdown(self, timeout_sec: float | None = None) -> bool:
@@ -297,6 +313,8 @@ class LeanExecutor(Executor):
             guards.extend(node.guards)
             waitables.extend(node.waitables)
         self._owner = owner
+        live = set(map(id, subs))
+        self._gaps = {k: v for k, v in self._gaps.items() if k in live}
         own = [g for g in (self._guard, self._sigint_gc, self._soon_gc) if g is not None]
         self._subs, self._timers, self._clients, self._services = subs, timers, clients, services
         self._guards = guards
@@ -418,6 +436,51 @@ class LeanExecutor(Executor):
         for node, make in work:
             if make is not None:
                 self._run(make, node)
+
+    def _take_subscription(self, sub):
+        """rclpy's take, and the count of what the subscription's queue lost before it (see
+        the module docstring)."""
+        try:
+            with sub.handle:
+                taken = sub.handle.take_message(sub.msg_type, sub.raw)
+        except InvalidHandle:  # destroyed meanwhile: nothing to run
+            return None
+        if taken is None:
+            return None
+        if sub._callback_type is Subscription.CallbackType.MessageOnly:
+            gaps = self._gaps.get(id(sub))
+            if gaps is None:
+                gaps = self._gaps[id(sub)] = SequenceGaps()
+            lost = gaps.count(taken[1], sub.get_publisher_count)
+            if lost:
+                self._input_lost(sub, lost)
+            args = (taken[0],)
+        else:
+            args = taken
+
+        async def _execute():
+            await await_or_execute(sub.callback, *args)
+
+        return _execute
+
+    def _input_lost(self, sub, n: int) -> None:
+        from .diagnostics import Diagnostics
+
+        self.input_lost += n
+        node = self._owner.get(id(sub))
+        diag = Diagnostics.of(node) if node is not None else None
+        if diag is not None:
+            diag.input_lost(n)
+        name = node.get_name() if node is not None else "?"
+        key = (name, sub.topic_name)
+        now = time.monotonic()
+        if now >= self._next_lost_log.get(key, 0.0):
+            self._next_lost_log[key] = now + DROP_LOG_S
+            total = diag.input_lost_total if diag is not None else self.input_lost
+            rclpy_logging.get_logger("emotion_perception").warning(
+                f"{name} fell behind on {sub.topic_name}: {n} message(s) replaced in its queue (keep last "
+                f"{sub.qos_profile.depth}) before it could take them, {total} so far (/diagnostics input_lost_total); "
+                "the machine is too busy for this rate: fewer nodes, fewer faces (max_faces) or a slower camera")
 
     def _run(self, make, node=None) -> None:
         """Run one taken entity's coroutine to completion, or hand it to a Task if it awaits.

@@ -47,6 +47,7 @@ from ..types import BLENDSHAPE_NAMES
 from .bad_input import OnceLog
 from .diagnostics import Diagnostics
 from .native_threads import name_os_thread
+from .sequence_gaps import SequenceGaps
 from .parameters import Param, declare_parameters
 from .process import run_node
 from .qos import LATCHED_QOS, RESULT_QOS, SENSOR_QOS
@@ -64,8 +65,6 @@ MAX_FINISHED_WAITING = 8
 #: field).
 TRANSPORT_WINDOW = 30
 MISMATCH_LOST_SHARE = 0.25
-#: Camera publishers whose publication sequence numbers are followed at once.
-MAX_TRACKED_PUBLISHERS = 8
 
 PARAMS = [
     Param("use_compressed", False, "subscribe to image/compressed (sensor_msgs/CompressedImage, JPEG or PNG) "
@@ -151,7 +150,7 @@ class LandmarkNode(Node):
         self._stream_clock = StreamClock()
         self._image_seq = 0  # image_seq of the last image received (arrival order)
         self._stamp_faults = collections.Counter()
-        self._last_publication: collections.OrderedDict[bytes, int] = collections.OrderedDict()  # gid -> seq
+        self._gaps = SequenceGaps()
         self._lost = 0  # camera images that never reached the node (publication sequence gaps)
         self._window = [0, 0]  # [arrived, lost] over the current TRANSPORT_WINDOW publications
         self._next_seq = 0  # sequence number of the next image a worker takes
@@ -223,16 +222,9 @@ class LandmarkNode(Node):
         before the node took them. Said once; when many images of a window are missing
         (:data:`MISMATCH_LOST_SHARE`) the camera likely publishes over another
         transport: said once too."""
-        gid = (info.get("publisher_gid") or {}).get("data")
-        seq = info.get("publication_sequence_number")
-        if gid is None or seq is None:
+        lost = self._gaps.count(info, self._sub.get_publisher_count)
+        if lost is None:
             return
-        last = self._last_publication.get(gid)
-        self._last_publication[gid] = seq
-        self._last_publication.move_to_end(gid)
-        while len(self._last_publication) > MAX_TRACKED_PUBLISHERS:
-            self._last_publication.popitem(last=False)
-        lost = seq - last - 1 if last is not None and seq > last + 1 else 0
         self._window[0] += 1
         self._window[1] += lost
         if sum(self._window) >= TRANSPORT_WINDOW:
