@@ -287,7 +287,8 @@ class Camera:
         QoS (the subscription that wakes the lazy hri_node) and, when a face id first
         appears in it, that face's ``expression`` with the same QoS (Fast DDS: reliable,
         volatile, keep last 1). Receive times are recorded as for every other topic:
-        ``tracked`` under HRI_TRACKED, every face's expression under HRI_EXPRESSION."""
+        ``tracked`` under HRI_TRACKED, every face's expression under HRI_EXPRESSION (an image's
+        first), and each (face, stamp) in ``expression_faces``."""
         from hri_msgs.msg import Expression, IdsList
         from rclpy.qos import qos_profile_system_default
 
@@ -298,6 +299,8 @@ class Camera:
         self._hri_qos = qos_profile_system_default
         self._Expression = Expression
         self._on_expression = self._recorder(HRI_EXPRESSION)
+        #: (face id, stamp) of every expression received (two faces: one each per image)
+        self.expression_faces: set[tuple[str, int]] = set()
         self.tracked_sub = self.node.create_subscription(IdsList, "/" + HRI_TRACKED, self._on_tracked,
                                                          self._hri_qos)
 
@@ -309,7 +312,14 @@ class Camera:
             new = [f for f in msg.ids if f not in self.face_subs]
         for face in new:  # this executor's thread: created here, as libhri does in its callback
             self.face_subs[face] = self.node.create_subscription(
-                self._Expression, f"/humans/faces/{face}/expression", self._on_expression, self._hri_qos)
+                self._Expression, f"/humans/faces/{face}/expression", self._expression_of(face), self._hri_qos)
+
+    def _expression_of(self, face: str):
+        def cb(msg) -> None:
+            self._on_expression(msg)  # the first expression of the image: its latency
+            with self.lock:
+                self.expression_faces.add((face, stamp_of(msg)))
+        return cb
 
     @classmethod
     def for_nodes(cls, procs: "NodeProcesses", frames, timeout_s: float = 60.0,

@@ -40,6 +40,11 @@ BENCHMARKS = {
     "latency_hri": (["--final-only", "--hri", "--seconds", "30"], ["--final-only", "--hri", "--quick"]),
     "latency_hri_in_process": (["--in-process", "--final-only", "--hri", "--seconds", "30"],
                                ["--in-process", "--final-only", "--hri", "--quick"]),
+    # issue 23's targets name two faces too (side by side in 640x480)
+    "latency_hri_2faces": (["--final-only", "--hri", "--faces", "2", "--seconds", "30"],
+                           ["--final-only", "--hri", "--faces", "2", "--quick"]),
+    "latency_hri_in_process_2faces": (["--in-process", "--final-only", "--hri", "--faces", "2", "--seconds", "30"],
+                                      ["--in-process", "--final-only", "--hri", "--faces", "2", "--quick"]),
     "throughput": (["--seconds-per-rate", "8"], ["--quick"]),
     "throughput_in_process": (["--in-process", "--final-only", "--seconds-per-rate", "8"],
                               ["--in-process", "--final-only", "--quick"]),
@@ -50,7 +55,8 @@ BENCHMARKS = {
 #: Benchmarks run by another's script (name -> script), with their own arguments.
 SCRIPTS = {"hri": "hri_bench",
            "throughput_in_process": "throughput", "latency_in_process": "latency", "latency_hri": "latency",
-           "latency_hri_in_process": "latency", "profile": "profile_nodes",
+           "latency_hri_in_process": "latency", "latency_hri_2faces": "latency",
+           "latency_hri_in_process_2faces": "latency", "profile": "profile_nodes",
            "profile_in_process": "profile_nodes"}
 #: Longest any one benchmark may take, s.
 TIMEOUT_S = 600
