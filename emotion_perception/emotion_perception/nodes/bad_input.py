@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from rclpy.node import Node
+
+from ..conversions import ConversionError, check_face_count
+from ..types import MAX_FACES_LIMIT
 
 if TYPE_CHECKING:
     from .diagnostics import Diagnostics
@@ -57,14 +60,15 @@ class OnceLog:
         return self._seen.get(key, (0, 0))[1]
 
 
-def refuse_oversized(items, topic: str, once: OnceLog, diagnostics: Diagnostics) -> bool:
+def refuse_oversized(items, topic: str | Callable[[], str], once: OnceLog, diagnostics: Diagnostics) -> bool:
     """True, logged once and counted as bad input, when an array message holds more
     faces than a landmark node finds (:func:`..conversions.check_face_count`); the
-    caller then drops the message instead of working through every face."""
-    from ..conversions import ConversionError, check_face_count
-
+    caller then drops the message instead of working through every face. ``topic``
+    (or a function giving it, called only for the log line) names the input."""
+    if len(items) <= MAX_FACES_LIMIT:  # every message a landmark node sends: nothing else to do
+        return False
     try:
-        check_face_count(len(items), f"a message on {topic}")
+        check_face_count(len(items), f"a message on {topic() if callable(topic) else topic}")
     except ConversionError as e:
         diagnostics.error()
         once.warn("too_many_faces", str(e))

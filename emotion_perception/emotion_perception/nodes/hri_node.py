@@ -27,6 +27,7 @@ and tf2 expect, and kept inside the namespace of a namespaced pipeline.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import time
 
@@ -167,6 +168,9 @@ class HriNode(Node):
         # robot it always has subscribers.
         outputs = [self._tracked_pub] + ([self._persons_pub] if self._persons else [])
         self.inputs = LazyInputs(self, outputs, specs, diagnostics=self._diag, on_idle=self._forget_faces)
+        # each input's resolved name, for the rare log line that names it (resolving costs per message)
+        self._named = {t: functools.partial(self.inputs.topic_name, t)
+                       for t in ('faces/mesh', 'faces/blendshapes', 'emotion', 'attention')}
         self._info_sub = None
         if p["camera_info_topic"]:
             self._info_sub = self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_info, SENSOR_QOS)
@@ -235,7 +239,7 @@ class HriNode(Node):
         return FALLBACK_FRAME
 
     def _on_mesh(self, msg: FaceMeshArray) -> None:
-        if refuse_oversized(msg.faces, self.inputs.topic_name('faces/mesh'), self._once, self._diag):
+        if refuse_oversized(msg.faces, self._named['faces/mesh'], self._once, self._diag):
             return
         t0 = time.perf_counter()
         landmark_ids = [m.face_id for m in msg.faces]
@@ -296,7 +300,7 @@ class HriNode(Node):
         return None if rep is None else self._faces.get(rep)
 
     def _on_shapes(self, msg: BlendshapesArray) -> None:
-        if refuse_oversized(msg.faces, self.inputs.topic_name('faces/blendshapes'), self._once, self._diag):
+        if refuse_oversized(msg.faces, self._named['faces/blendshapes'], self._once, self._diag):
             return
         for b in msg.faces:
             f = self._face_of(b.face_id)
@@ -310,7 +314,7 @@ class HriNode(Node):
             f.pubs["facs"].publish(facs_msg(intensity, conf, msg.header))
 
     def _on_emotion(self, msg: EmotionArray) -> None:
-        if refuse_oversized(msg.emotions, self.inputs.topic_name('emotion'), self._once, self._diag):
+        if refuse_oversized(msg.emotions, self._named['emotion'], self._once, self._diag):
             return
         for e in msg.emotions:
             f = self._face_of(e.face_id)
@@ -323,7 +327,7 @@ class HriNode(Node):
                 self._once.error("bad_expression", f"expression not published: {err}")
 
     def _on_attention(self, msg: AttentionArray) -> None:
-        if refuse_oversized(msg.faces, self.inputs.topic_name('attention'), self._once, self._diag):
+        if refuse_oversized(msg.faces, self._named['attention'], self._once, self._diag):
             return
         transforms = []
         t_s = stamp_ns(msg.header) * 1e-9
