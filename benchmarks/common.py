@@ -227,7 +227,8 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     (the pipeline's executor thread), ``lm-worker`` (the landmark node's MediaPipe
     callers), ``drishti`` (MediaPipe's own threads), ``dds`` (Fast DDS's receive and
     event threads), ``main`` (the main thread: where a node process's executor spins),
-    ``lm-executor`` (the landmark node's own executor thread in the pipeline), ``python``
+    ``lm-executor`` (the landmark node's own executor thread in the pipeline), ``litert``
+    (LiteRT's pool threads: the image model's second thread), ``python``
     (the other unnamed Python threads: MediaPipe's serial dispatchers, one
     ThreadPoolExecutor per landmarker) and ``other``."""
     out: dict[str, float] = {}
@@ -240,7 +241,8 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
         name = text[text.index("(") + 1:text.rindex(")")]
         parts = text.rsplit(")", 1)[1].split()
         group = "main" if int(tid) == pid else next(
-            (g for g in ("executor", "lm-worker", "lm-executor", "drishti", "dds", "python") if name.startswith(g)),
+            (g for g in ("executor", "lm-worker", "lm-executor", "drishti", "dds", "litert", "python")
+             if name.startswith(g)),
             "other")
         out[group] = out.get(group, 0.0) + (int(parts[11]) + int(parts[12])) / CLK_TCK
     return out

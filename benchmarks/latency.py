@@ -340,6 +340,7 @@ def main(argv=None) -> tuple[Table, Table]:
                   "drishti": "MediaPipe's own threads (drishti)",
                   "lm-executor": "landmark node: taking camera images (its executor thread)",
                   "python": "other native threads named python (MediaPipe's Python dispatchers, idle)",
+                  "litert": "LiteRT's pool threads (the image model's second thread)",
                   "executor": "executor thread: every callback of the six other nodes"
                               + (" and hri_node" if a.hri else ""),
                   "dds": "Fast DDS threads (receive, events)", "main": "main thread", "other": "other threads"}

@@ -170,7 +170,8 @@ def main(argv=None) -> Table:
                              ("threads: MediaPipe's Python dispatchers", ("python",)),
                              ("threads: landmark workers (MediaPipe calls)", ("lm-worker",)),
                              ("threads: MediaPipe's own (drishti)", ("drishti",)),
-                             ("threads: Fast DDS", ("dds",)), ("threads: other", ("other",))):
+                             ("threads: Fast DDS", ("dds",)), ("threads: LiteRT's pool", ("litert",)),
+                             ("threads: other", ("other",))):
             t.add(label, *(sum(threads.get(c, {}).get(g, 0.0) for g in group) for c in cols))
         t.add("process CPU (from /proc)", *(per_frame.get(c, float("nan")) for c in cols))
     else:

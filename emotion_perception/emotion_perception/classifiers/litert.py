@@ -14,10 +14,14 @@ import threading
 import numpy as np
 
 from ..assets import verified_path
+from ..os_threads import threads_named
 
 #: CPU threads of one interpreter; the sequence and frame models are small and one thread is
 #: fastest for them (image-cnn, the largest, loads with two: classifiers/image_cnn.THREADS).
 DEFAULT_THREADS = 1
+#: Operating-system name of LiteRT's pool threads (``top -H``; the benchmarks count them
+#: apart from MediaPipe's threads).
+THREAD_NAME = "litert"
 
 
 class LiteRTModel:
@@ -45,8 +49,9 @@ class LiteRTModel:
 
         self.path = verified_path(name_or_path, expected_sha256)
         try:
-            self._interp = Interpreter(model_path=str(self.path), num_threads=num_threads)
-            self._interp.allocate_tensors()
+            with threads_named(THREAD_NAME):  # its thread pool starts here: name it
+                self._interp = Interpreter(model_path=str(self.path), num_threads=num_threads)
+                self._interp.allocate_tensors()
         except (RuntimeError, ValueError) as e:
             raise ValueError(f"{self.path.name} is not a model LiteRT can run: {e}") from None
         self._inputs = self._interp.get_input_details()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+from ..os_threads import name_os_thread  # noqa: F401 - the nodes' import of it
+
 
 #: Threads each native math library (OpenBLAS, OpenMP) may use in a node process.
 NATIVE_THREADS = 1
@@ -33,20 +35,3 @@ def limit_native_threads(n: int = NATIVE_THREADS) -> None:
     except ImportError:  # comes with scikit-learn; without it there is nothing to cap
         return
     threadpool_limits(limits=n)
-
-
-def name_os_thread(name: str) -> None:
-    """Give the calling thread ``name`` (at most 15 characters) in the operating system,
-    where ``top -H``, ``ps -L`` and /proc show it: Python's thread names stay inside
-    Python, so every thread of a node process reads "python" there. The benchmarks use
-    it to tell the landmark node's MediaPipe workers from the executor thread when all
-    nodes share one process. Does nothing where Linux's prctl is not available.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
