@@ -231,9 +231,10 @@ class OfflinePipeline:
         from rclpy.parameter import Parameter
 
         from .nodes import node_class
-        from .runner import ros_args
+        from .runner import default_log_level_before, restore_default_log_level, ros_args
 
         context = Context()
+        saved_level = default_log_level_before(self.log_level)
         rclpy.init(args=ros_args(self.desc.params_file, self.desc.remap_args(), self.desc.namespace or None,
                                  self.log_level), context=context)
         try:
@@ -241,6 +242,7 @@ class OfflinePipeline:
             node_class(spec.short)(context=context, parameter_overrides=overrides).destroy_node()
         finally:
             rclpy.try_shutdown(context=context)
+            restore_default_log_level(saved_level)
 
     def _start_pipeline(self, Pipeline):
         """Start the nodes; with ``skip_unstartable`` leave out (and report) those that fail to start."""

@@ -81,6 +81,21 @@ def ros_args(params_file: str | os.PathLike | None = None, remaps: list[str] | t
     return args
 
 
+def default_log_level_before(log_level: str | None) -> int | None:
+    """The process's default log level, to restore after a context initialised with
+    ``--log-level log_level`` is shut down (None when no level is given: nothing to
+    restore). ``--log-level`` sets the default level of every logger in the process
+    (rcutils'), and nothing sets it back: a library caller's own lines (a behaviour
+    tree's node, the rest of a test run) stayed silent after a pipeline run at "error"."""
+    return int(rclpy.logging.get_logger_level("")) if log_level else None
+
+
+def restore_default_log_level(saved: int | None) -> None:
+    """Undo what a ``--log-level`` did (see :func:`default_log_level_before`)."""
+    if saved is not None:
+        rclpy.logging.set_logger_level("", saved)
+
+
 class Pipeline:
     """A set of the package's nodes spinning in a background thread.
 
@@ -134,6 +149,8 @@ class Pipeline:
         self.node_names = tuple(nodes)
         self.params_file = params_file if params_file is not None else default_params_file()
         self.args = ros_args(self.params_file, remaps, namespace, log_level)
+        self.log_level = log_level
+        self._saved_default_level: int | None = None  # the process's default log level before start()
         self.overrides = parameter_overrides or {}
         self.context: Context | None = None
         self.nodes: dict = {}
@@ -151,6 +168,7 @@ class Pipeline:
     def start(self) -> "Pipeline":
         cleaned = transport.prepare_process()
         self.context = Context()
+        self._saved_default_level = default_log_level_before(self.log_level)  # stop() restores it
         rclpy.init(args=self.args, context=self.context)
         if cleaned:
             rclpy.logging.get_logger("emotion_perception").info(cleaned)
@@ -273,6 +291,8 @@ class Pipeline:
         self._extra_nodes = []
         if self.context is not None:
             rclpy.try_shutdown(context=self.context)
+        restore_default_log_level(self._saved_default_level)
+        self._saved_default_level = None
         self.executor = self.front_executor = None
         self.delivery = None
         self.context = None

@@ -681,3 +681,21 @@ def test_a_failing_callback_is_contained_in_its_node(in_process, capfd):
     err = capfd.readouterr().err
     lines = [ln for ln in err.splitlines() if "a callback failed: RuntimeError: broken on purpose" in ln]
     assert len(lines) == 1 and "lstm_node" in lines[0], err[-3000:]
+
+
+def test_a_pipeline_log_level_holds_only_while_it_runs(capfd):
+    """``Pipeline(log_level=...)`` passes ``--log-level``, which sets the default level of
+    every logger in the process. After stop() the caller's own loggers speak again (the
+    REP-155 behaviour-tree example runs its pipeline at "error"; every warning later in
+    that process, a whole test module's, went silent)."""
+    import rclpy.logging
+
+    from emotion_perception.runner import Pipeline
+
+    before = rclpy.logging.get_logger_level("")
+    with Pipeline(["attention"], log_level="error"):
+        assert rclpy.logging.get_logger_effective_level("someone_else") == rclpy.logging.LoggingSeverity.ERROR
+    assert rclpy.logging.get_logger_level("") == before
+    capfd.readouterr()
+    rclpy.logging.get_logger("someone_else").warning("still heard")
+    assert "still heard" in capfd.readouterr().err
