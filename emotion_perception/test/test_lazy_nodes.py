@@ -145,12 +145,14 @@ def test_a_missed_matched_event_is_caught_within_seconds_and_counted():
 
         listener.echo("emotion/lstm")
         assert wait_until(lambda: node.inputs.active), "the periodic check did not wake the node"
-        assert node.inputs.missed == 1 and node.inputs.woken == 1
+        # the check subscribes first and counts the miss after: wait for the count too
+        assert wait_until(lambda: node.inputs.missed == 1), node.inputs.missed
+        assert node.inputs.woken == 1
         assert wait_until(lambda: listener.status("lstm_node").get("missed_match_events") == "1"), \
             listener.status("lstm_node")
         listener.stop_echo("emotion/lstm")
         assert wait_until(lambda: not node.inputs.active), "the periodic check did not idle the node"
-        assert node.inputs.missed == 2
+        assert wait_until(lambda: node.inputs.missed == 2), node.inputs.missed
 
 
 @pytest.mark.parametrize("in_process", [True, False], ids=["in-process delivery", "through DDS"])
