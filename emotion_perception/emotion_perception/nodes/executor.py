@@ -13,12 +13,13 @@ the fusion node (four inputs).
 rebuilt only when the executor's guard condition fires: a node added or removed, an
 entity created, :meth:`wake`) and, after one wait, takes and runs every ready entity
 in place, with rclpy's own ``_take_*`` helpers (the same timer info, service replies
-and QoS event handling). Nothing triggers a guard condition per callback, so each
-message costs one wake-up. While messages keep it busy, the services (parameters,
+and QoS event handling; subscriptions with rclpy's take plus the loss count below).
+Nothing triggers a guard condition per callback, so each message costs one wake-up. While messages keep it busy, the services (parameters,
 type description) and the lazy nodes' matched events (:mod:`.lazy`) join a wait at
 most every :data:`SERVICE_POLL_S` and the other QoS event handlers every
 :data:`EVENT_POLL_S`. It is single-threaded like ``rclpy.spin``: callbacks never
-overlap, whatever their callback groups.
+overlap, whatever their callback groups. A coroutine callback that awaits is handed to
+rclpy's task machinery and resumed on later spins.
 
 A node that falls behind loses messages in its subscriptions' keep-last queues, and
 neither DDS nor rclpy says so. The executor counts them from the gaps in each
@@ -26,8 +27,7 @@ publisher's sequence numbers (:mod:`.sequence_gaps`) as it takes: logged once pe
 :data:`DROP_LOG_S` per node and topic, in the executor's ``input_lost`` and the node's
 /diagnostics ``input_lost_total``. Subscriptions whose callback takes the
 ``MessageInfo`` (the landmark node's camera) count their own. The count costs about
-1 us per message taken (dictionary lookups on the message info rclpy returns anyway). A coroutine callback that awaits is handed to
-rclpy's task machinery and resumed on later spins.
+1 us per message taken (dictionary lookups on the message info rclpy returns anyway).
 
 The experimental ``rclpy.experimental.EventsExecutor`` of the Kilted wheels was tried
 first: a subscriber and a timer under it received nothing and spun at 40% of a core
