@@ -152,3 +152,32 @@ def test_training_runs_end_to_end_quick(tmp_path, monkeypatch, data_dir, raf_tes
     assert e.probabilities.shape == (7,) and abs(e.probabilities.sum() - 1) < 1e-4
     t = classifiers.load("transformer")
     assert t.window == json.loads((tmp_path / "transformer.json").read_text())["window"]
+
+
+def test_speech_motion_moves_jaw_and_lips_at_syllable_rate():
+    """The talking augmentation of the LSTM's training clips: only the jaw, lower lip
+    and lip-rounding columns move, never below zero, each clip's jaw opens and closes
+    again at least once in a 20-frame window (>= 3 syllables/s at <= 30 fps), and its
+    peaks stay inside the configured range."""
+    from emotion_perception.training import sequences
+    from emotion_perception.types import BLENDSHAPE_NAMES
+
+    names = list(BLENDSHAPE_NAMES)
+    m = sequences.speech_motion(500, 20, names, np.random.default_rng(0))
+    assert m.shape == (500, 20, len(names))
+    moving = {names[i] for i in np.flatnonzero(np.abs(m).max(axis=(0, 1)) > 0)}
+    assert moving == {"jawOpen", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthFunnel", "mouthPucker"}
+    assert m.min() >= 0.0
+    jaw = m[:, :, names.index("jawOpen")]
+    assert jaw.max() <= sequences.SPEECH_JAW[1] + 1e-6
+    # at least two openings per clip, the jaw closing in between (>= 2 syllables in 20 frames)
+    for row in jaw:
+        open_ = row > 0.2 * row.max()
+        openings = int(open_[0]) + int(np.sum(open_[1:] & ~open_[:-1]))
+        assert openings >= 2, row
+    # the lower lip follows the jaw (same frames, a fraction of it)
+    lip = m[:, :, names.index("mouthLowerDownLeft")]
+    assert np.all(lip <= jaw + 1e-6)
+    # columns it does not have are skipped
+    few = sequences.speech_motion(3, 20, ["jawOpen", "mouthSmileLeft"], np.random.default_rng(1))
+    assert few.shape == (3, 20, 2) and np.all(few[:, :, 1] == 0) and few[:, :, 0].max() > 0

@@ -13,6 +13,12 @@ from clips synthesised from single labelled faces (one feature vector each):
   holding the expression), so a model fed a constant clip — what the LiteRT wrappers
   do with the first frames of a face, padding the buffer by repetition — is in
   distribution.
+- **speech** (optional, ``speech_motion``): people talk while they show an emotion,
+  and talking opens and closes the jaw several times a second (on the labelled MEAD
+  and CREMA-D clips MediaPipe's ``jawOpen`` averages 0.10-0.39 against 0.02 on
+  RAF-DB's neutral photos). A syllable-rate jaw movement can be added on top of a
+  clip's expression. Measured for the LSTM and not adopted (``lstm.P_TALK`` is 0;
+  ``models/lstm.md``, "Talking clips: tried").
 - **tracker jitter**: every frame gets independent Gaussian noise with a per-feature
   standard deviation measured on the shared videos (frame-to-frame differences of
   MediaPipe's output in VIDEO mode on a still-ish face, divided by sqrt(2)); the
@@ -77,6 +83,47 @@ def synthesize(apex: np.ndarray, neutral: np.ndarray, length: int, jitter_std, r
     if clip_range is not None:
         x = np.clip(x, *clip_range)
     return x.astype(np.float32)
+
+
+#: Syllable rate of the simulated speech, Hz (conversational speech: about 3-6 syllables/s).
+SYLLABLE_HZ = (3.0, 6.0)
+#: Peak jaw opening of a syllable (MediaPipe ``jawOpen`` score units).
+SPEECH_JAW = (0.05, 0.45)
+#: Frame rates the clips are simulated at, frames per second.
+SPEECH_FPS = (24.0, 30.0)
+
+
+def speech_motion(n: int, length: int, names, rng: np.random.Generator) -> np.ndarray:
+    """(n, length, len(names)) blendshape offsets of talking: a jaw that opens and
+    closes at a random syllable rate, each syllable with its own peak height, the
+    lower lip following it (``mouthLowerDown*``, a random fraction per clip) and some
+    lip rounding (``mouthFunnel``, ``mouthPucker``). Only those blendshapes move; the
+    expression's own blendshapes are left as they are.
+
+    ``names`` are the blendshape names of the feature columns; columns it does not
+    hold are skipped.
+    """
+    names = list(names)
+    out = np.zeros((n, length, len(names)), np.float32)
+    fps = rng.uniform(*SPEECH_FPS, size=(n, 1))
+    rate = rng.uniform(*SYLLABLE_HZ, size=(n, 1))
+    phase = rng.uniform(0.0, 1.0, size=(n, 1))
+    t = np.arange(length)[None, :]
+    cycles = t * rate / fps + phase                       # syllables since the clip's origin
+    syllable = np.floor(cycles).astype(np.int64)
+    within = cycles - syllable
+    n_syll = int(syllable.max()) + 1
+    peak = rng.uniform(*SPEECH_JAW, size=(n, 1)) * rng.uniform(0.3, 1.0, size=(n, n_syll))
+    jaw = np.take_along_axis(peak, syllable, axis=1) * np.sin(np.pi * within) ** 2
+    couple = {"jawOpen": np.ones((n, 1)),
+              "mouthLowerDownLeft": (lip := rng.uniform(0.0, 0.5, size=(n, 1))),
+              "mouthLowerDownRight": lip,
+              "mouthFunnel": rng.uniform(0.0, 0.3, size=(n, 1)),
+              "mouthPucker": rng.uniform(0.0, 0.2, size=(n, 1))}
+    for name, k in couple.items():
+        if name in names:
+            out[:, :, names.index(name)] = jaw * k
+    return out
 
 
 def measure_jitter(features: np.ndarray) -> np.ndarray:
