@@ -1,6 +1,6 @@
 """Run every benchmark (``make bench``): each in its own process, one after the other,
 each printing its table and writing it to ``benchmarks/results/<name>.md`` and
-``.json``. Defaults finish in about 24 minutes on a 2-core machine; ``--quick`` in
+``.json``. Defaults finish in about 25 minutes on a 2-core machine; ``--quick`` in
 about 10. The long soak (10 minutes) is run separately:
 ``.venv/bin/python benchmarks/soak.py --minutes 10``.
 
@@ -26,6 +26,7 @@ BENCHMARKS = {
     "landmark_node": (["--frames", "80"], ["--quick"]),
     "classifiers": (["--frames", "300"], ["--quick"]),
     "image_cnn": (["--frames", "200"], ["--quick"]),
+    "max_faces": (["--frames", "600"], ["--quick"]),
     "hri": (["--frames", "150"], ["--quick"]),
     "profile": (["--final-only", "--seconds", "20"], ["--final-only", "--seconds", "10"]),
     "profile_in_process": (["--in-process", "--final-only", "--seconds", "20"],
