@@ -175,6 +175,19 @@ def test_evaluate_video_runs_the_nodes_and_reuses_its_cache(labelled_folder, tmp
     assert [r["subject"] for r in m2["clips"]] == ["a", "x"]
 
 
+def test_evaluate_video_keeps_the_nodes_start_up_lines_out_unless_asked(labelled_folder, tmp_path, capfd):
+    """Each clip starts the nodes again: at the default level (warn, as ``run``) their
+    INFO start-up lines do not repeat for every clip; ``--log-level info`` shows them."""
+    args = ["evaluate-video", str(labelled_folder), "--max-frames", "3", "--quiet"]
+    assert main(args + ["--output", str(tmp_path / "a")]) == 0
+    quiet = capfd.readouterr()
+    assert "clips right" in quiet.out
+    assert "[INFO]" not in quiet.err + quiet.out
+    assert main(args + ["--output", str(tmp_path / "b"), "--log-level", "info"]) == 0
+    loud = capfd.readouterr()
+    assert "[INFO]" in loud.err + loud.out and "landmark_node" in loud.err + loud.out
+
+
 def test_evaluate_video_refuses_a_missing_clip(tmp_path, capsys):
     (tmp_path / "labels.csv").write_text("path,label\nnot_there.mp4,sad\n")
     assert main(["evaluate-video", str(tmp_path), "--output", str(tmp_path / "o")]) == 2

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params-file", default=None, help="parameter YAML of the nodes (default: the package's)")
     p.add_argument("--frame-timeout", type=float, default=3.0, help="wait for a frame's outputs, s (default 3)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--log-level", default="warn",
+                   help="ROS log level of the nodes (default warn: their start-up lines would repeat for every clip)")
     p.set_defaults(func=run)
 
 
@@ -59,7 +61,8 @@ def cache_key(clip, params_file: str | None, max_frames: int | None) -> str:
     return h.hexdigest()[:16]
 
 
-def run_clip(clip, out_dir, params_file=None, max_frames=None, frame_timeout_s=3.0, progress=True) -> None:
+def run_clip(clip, out_dir, params_file=None, max_frames=None, frame_timeout_s=3.0, progress=True,
+             log_level: str | None = "warn") -> None:
     """``emotion-perception run`` on one clip (no annotated video) into ``out_dir``."""
     from ..launch_description import describe
     from ..offline import run_to_folder
@@ -67,7 +70,8 @@ def run_clip(clip, out_dir, params_file=None, max_frames=None, frame_timeout_s=3
 
     source = open_source(clip, max_frames=max_frames)
     desc = describe(params_file=params_file, available_only=True)
-    run_to_folder(source, out_dir, desc, progress=progress, video=False, frame_timeout_s=frame_timeout_s)
+    run_to_folder(source, out_dir, desc, progress=progress, video=False, frame_timeout_s=frame_timeout_s,
+                  log_level=log_level)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
                 if (cached / name).is_file():
                     shutil.copyfile(cached / name, run_dir / name)
         else:
-            run_clip(clip, run_dir, args.params_file, args.max_frames, args.frame_timeout, not args.quiet)
+            run_clip(clip, run_dir, args.params_file, args.max_frames, args.frame_timeout, not args.quiet,
+                     args.log_level)
             if cached is not None:
                 cached.mkdir(parents=True, exist_ok=True)
                 for name in (FRAMES_FILE, SUMMARY_FILE):
