@@ -70,16 +70,16 @@ def main(argv=None) -> Table:
                     out[k][0].append(b)
                     out[k][1].append(lm)
         n = len(frames)
-        b1, b2 = (np.array(out[k][0]) for k in (1, 2))
-        jit = {k: float(np.nanmean(np.abs(np.diff(np.array(out[k][0]), axis=0)))) * 1e3 for k in (1, 2)}
-        step = {k: float(np.nanmedian(np.linalg.norm(np.diff(np.array(out[k][1]), axis=0), axis=2))) * 1e3
-                for k in (1, 2)}
+        bs = {k: np.array(out[k][0]) for k in (1, 2)}
+        lms = {k: np.array(out[k][1]) for k in (1, 2)}
+        jit = {k: float(np.nanmean(np.abs(np.diff(bs[k], axis=0)))) * 1e3 for k in (1, 2)}
+        step = {k: float(np.nanmedian(np.linalg.norm(np.diff(lms[k], axis=0), axis=2))) * 1e3 for k in (1, 2)}
         ms = {k: cpu[k] * 1e3 / n for k in (1, 2)}
         cpu_ratios.append(ratio(ms[2], ms[1]))
         t.add(rel.split("/")[-1], n, ms[1], ms[2], ratio(ms[2], ms[1]), jit[1], jit[2], step[1], step[2],
-              float(np.nanmean(np.abs(b1 - b2))) * 1e3)
+              float(np.nanmean(np.abs(bs[1] - bs[2]))) * 1e3)
         t.data[rel] = {"frames": n, "cpu_ms": ms, "blendshape_jitter_x1e3": jit, "landmark_step_x1e3": step,
-                       "found": {k: float(np.mean(np.isfinite(np.array(out[k][0])[:, 0]))) for k in (1, 2)}}
+                       "found": {k: float(np.mean(np.isfinite(bs[k][:, 0]))) for k in (1, 2)}}
     t.notes.append(f"num_faces 2 against 1 on one face: CPU x{min(cpu_ratios):.2f}-{max(cpu_ratios):.2f}. Blendshape "
                    "jitter: mean |score(t) - score(t-1)| over the 52 scores (x 1000); landmark step: median distance "
                    "a landmark moves from one frame to the next (normalised image units x 1000); 1 vs 2: mean "

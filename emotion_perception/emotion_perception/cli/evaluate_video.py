@@ -27,6 +27,8 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from .run import add_offline_arguments
+
     p = sub.add_parser("evaluate-video", help="clip- and frame-level scores of the pipeline on labelled videos",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", help="folder of video files with a labels CSV")
@@ -38,10 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "default: each such clip its own person)")
     p.add_argument("--max-frames", type=int, default=None, help="score only the first N frames of each clip")
     p.add_argument("--params-file", default=None, help="parameter YAML of the nodes (default: the package's)")
-    p.add_argument("--frame-timeout", type=float, default=3.0, help="wait for a frame's outputs, s (default 3)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--log-level", default="warn",
-                   help="ROS log level of the nodes (default warn: their start-up lines would repeat for every clip)")
+    add_offline_arguments(p)
     p.set_defaults(func=run)
 
 

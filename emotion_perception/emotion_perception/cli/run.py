@@ -12,6 +12,15 @@ from __future__ import annotations
 import argparse
 
 
+def add_offline_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a run through the nodes one frame at a time (``offline.run_to_folder``),
+    shared by ``run`` and ``evaluate-video``."""
+    p.add_argument("--frame-timeout", type=float, default=3.0, help="wait for a frame's outputs, s (default 3)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--log-level", default="warn",
+                   help="ROS log level of the nodes (default warn: their start-up lines are INFO)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from .pipeline import add_description_arguments
 
@@ -26,9 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="send frames to the nodes as CompressedImage (JPEG) instead of Image "
                    "(a bag of CompressedImage is always replayed as such)")
     p.add_argument("--no-video", action="store_true", help="skip the annotated video")
-    p.add_argument("--frame-timeout", type=float, default=3.0, help="wait for a frame's outputs, s (default 3)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--log-level", default="warn", help="ROS log level of the nodes (default warn)")
+    add_offline_arguments(p)
     add_description_arguments(p, image_topic=False)
     p.set_defaults(func=run)
 

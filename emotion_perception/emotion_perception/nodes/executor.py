@@ -14,10 +14,10 @@ rebuilt only when the executor's guard condition fires: a node added or removed,
 entity created, :meth:`wake`) and, after one wait, takes and runs every ready entity
 in place, with rclpy's own ``_take_*`` helpers (the same timer info, service replies
 and QoS event handling; subscriptions with rclpy's take plus the loss count below).
-Nothing triggers a guard condition per callback, so each message costs one wake-up. While messages keep it busy, the services (parameters,
-type description) and the lazy nodes' matched events (:mod:`.lazy`) join a wait at
-most every :data:`SERVICE_POLL_S` and the other QoS event handlers every
-:data:`EVENT_POLL_S`. It is single-threaded like ``rclpy.spin``: callbacks never
+Nothing triggers a guard condition per callback, so each message costs one wake-up.
+While messages keep it busy, the services (parameters, type description) and the lazy
+nodes' matched events (:mod:`.lazy`) join a wait at most every :data:`SERVICE_POLL_S`
+and the other QoS event handlers every :data:`EVENT_POLL_S`. It is single-threaded like ``rclpy.spin``: callbacks never
 overlap, whatever their callback groups. A coroutine callback that awaits is handed to
 rclpy's task machinery and resumed on later spins.
 
