@@ -17,9 +17,10 @@ and QoS event handling; subscriptions with rclpy's take plus the loss count belo
 Nothing triggers a guard condition per callback, so each message costs one wake-up.
 While messages keep it busy, the services (parameters, type description) and the lazy
 nodes' matched events (:mod:`.lazy`) join a wait at most every :data:`SERVICE_POLL_S`
-and the other QoS event handlers every :data:`EVENT_POLL_S`. It is single-threaded like ``rclpy.spin``: callbacks never
-overlap, whatever their callback groups. A coroutine callback that awaits is handed to
-rclpy's task machinery and resumed on later spins.
+and the other QoS event handlers every :data:`EVENT_POLL_S`. It is single-threaded
+like ``rclpy.spin``: callbacks never overlap, whatever their callback groups. A
+coroutine callback that awaits is handed to rclpy's task machinery and resumed on
+later spins.
 
 A node that falls behind loses messages in its subscriptions' keep-last queues, and
 neither DDS nor rclpy says so. The executor counts them from the gaps in each
