@@ -27,6 +27,7 @@ BENCHMARKS = {
     "classifiers": (["--frames", "300"], ["--quick"]),
     "image_cnn": (["--frames", "200"], ["--quick"]),
     "max_faces": (["--frames", "600"], ["--quick"]),
+    "worker_order": (["--frames", "300"], ["--quick"]),
     "hri": (["--frames", "150"], ["--quick"]),
     "profile": (["--final-only", "--seconds", "20"], ["--final-only", "--seconds", "10"]),
     "profile_in_process": (["--in-process", "--final-only", "--seconds", "20"],

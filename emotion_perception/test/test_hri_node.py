@@ -437,7 +437,7 @@ def test_face_leaves_and_another_comes_back(nodes):
             stamps = []
             for k, rgb in enumerate(frames):
                 s = BASE_NS + k * 33_333_333
-                assert probe.send_until_served(rgb, s) is not None
+                assert probe.send_until_served(rgb, s) is not None, f"no faces/mesh for image {k}"
                 assert consumer.wait(lambda: s in consumer.tracked)
                 t_tracked = time.monotonic()
                 stamps.append(s)
@@ -480,7 +480,7 @@ def test_face_missing_from_one_image_keeps_its_id():
             served = []
             for k, rgb in enumerate([*frames[:4], blank, *frames[4:]]):
                 s = BASE_NS + k * 33_333_333
-                assert probe.send_until_served(rgb, s) is not None
+                assert probe.send_until_served(rgb, s) is not None, f"no faces/mesh for image {k}"
                 assert consumer.wait(lambda: s in consumer.tracked)
                 served.append(consumer.tracked[s])
             assert served[4] == [], f"out of tracked in the image without it: {served}"

@@ -444,29 +444,61 @@ class TestTwoWorkers:
         assert all(s == sides[0] for s in sides) and len(set(sides[0].values())) == 2, sides
         assert all(e._last_stamp_ms is not None for e in node._engines), "one engine did all the work"
 
-    @pytest.mark.parametrize("n_images", [9, 16])
-    def test_a_slow_image_holds_only_its_own_worker(self, two_workers, astronaut_rgb, n_images):
-        """One MediaPipe call that stalls (here 0.8 s) holds only its own worker: the
-        other keeps taking camera images at 20 Hz, so the queue (``queue_size`` 2) drops
-        none of 9 images, and every result still goes out in image order once the slow
-        one is done. (A worker that waited for the slow image's turn to publish left
-        the queue to overflow: 5 of the 9 were dropped.) Beyond MAX_FINISHED_WAITING
-        finished images (16 images) the other worker waits too: some are dropped and
-        counted, the rest answered in order, and the node runs on."""
+    def test_an_image_that_finds_the_first_worker_idle_goes_to_it(self, two_workers, astronaut_rgb):
+        """At a rate worker 0 keeps up with, it takes every image, so one MediaPipe
+        landmarker tracks each face from the image before. (Woken in turn, the workers
+        took every other image: where MediaPipe tracks, each landmarker then tracked from
+        two images back, and blendshapes jittered more: benchmarks/worker_order.py.)"""
         pipeline, probe = two_workers
         node = pipeline.nodes["landmark"]
-        probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h))  # both engines warm
+        wait_idle(node)
+        before = [e.searches for e in node._engines]  # max_faces 2, no pacing: one per image
+        for _ in range(6):
+            deadline = time.monotonic() + ANSWER_TIMEOUT_S
+            while not all(node._idle):
+                assert time.monotonic() < deadline, "the workers never went back to waiting"
+                time.sleep(0.01)
+            h = next_header()
+            node._on_image(rgb_to_image_msg(astronaut_rgb, h), {})  # no message info: not from DDS
+            with probe.cond:
+                assert probe.cond.wait_for(lambda: stamp_ns(h) in probe.meshes, timeout=ANSWER_TIMEOUT_S)
+        assert [e.searches - b for e, b in zip(node._engines, before)] == [6, 0]
+
+    @pytest.mark.parametrize("n_images", [9, 16])
+    def test_a_slow_image_holds_only_its_own_worker(self, two_workers, astronaut_rgb, n_images):
+        """One MediaPipe call that stalls holds only its own worker: the other keeps
+        taking camera images, so the queue (``queue_size`` 2) drops none of 9 images,
+        and every result still goes out in image order once the slow one is done. (A
+        worker that waited for the slow image's turn to publish left the queue to
+        overflow: 5 of the 9 were dropped.) Beyond MAX_FINISHED_WAITING finished images
+        (16 images) the other worker waits too: some are dropped and counted, the rest
+        answered in order, and the node runs on.
+
+        Paced by the node's state, not by the clock: the first image stalls until every
+        image was sent, and each next image is sent once the one before was taken from
+        the queue (or once the other worker holds MAX_FINISHED_WAITING finished images,
+        when nothing more will be taken)."""
+        pipeline, probe = two_workers
+        node = pipeline.nodes["landmark"]
         probe.ask(lambda h: rgb_to_image_msg(astronaut_rgb, h))
         stalls, lock = [1], threading.Lock()
+        stalled, release = threading.Event(), threading.Event()
 
         def slow_once(detect):
             def wrapper(rgb, image_time):
                 with lock:
                     stall, stalls[0] = stalls[0] > 0, 0
                 if stall:
-                    time.sleep(0.8)
+                    stalled.set()
+                    release.wait(ANSWER_TIMEOUT_S)
                 return detect(rgb, image_time)
             return wrapper
+
+        def until(condition, what: str) -> None:
+            deadline = time.monotonic() + ANSWER_TIMEOUT_S
+            while not condition():
+                assert time.monotonic() < deadline, what
+                time.sleep(0.005)
 
         assert node.set_parameters([Parameter("queue_size", value=2)])[0].successful
         for engine in node._engines:
@@ -475,9 +507,14 @@ class TestTwoWorkers:
             wait_idle(node)
             dropped_before = node._diag.snapshot()["dropped_total"]
             headers = [next_header() for _ in range(n_images)]
-            for h in headers:
+            for k, h in enumerate(headers):
                 node._on_image(rgb_to_image_msg(astronaut_rgb, h), {})  # no message info: not from DDS
-                time.sleep(0.05)
+                if k == 0:
+                    assert stalled.wait(ANSWER_TIMEOUT_S), "no worker took the first image"
+                else:
+                    until(lambda: not node._queue or len(node._done) >= MAX_FINISHED_WAITING,
+                          f"image {k} was never taken while the other worker stalled")
+            release.set()
             keys = [stamp_ns(h) for h in headers]
 
             def settled() -> bool:  # every image answered or dropped
@@ -494,6 +531,7 @@ class TestTwoWorkers:
             else:
                 assert 0 < dropped < n_images - MAX_FINISHED_WAITING, dropped
         finally:
+            release.set()
             for engine in node._engines:
                 del engine.detect  # the method again
             assert node.set_parameters([Parameter("queue_size", value=10)])[0].successful

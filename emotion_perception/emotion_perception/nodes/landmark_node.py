@@ -151,7 +151,14 @@ class LandmarkNode(Node):
         self._decode_warnings = 0
         self._bad = collections.Counter()
         self._faces_last = 0
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        # One condition per worker on the same lock: an image wakes the first idle worker
+        # in index order, so that at a rate worker 0 keeps up with, one MediaPipe
+        # landmarker sees every image and tracks each face from the image before (a
+        # plain notify() wakes the longest-waiting worker: the images would alternate).
+        self._wake = [threading.Condition(lock) for _ in self._engines]
+        self._idle = [False] * len(self._engines)
         self._queue: collections.deque = collections.deque()
         self._pending_options: list[LandmarkerOptions | None] = [None] * len(self._engines)
         self._pending_tracker: TrackerOptions | None = None  # new options: tracks end
@@ -219,7 +226,17 @@ class LandmarkNode(Node):
             while len(self._queue) > self._params["queue_size"]:
                 self._queue.popleft()
                 self._diag.dropped()
-            self._cond.notify()
+            self._wake_first_idle()
+
+    def _first_idle(self) -> int | None:
+        """Index of the first worker waiting for an image (call holding the lock)."""
+        return self._idle.index(True) if True in self._idle else None
+
+    def _wake_first_idle(self) -> None:
+        """Give the next queued image to the first idle worker (call holding the lock)."""
+        i = self._first_idle()
+        if self._queue and i is not None:
+            self._wake[i].notify()
 
     def _count_lost(self, info) -> None:
         """Images the camera published that never reached this node, from the gaps in
@@ -309,11 +326,14 @@ class LandmarkNode(Node):
         engine = self._engines[index]
         while True:
             with self._cond:
-                while not self._queue and not self._stop:
-                    self._cond.wait()
+                self._idle[index] = True
+                while not self._stop and not (self._queue and self._first_idle() == index):
+                    self._wake[index].wait()
+                self._idle[index] = False
                 if self._stop:
                     return
                 msg, image_seq, image_time, late = self._queue.popleft()
+                self._wake_first_idle()  # images still queued: the next idle worker takes one
                 seq, self._next_seq = self._next_seq, self._next_seq + 1
                 options, self._pending_options[index] = self._pending_options[index], None
             t0 = time.perf_counter()
@@ -436,7 +456,8 @@ class LandmarkNode(Node):
             self._destroyed = True
             with self._cond:
                 self._stop = True
-                self._cond.notify_all()
+                for wake in self._wake:
+                    wake.notify_all()
             with self._order:
                 self._order.notify_all()
             deadline = time.monotonic() + WORKER_JOIN_TIMEOUT_S
