@@ -302,21 +302,30 @@ def test_messages_a_slow_node_loses_in_its_queue_are_counted(contexts):
     assert sp.error is None
 
 
-def test_in_process_delivery_and_outside_listeners(contexts):
-    """Between nodes of one process a message is handed over in-process, in order, once;
-    while a subscriber outside the process listens, it goes through DDS for everyone,
-    still once each."""
+def talker_and_listener(context, subscribe):
+    """A talker publishing ``chatter`` and a listener that ``subscribe(listener)`` makes
+    subscribe to it, spun by one LeanExecutor with in-process delivery between them:
+    (talker's publisher, listener, executor, delivery)."""
     from emotion_perception.nodes.in_process import InProcessDelivery
 
-    talker, listener = Node("talker", context=contexts[0]), Node("listener", context=contexts[0])
-    got = []
-    listener.create_subscription(String, "chatter", lambda m: got.append(m.data), RESULT_QOS)
+    talker, listener = Node("talker", context=context), Node("listener", context=context)
+    subscribe(listener)
     pub = talker.create_publisher(String, "chatter", RESULT_QOS)
-    ex = LeanExecutor(context=contexts[0])
+    ex = LeanExecutor(context=context)
     ex.add_node(talker)
     ex.add_node(listener)
     delivery = InProcessDelivery(ex, [talker, listener])
     assert delivery.routes == {"/chatter": 1}
+    return pub, listener, ex, delivery
+
+
+def test_in_process_delivery_and_outside_listeners(contexts):
+    """Between nodes of one process a message is handed over in-process, in order, once;
+    while a subscriber outside the process listens, it goes through DDS for everyone,
+    still once each."""
+    got = []
+    pub, _, ex, delivery = talker_and_listener(
+        contexts[0], lambda n: n.create_subscription(String, "chatter", lambda m: got.append(m.data), RESULT_QOS))
     with Spinner(ex) as sp:
         wait_matched(pub)
         for i in range(20):
@@ -346,6 +355,54 @@ def test_in_process_delivery_and_outside_listeners(contexts):
     assert [g for g in got if g != "warm-up"] == [str(i) for i in range(40)]  # each once, in order
     assert [h for h in heard if h != "warm-up"] == [str(i) for i in range(20, 40)]
     assert delivery.published == 20 + warm_ups
+    assert sp.error is None
+
+
+def test_an_outside_listener_loses_nothing_while_a_node_of_the_process_unsubscribes(contexts):
+    """A lazy node going idle destroys its subscription (on the executor thread, where
+    it leaves DDS at once), then the routes follow. A message published in between
+    (the landmark node's workers publish from their own threads) must reach the
+    outside listener. Before the routes were suspended for the change, the talker's one
+    matched subscriber then was the outside one while the route still counted the
+    destroyed local one, so the message went in-process, to the destroyed
+    subscription's callback only (seen as a faces/mesh the test probe never got, 125 s
+    later, on a machine loaded 3 per core)."""
+    from emotion_perception.nodes.lazy import InputSubscriptions
+
+    got, heard = [], []
+
+    def subscribe(node):
+        node.inputs = InputSubscriptions(node, {"chatter": (String, lambda m: got.append(m.data))})
+        node.inputs.set(["chatter"])
+
+    pub, listener, ex, delivery = talker_and_listener(contexts[0], subscribe)
+    inputs = listener.inputs
+    outside = Node("outside", context=contexts[1])
+    outside.create_subscription(String, "chatter", lambda m: heard.append(m.data), RESULT_QOS)
+    outside_ex = LeanExecutor(context=contexts[1])
+    outside_ex.add_node(outside)
+    destroy = listener.destroy_subscription
+
+    def destroy_then_publish(sub):  # a worker thread's publish lands between the two steps
+        done = destroy(sub)
+        pub.publish(String(data="between"))
+        return done
+
+    listener.destroy_subscription = destroy_then_publish
+    with Spinner(ex) as sp, Spinner(outside_ex):
+        wait_matched(pub, 2)
+        deadline = time.monotonic() + TIMEOUT_S
+        while not heard:  # until the outside reader has matched the writer too
+            assert time.monotonic() < deadline, "outside listener never heard the talker"
+            pub.publish(String(data="warm-up"))
+            time.sleep(0.1)
+        ex.call_soon(lambda: inputs.set([]))  # the listener goes idle, on the executor thread as lazy nodes do
+        assert wait_until(lambda: "between" in heard), f"the outside listener lost it: {heard[-3:]}"
+        pub.publish(String(data="after"))
+        assert wait_until(lambda: "after" in heard)
+        time.sleep(0.3)
+    assert "between" not in got and "after" not in got, "delivered to a destroyed subscription"
+    assert delivery.routes == {} and heard.count("between") == 1
     assert sp.error is None
 
 

@@ -61,8 +61,9 @@ class InProcessDelivery:
     topic and type (see the module docstring).
 
     The routes follow the subscriptions: a node that subscribes or unsubscribes on
-    demand (:mod:`emotion_perception.nodes.lazy`) tells :meth:`refresh`, which routes
-    to the subscriptions that exist now. A callback that raises is reported for its
+    demand (:mod:`emotion_perception.nodes.lazy`) calls :meth:`suspend` before the
+    change (everything goes through DDS meanwhile) and :meth:`refresh` after it, which
+    routes to the subscriptions that exist now. A callback that raises is reported for its
     node (:mod:`emotion_perception.nodes.containment`); the other subscribers of that
     message still get it.
 
@@ -94,8 +95,24 @@ class InProcessDelivery:
         for node in self._nodes:
             for attr in list(vars(node).values()):
                 if isinstance(attr, InputSubscriptions):
+                    attr.before_change.append(self.suspend)
                     attr.on_change.append(self.refresh)
         self.refresh()
+
+    def suspend(self) -> None:
+        """Send everything through DDS until the next :meth:`refresh` (called before a
+        node's subscriptions change).
+
+        A publisher delivers in-process only while its matched subscriptions are no
+        more than the process's own that it routes to. A subscription destroyed before
+        the routes follow leaves the route counting it while DDS no longer does, so one
+        outside subscriber looks like the missing local one: a message published then
+        (the landmark node's workers publish from their own threads) would be handed to
+        the destroyed subscription's callback and never reach the outside subscriber.
+        Through DDS meanwhile, every subscription that exists gets it.
+        """
+        with self._lock:
+            self._targets = {}
 
     def refresh(self) -> None:
         """Route to the subscriptions the nodes have now."""

@@ -19,9 +19,10 @@ camera image at 30 Hz: ``benchmarks/lazy_wake.py``). Its /diagnostics says
 
 :class:`InputSubscriptions` is the part that makes and destroys the subscriptions: the
 fusion node uses it to subscribe to the members it fuses. Both tell their
-``on_change`` callbacks when the subscriptions changed, so that the one-process
-pipeline's in-process delivery (:mod:`emotion_perception.nodes.in_process`) routes
-to the subscriptions that exist now.
+``before_change`` callbacks before the subscriptions change and their ``on_change``
+callbacks after, so that the one-process pipeline's in-process delivery
+(:mod:`emotion_perception.nodes.in_process`) sends everything through DDS meanwhile
+and then routes to the subscriptions that exist now.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class InputSubscriptions:
 
     Attributes:
         subs: topic -> subscription, for the topics subscribed now.
+        before_change: called (no arguments) before the subscriptions change.
         on_change: called (no arguments) after the subscriptions changed.
     """
 
@@ -77,6 +79,7 @@ class InputSubscriptions:
         self._specs = dict(specs)
         self._qos = qos
         self.subs: dict = {}
+        self.before_change: list[Callable[[], None]] = []
         self.on_change: list[Callable[[], None]] = []
 
     @property
@@ -91,8 +94,13 @@ class InputSubscriptions:
     def set(self, topics: Iterable[str]) -> bool:
         """Subscribe to ``topics`` (of :attr:`topics`) and to no other; True if anything changed."""
         wanted = set(topics)
+        gone = [t for t in self.subs if t not in wanted]
+        if not gone and all(t in self.subs for t in self._specs if t in wanted):
+            return False
+        for f in list(self.before_change):
+            f()
         changed = False
-        for t in [t for t in self.subs if t not in wanted]:
+        for t in gone:
             self._node.destroy_subscription(self.subs.pop(t))
             changed = True
         for t in self._specs:
