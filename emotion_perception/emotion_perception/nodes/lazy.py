@@ -95,23 +95,19 @@ class InputSubscriptions:
         """Subscribe to ``topics`` (of :attr:`topics`) and to no other; True if anything changed."""
         wanted = set(topics)
         gone = [t for t in self.subs if t not in wanted]
-        if not gone and all(t in self.subs for t in self._specs if t in wanted):
+        new = [t for t in self._specs if t in wanted and t not in self.subs]  # in the specs' order
+        if not gone and not new:
             return False
         for f in list(self.before_change):
             f()
-        changed = False
         for t in gone:
             self._node.destroy_subscription(self.subs.pop(t))
-            changed = True
-        for t in self._specs:
-            if t in wanted and t not in self.subs:
-                msg_type, callback = self._specs[t]
-                self.subs[t] = self._node.create_subscription(msg_type, t, callback, self._qos)
-                changed = True
-        if changed:
-            for f in list(self.on_change):
-                f()
-        return changed
+        for t in new:
+            msg_type, callback = self._specs[t]
+            self.subs[t] = self._node.create_subscription(msg_type, t, callback, self._qos)
+        for f in list(self.on_change):
+            f()
+        return True
 
 
 class LazyInputs(InputSubscriptions):
