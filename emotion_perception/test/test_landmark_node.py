@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import DATA, own_ros_domain_fixture, read_rgb
+from conftest import DATA, own_ros_domain_fixture, read_rgb, wait_until
 from diagnostic_msgs.msg import DiagnosticArray
 from emotion_perception.assets import ModelFileError, models_dir, recorded_sums
 from emotion_perception.conversions import rgb_to_compressed_msg, rgb_to_image_msg
@@ -135,7 +135,7 @@ def wait_idle(node, quiet_s: float = 0.5) -> None:
     deadline = time.monotonic() + ANSWER_TIMEOUT_S
     last_seq, since = None, time.monotonic()
     while time.monotonic() < deadline:
-        with node._cond:
+        with node._lock:
             seq, queued = node._next_seq, len(node._queue)
         busy = queued or node._committed != seq
         if seq != last_seq or busy:
@@ -271,7 +271,7 @@ class TestImage:
             headers = [next_header() for _ in range(sent)]
             wait_idle(node)  # a late copy an earlier ask() re-published must not share the queue
             dropped_before = node._diag.snapshot()["dropped_total"]
-            with node._cond:  # the worker cannot take an image while we hold its lock
+            with node._lock:  # the worker cannot take an image while we hold its lock
                 for h in headers:
                     node._on_image(rgb_to_image_msg(astronaut_rgb, h), {})  # no message info: not from DDS
             with probe.cond:
@@ -429,7 +429,7 @@ class TestTwoWorkers:
         both = self.two_faces(muxspace_images)
         probe.ask(lambda h: rgb_to_image_msg(both, h, "bgr8"))  # warm up both engines' first frame
         headers = [next_header() for _ in range(8)]  # within queue_size: none dropped
-        with node._cond:  # queue them all at once: both workers get busy
+        with node._lock:  # queue them all at once: both workers get busy
             for h in headers:
                 node._on_image(rgb_to_image_msg(both, h, "bgr8"), {})  # no message info: not from DDS
         keys = [stamp_ns(h) for h in headers]
@@ -454,10 +454,7 @@ class TestTwoWorkers:
         wait_idle(node)
         before = [e.searches for e in node._engines]  # max_faces 2, no pacing: one per image
         for _ in range(6):
-            deadline = time.monotonic() + ANSWER_TIMEOUT_S
-            while not all(node._idle):
-                assert time.monotonic() < deadline, "the workers never went back to waiting"
-                time.sleep(0.01)
+            assert wait_until(lambda: all(node._idle), ANSWER_TIMEOUT_S), "the workers never went back to waiting"
             h = next_header()
             node._on_image(rgb_to_image_msg(astronaut_rgb, h), {})  # no message info: not from DDS
             with probe.cond:
@@ -494,12 +491,6 @@ class TestTwoWorkers:
                 return detect(rgb, image_time)
             return wrapper
 
-        def until(condition, what: str) -> None:
-            deadline = time.monotonic() + ANSWER_TIMEOUT_S
-            while not condition():
-                assert time.monotonic() < deadline, what
-                time.sleep(0.005)
-
         assert node.set_parameters([Parameter("queue_size", value=2)])[0].successful
         for engine in node._engines:
             engine.detect = slow_once(engine.detect)  # the first image taken stalls
@@ -512,8 +503,9 @@ class TestTwoWorkers:
                 if k == 0:
                     assert stalled.wait(ANSWER_TIMEOUT_S), "no worker took the first image"
                 else:
-                    until(lambda: not node._queue or len(node._done) >= MAX_FINISHED_WAITING,
-                          f"image {k} was never taken while the other worker stalled")
+                    taken = wait_until(lambda: not node._queue or len(node._done) >= MAX_FINISHED_WAITING,
+                                       ANSWER_TIMEOUT_S, 0.005)
+                    assert taken, f"image {k} was never taken while the other worker stalled"
             release.set()
             keys = [stamp_ns(h) for h in headers]
 

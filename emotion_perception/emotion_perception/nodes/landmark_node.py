@@ -151,13 +151,14 @@ class LandmarkNode(Node):
         self._decode_warnings = 0
         self._bad = collections.Counter()
         self._faces_last = 0
-        lock = threading.RLock()
-        self._cond = threading.Condition(lock)
-        # One condition per worker on the same lock: an image wakes the first idle worker
+        # Guards the queue, the workers' idle flags and the pending options (reentrant:
+        # a test queues images while holding it).
+        self._lock = threading.RLock()
+        # One condition per worker on that lock: an image wakes the first idle worker
         # in index order, so that at a rate worker 0 keeps up with, one MediaPipe
         # landmarker sees every image and tracks each face from the image before (a
         # plain notify() wakes the longest-waiting worker: the images would alternate).
-        self._wake = [threading.Condition(lock) for _ in self._engines]
+        self._wake = [threading.Condition(self._lock) for _ in self._engines]
         self._idle = [False] * len(self._engines)
         self._queue: collections.deque = collections.deque()
         self._pending_options: list[LandmarkerOptions | None] = [None] * len(self._engines)
@@ -217,7 +218,7 @@ class LandmarkNode(Node):
         and wake the worker; count the camera's images that never arrived."""
         arrival = time.monotonic_ns()
         self._count_lost(info)
-        with self._cond:
+        with self._lock:
             self._image_seq += 1
             image_time, fault = self._stream_clock(stamp_ns(msg.header), arrival)
             if fault is not None:  # said before the image's result can be out
@@ -289,7 +290,7 @@ class LandmarkNode(Node):
                                 "docs/landmarks.md. Counted in /diagnostics stamps_" + fault + "_total")
 
     def _on_params(self, updates: dict) -> None:
-        with self._cond:
+        with self._lock:
             self._params.update(updates)
             if set(updates) <= {"queue_size"}:
                 self.get_logger().info(f"parameters changed: {updates}")
@@ -325,7 +326,7 @@ class LandmarkNode(Node):
         name_os_thread(f"lm-worker-{index}")
         engine = self._engines[index]
         while True:
-            with self._cond:
+            with self._lock:
                 self._idle[index] = True
                 while not self._stop and not (self._queue and self._first_idle() == index):
                     self._wake[index].wait()
@@ -429,7 +430,7 @@ class LandmarkNode(Node):
                     self._order.notify_all()
 
     def _publish(self, msg, image_seq: int, detections, crops, t0: float) -> None:
-        with self._cond:
+        with self._lock:
             tracker_options, self._pending_tracker = self._pending_tracker, None
         if tracker_options is not None:
             self._ids.tracker.options = tracker_options
@@ -454,7 +455,7 @@ class LandmarkNode(Node):
         """Stop the workers (after the images in progress), release MediaPipe, destroy."""
         if not getattr(self, "_destroyed", True):
             self._destroyed = True
-            with self._cond:
+            with self._lock:
                 self._stop = True
                 for wake in self._wake:
                     wake.notify_all()
