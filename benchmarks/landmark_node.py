@@ -26,16 +26,14 @@ from common import RESOLUTIONS, BareMediaPipe, Table, compose_frames, isolate_do
 
 
 def image_msg(rgb, stamp_ns: int):
-    from sensor_msgs.msg import Image
+    """An rgb8 camera image of frame ``camera`` stamped ``stamp_ns``."""
+    from std_msgs.msg import Header
 
-    m = Image()
-    m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-    m.header.frame_id = "camera"
-    m.height, m.width = rgb.shape[:2]
-    m.encoding = "rgb8"
-    m.step = rgb.shape[1] * 3
-    m.data = rgb.tobytes()
-    return m
+    from emotion_perception.conversions import rgb_to_image_msg
+
+    header = Header(frame_id="camera")
+    header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    return rgb_to_image_msg(rgb, header)
 
 
 def core_vs_bare(frames, faces: int, warmup: int = 5) -> tuple[dict, dict, int, int]:

@@ -260,7 +260,6 @@ class Camera:
         self.pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
         self.got: dict[str, dict[int, float]] = {t: {} for t in topics}
         self.lock = threading.Lock()
-        self._Image = Image
         for t in topics:
             if t in (HRI_TRACKED, HRI_EXPRESSION):
                 continue
@@ -366,16 +365,16 @@ class Camera:
     def prepare(self, frames) -> None:
         """Build the Image messages once, so publishing costs no Python copying. They
         replace the frames prepared before, all of them."""
-        msgs = {}
-        for i, f in enumerate(frames):
-            m = self._Image()
-            m.header.frame_id = "camera"
-            m.height, m.width = f.shape[:2]
-            m.encoding = "rgb8"
-            m.step = f.shape[1] * 3
-            m.data = f.tobytes()
-            msgs[i] = m
-        self._msgs = msgs
+        self._msgs = {i: self.image_msg(f) for i, f in enumerate(frames)}
+
+    @staticmethod
+    def image_msg(rgb):
+        """An rgb8 camera image of frame ``camera``; :meth:`publish` stamps it."""
+        from std_msgs.msg import Header
+
+        from emotion_perception.conversions import rgb_to_image_msg
+
+        return rgb_to_image_msg(rgb, Header(frame_id="camera"))
 
     def publish(self, i: int) -> int:
         m = self._msgs[i % len(self._msgs)]

@@ -58,7 +58,7 @@ def main(argv=None) -> Table:
                     cap = cv2.VideoCapture(str(video))
                     loops += 1
                     continue
-                cam._msgs = {0: _msg(cam, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))}
+                cam._msgs = {0: cam.image_msg(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))}
                 s = cam.publish(0)
                 sent.append(s)
                 if time.monotonic() - t0 > 60.0 * len(per_minute):
@@ -109,16 +109,6 @@ def main(argv=None) -> Table:
         t.notes.append("Not running: " + ", ".join(f"{n} ({w})" for n, w in procs.unavailable.items()) + ".")
     t.done()
     return t
-
-
-def _msg(cam: Camera, rgb):
-    m = cam._Image()
-    m.header.frame_id = "camera"
-    m.height, m.width = rgb.shape[:2]
-    m.encoding = "rgb8"
-    m.step = rgb.shape[1] * 3
-    m.data = rgb.tobytes()
-    return m
 
 
 if __name__ == "__main__":

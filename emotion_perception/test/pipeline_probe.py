@@ -16,7 +16,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
+from emotion_perception.conversions import rgb_to_image_msg
 from emotion_perception.nodes.qos import RESULT_QOS, SENSOR_QOS
 
 #: Output topics of the package: topic -> (message module, class).
@@ -45,14 +47,10 @@ def stamp_of(msg) -> int:
 
 
 def image_msg(rgb: np.ndarray, stamp_ns: int) -> Image:
-    m = Image()
-    m.header.stamp.sec, m.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    m.header.frame_id = "camera"
-    m.height, m.width = rgb.shape[:2]
-    m.encoding = "rgb8"
-    m.step = rgb.shape[1] * 3
-    m.data = rgb.tobytes()
-    return m
+    """An rgb8 camera image of frame ``camera`` stamped ``stamp_ns``."""
+    header = Header(frame_id="camera")
+    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return rgb_to_image_msg(rgb, header)
 
 
 class Probe:
