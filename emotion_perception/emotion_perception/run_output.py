@@ -53,6 +53,29 @@ def best_estimate(face: dict) -> dict | None:
     return max(ems, key=lambda e: e["confidence"] or 0.0) if ems else None
 
 
+def probabilities_7(estimate: dict) -> np.ndarray | None:
+    """An estimate's probabilities, as ``frames.jsonl`` records them, mapped onto the
+    7 classes (:func:`fusion.to_7`); None where it carries none."""
+    from .fusion import to_7
+
+    probs = estimate.get("probabilities") or {}
+    if not probs or any(v is None for v in probs.values()):
+        return None
+    return to_7(list(probs), list(probs.values()))
+
+
+def clip_decision(p) -> tuple[str | None, np.ndarray | None]:
+    """A clip's label under the documented rule (argmax of the mean of its frames'
+    7-class probabilities; :mod:`video_eval` says why this rule) and that mean;
+    (None, None) without estimates."""
+    from .types import EMOTIONS_7
+
+    if p is None or not len(p):
+        return None, None
+    mean = np.asarray(p, np.float64).mean(0)
+    return EMOTIONS_7[int(np.argmax(mean))], mean
+
+
 def annotate(rgb: np.ndarray, result) -> np.ndarray:
     """A BGR copy of ``rgb`` with mesh, box, label, gaze arrow and eye/mouth states drawn."""
     import cv2
@@ -157,7 +180,9 @@ class RunWriter:
 
 
 def summarise(records: list[dict], info: dict) -> dict:
-    """Per-face and per-model majority labels, mean fused probabilities, output counts."""
+    """Per face and per model: the clip label (:func:`clip_decision`, the rule
+    ``evaluate-video`` scores) with its mean probability, the majority of the published
+    labels and their counts; mean fused probabilities; output counts."""
     faces: dict[str, dict] = {}
     missing = collections.Counter()
     lat = collections.defaultdict(list)
@@ -168,14 +193,19 @@ def summarise(records: list[dict], info: dict) -> dict:
         for f in r["faces"]:
             d = faces.setdefault(f["face_id"], {"frames": 0, "first_s": r["time_s"], "last_s": r["time_s"],
                                                 "labels": collections.defaultdict(collections.Counter),
+                                                "p7": collections.defaultdict(list),
                                                 "fused_probs": [], "looking": [], "talking": 0, "drowsy": 0})
             d["frames"] += 1
             d["last_s"] = r["time_s"]
-            for model, e in f["emotions"].items():
-                d["labels"][model][e["label"]] += 1
+            ests = dict(f["emotions"])
             if f["fused"]:
-                d["labels"]["fused"][f["fused"]["label"]] += 1
+                ests["fused"] = f["fused"]
                 d["fused_probs"].append(f["fused"]["probabilities"])
+            for model, e in ests.items():
+                d["labels"][model][e["label"]] += 1
+                p7 = probabilities_7(e)
+                if p7 is not None:
+                    d["p7"][model].append(p7)
             a = f.get("attention")
             if a:
                 if a.get("looking_at_camera") is not None:
@@ -188,8 +218,11 @@ def summarise(records: list[dict], info: dict) -> dict:
         if d["fused_probs"]:
             classes = list(d["fused_probs"][0])
             mean_probs = {c: round(float(np.mean([p.get(c) or 0.0 for p in d["fused_probs"]])), 4) for c in classes}
+        decided = {m: clip_decision(p) for m, p in d["p7"].items()}
         out_faces[fid] = {
             "frames": d["frames"], "first_s": d["first_s"], "last_s": d["last_s"],
+            "clip_label": {m: lab for m, (lab, _) in decided.items()},
+            "clip_label_probability": {m: round(float(mean.max()), 4) for m, (_, mean) in decided.items()},
             "majority": {m: c.most_common(1)[0][0] for m, c in d["labels"].items()},
             "label_counts": {m: dict(c) for m, c in d["labels"].items()},
             "mean_fused_probabilities": mean_probs,

@@ -12,14 +12,15 @@ frames where that model published an estimate of the main face, of its probabili
 mapped onto the 7 classes (:func:`fusion.to_7`). The same rule for every member and for
 the fused output, so they are compared on the same frames; a model that published
 nothing for a clip has no decision there (counted as wrong, listed under
-``no_estimate``). Why the mean of the probabilities: every frame counts with the
-probability the model gave it; the mean of log-probabilities multiplies the frames'
-estimates as if they were independent (a face's frames are not, and the fused stream
-is already smoothed over time), so a few frames near 0 veto a class; a vote of the
-``confident`` frames drops the frames the model is unsure of, which on subtle faces is
-most of them. The two others are reported beside it (``right_by_rule``,
-:func:`clip_decisions`); on the 16 labelled clips held out they agree with it
-(``models/fused.md``, "On video").
+``no_estimate``). ``run``'s ``summary.json`` (``clip_label``) and ``make demo`` decide
+a face's clip label by the same rule (:func:`run_output.clip_decision`). Why the mean
+of the probabilities: every frame counts with the probability the model gave it; the
+mean of log-probabilities multiplies the frames' estimates as if they were independent
+(a face's frames are not, and the fused stream is already smoothed over time), so a few
+frames near 0 veto a class; a vote of the ``confident`` frames drops the frames the
+model is unsure of, which on subtle faces is most of them. The two others are reported
+beside it (``right_by_rule``, :func:`clip_decisions`); on the 16 labelled clips held
+out they agree with it (``models/fused.md``, "On video").
 
 **Frame level.** Every frame with an estimate carries its clip's label. Accuracy,
 macro-F1, expected calibration error (ECE, top label, 15 bins) and NLL of the
@@ -39,7 +40,7 @@ import pathlib
 
 import numpy as np
 
-from .run_output import main_face
+from .run_output import clip_decision, main_face, probabilities_7
 from .types import EMOTIONS_7
 
 #: Model key of the fused output in the scores (the members keep their topic's key:
@@ -83,8 +84,6 @@ def streams(records: list[dict]) -> dict[str, dict]:
         "confident": (F,) bool, "frames_used": (F,) int, "model": the producing model's name,
         "raw": list of the estimate dicts}}; models with no estimate are absent.
     """
-    from .fusion import to_7
-
     out: dict[str, dict] = {}
     for rec in records:
         face = main_face(rec)
@@ -94,15 +93,15 @@ def streams(records: list[dict]) -> dict[str, dict]:
         if face.get("fused"):
             ests[FUSED] = face["fused"]
         for key, e in ests.items():
-            probs = e.get("probabilities") or {}
-            if not probs or any(v is None for v in probs.values()):
+            p7 = probabilities_7(e)
+            if p7 is None:
                 continue
             s = out.setdefault(key, {"frame": [], "stamp_ns": [], "p": [], "confident": [], "model": e["model"],
                                      "frames_used": [], "raw": []})
             s["frame"].append(rec["frame"])
             s["frames_used"].append(int(e.get("frames_used") or 1))
             s["stamp_ns"].append(rec["stamp_ns"])
-            s["p"].append(to_7(list(probs), list(probs.values())))
+            s["p"].append(p7)
             s["confident"].append(bool(e["confident"]))
             s["raw"].append(e)
     for s in out.values():
@@ -112,15 +111,6 @@ def streams(records: list[dict]) -> dict[str, dict]:
         s["confident"] = np.asarray(s["confident"], bool)
         s["frames_used"] = np.asarray(s["frames_used"], int)
     return out
-
-
-def clip_decision(p: np.ndarray) -> tuple[str | None, np.ndarray | None]:
-    """The clip's label under the documented rule (argmax of the mean 7-class
-    probabilities) and that mean; (None, None) without estimates."""
-    if p is None or not len(p):
-        return None, None
-    mean = np.asarray(p, np.float64).mean(0)
-    return EMOTIONS_7[int(np.argmax(mean))], mean
 
 
 #: The clip decision rules reported side by side; the first is the documented one

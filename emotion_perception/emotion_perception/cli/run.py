@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
                             frame_timeout_s=args.frame_timeout, log_level=args.log_level)
     print(json.dumps({k: summary[k] for k in ("frames", "frames_with_face", "nodes", "wall_time_s")}))
     for fid, f in summary["faces"].items():
-        print(f"{fid}: {f['frames']} frames, majority {f['majority']}")
+        print(f"{fid}: {f['frames']} frames, clip label {f['clip_label']} (mean probability), "
+              f"majority of frames {f['majority']}")
     print(f"results in {args.output}")
     return 0
