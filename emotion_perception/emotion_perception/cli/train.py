@@ -1,12 +1,20 @@
-"""``emotion-perception train``: reproduce a shipped sequence model from the shared data.
+"""``emotion-perception train``: reproduce a shipped model from the shared data.
 
-``train transformer`` builds the landmark sequence transformer, ``train lstm`` the
-7-class blendshape LSTM and ``train lstm-3class`` the 3-class one (happy, sad,
-unknown). Each writes its ``.tflite`` file and the JSON/.npz files beside it
-(normalisation statistics, class names, kept features) into ``--out`` and prints the
-held-out metrics it reached. Training uses TensorFlow/Keras (imported only here);
-inference uses LiteRT. ``--quick`` trains a tiny model on a small subset in seconds
-(for tests), not a model to ship.
+Each target is the command its model card (``emotion_perception/models/*.md``) names:
+
+- ``transformer``: the landmark-sequence transformer (6 classes);
+- ``lstm`` and ``lstm-3class``: the blendshape LSTMs (7 classes; happy, sad, unknown);
+- ``svm-landmarks``, ``svm-blendshapes``: the frame classifiers (scikit-learn, skops);
+- ``gnn-landmarks``: the mesh graph network (measured, not fused);
+- ``image-cnn``: the face-crop CNN on FER+ (checkpointed: the same command resumes);
+- ``fused``: the fusion's pooling parameters, fitted on the shipped members' held-out
+  outputs (``--video`` adds the stream profile fitted on labelled clips).
+
+Each writes its model files (``.tflite``, ``.skops``, JSON, ``.npz``) into ``--out``,
+updates ``SHA256SUMS`` there and prints the held-out metrics it reached. Training uses
+TensorFlow/Keras and scikit-learn (imported only here); inference uses LiteRT.
+``--quick`` trains a tiny model on a small subset in seconds (for tests), not a model
+to ship.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ FRAME_IMAGE_TARGETS = ("svm-landmarks", "svm-blendshapes", "gnn-landmarks", "ima
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a sequence model (transformer, lstm, lstm-3class) from the shared data",
+    p = sub.add_parser("train", help="reproduce a shipped model (sequence, frame, image or fusion) from the shared data",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", choices=TARGETS + FRAME_IMAGE_TARGETS, help="which model")
     p.add_argument("--data", default=None,
@@ -39,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-tta", action="store_true", help="export without averaging the mirrored crop")
     g = p.add_argument_group("fused")
     g.add_argument("--video", nargs="+", default=None, metavar="RUNS",
-                   help="`evaluate-video --output` folders of labelled clips: the image profile is also fitted on "
+                   help="`evaluate-video --output` folders of labelled clips: the stream profiles are also fitted on "
                         "the members' recorded outputs there, judged leave-one-actor-out (models/fused.md)")
     p.set_defaults(func=run)
 
