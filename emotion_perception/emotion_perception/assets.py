@@ -83,6 +83,23 @@ def recorded_sums(directory: pathlib.Path) -> dict[str, str]:
     return sums
 
 
+def record_sums(paths: list[pathlib.Path]) -> None:
+    """Record the sha256 of ``paths`` (files of one folder) in that folder's
+    ``SHA256SUMS``, replacing their old lines and keeping the others; what training
+    writes beside a model it exports."""
+    paths = [pathlib.Path(p) for p in paths]
+    folder = paths[0].parent
+    if any(p.parent != folder for p in paths):
+        raise ValueError(f"{[str(p) for p in paths]}: files of one folder only")
+    sums = folder / SUMS_NAME
+    lines = sums.read_text().splitlines() if sums.is_file() else []
+    names = {p.name for p in paths}
+    lines = [ln for ln in lines if len(ln.split()) != 2 or ln.split()[1].lstrip("*") not in names]
+    lines += [f"{sha256_of(p)}  {p.name}" for p in paths]
+    sums.write_text("\n".join(lines) + "\n")
+    recorded_sums.cache_clear()
+
+
 def verified_path(name_or_path: str | os.PathLike, expected_sha256: str | None = None) -> pathlib.Path:
     """Resolve a model file and check its sha256 before anyone loads it.
 

@@ -83,6 +83,26 @@ def test_tampered_truncated_missing_model_refused(tmp_path):
         assets.verified_path(tmp_path / "unlisted.task")
 
 
+def test_a_retrained_model_is_recorded_and_then_loads_in_the_same_process(tmp_path):
+    """What training does after an export: the new file's sum replaces its old line,
+    other lines stay, and the file verifies at once (the sums are cached per folder)."""
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"first")
+    (tmp_path / "other.json").write_text("{}")
+    assets.record_sums([model, tmp_path / "other.json"])
+    assert assets.verified_path(model) == model
+    model.write_bytes(b"second")  # retrained: the recorded sum is now stale
+    with pytest.raises(assets.ModelFileError):
+        assets.verified_path(model)
+    assets.record_sums([model])
+    assert assets.verified_path(model) == model
+    lines = (tmp_path / "SHA256SUMS").read_text().splitlines()
+    assert [ln.split()[1] for ln in lines] == ["other.json", "m.tflite"]
+    assert assets.verified_path(tmp_path / "other.json")
+    with pytest.raises(ValueError, match="one folder"):
+        assets.record_sums([model, tmp_path.parent / "elsewhere.json"])
+
+
 # ---------------------------------------------------------------- conversions
 
 def _face(face_id="face_1") -> Face:

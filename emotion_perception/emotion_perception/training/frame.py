@@ -34,13 +34,13 @@ model's JSON file.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import pathlib
 import time
 
 import numpy as np
 
+from ..assets import record_sums
 from ..types import EMOTIONS_7
 from . import augment as aug
 from . import data as D
@@ -126,18 +126,6 @@ def _save(out: pathlib.Path, stem: str, bundle: dict, meta: dict) -> list[pathli
     return [model_path, meta_path]
 
 
-def register_sums(paths: list[pathlib.Path]) -> None:
-    """Record the sha256 of ``paths`` in the SHA256SUMS beside them (replacing old lines)."""
-    folder = paths[0].parent
-    sums = folder / "SHA256SUMS"
-    lines = sums.read_text().splitlines() if sums.is_file() else []
-    names = {p.name for p in paths}
-    lines = [ln for ln in lines if ln.split()[-1].lstrip("*") not in names]
-    for p in paths:
-        lines.append(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}")
-    sums.write_text("\n".join(lines) + "\n")
-
-
 def svm_landmarks_rows(data_dir):
     """The original rows of svm-landmarks (FER-2013 train + capped muxspace train),
     its fit and calibration indices, and the random generator after the split (the
@@ -191,7 +179,7 @@ def train_svm_landmarks(data_dir, out, register: bool = True, augment: bool = AU
             "metrics": metrics, "sample_accuracy_first_500_fer_public_test": sample}
     paths = _save(pathlib.Path(out), "svm_landmarks", {"svm": svm, "calibrator": calib}, meta)
     if register:
-        register_sums(paths)
+        record_sums(paths)
     print(json.dumps(meta, indent=2))
     print(f"trained in {time.time() - t0:.0f} s")
     return meta
@@ -226,7 +214,7 @@ def train_svm_blendshapes(data_dir, out, register: bool = True) -> dict:
             "fit_rows": int(len(y)), "metrics": metrics}
     paths = _save(pathlib.Path(out), "svm_blendshapes", {"svm": svm, "calibrator": calib}, meta)
     if register:
-        register_sums(paths)
+        record_sums(paths)
     print(json.dumps(meta, indent=2))
     print(f"trained in {time.time() - t0:.0f} s")
     return meta

@@ -248,7 +248,8 @@ def _stream_profile(per: dict, labels, y, video_runs, temps: dict, image_profile
 
 
 def train_fusion(data_dir, out, register: bool = True, video_runs=None) -> dict:
-    from .frame import register_sums, svm_landmarks_rows
+    from ..assets import record_sums
+    from .frame import svm_landmarks_rows
 
     members = _load_members(CANDIDATES)
     raf = D.load_rafdb(data_dir, "train")
@@ -327,7 +328,7 @@ def train_fusion(data_dir, out, register: bool = True, video_runs=None) -> dict:
     path = out / PARAMS_FILE
     path.write_text(json.dumps(result, indent=2) + "\n")
     if register:
-        register_sums([path])
+        record_sums([path])
     print(json.dumps({k: result[k] for k in ("profiles", "metrics", "calibration", "valence_arousal")}, indent=1))
     return result
 

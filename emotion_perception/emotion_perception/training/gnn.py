@@ -93,7 +93,8 @@ def train_gnn(data_dir, out, register: bool = True, epochs: int | None = None, q
     import keras
 
     from ..features import normalised_xy
-    from .frame import MIRROR_FACES, register_sums, svm_landmarks_rows
+    from ..assets import record_sums
+    from .frame import MIRROR_FACES, svm_landmarks_rows
     from .keras_seq import export_tflite
 
     tf.config.threading.set_intra_op_parallelism_threads(2)
@@ -155,7 +156,7 @@ def train_gnn(data_dir, out, register: bool = True, epochs: int | None = None, q
     mpath = out / "gnn_landmarks.json"
     mpath.write_text(json.dumps(meta, indent=2) + "\n")
     if register:
-        register_sums([path, mpath])
+        record_sums([path, mpath])
     print(json.dumps(meta, indent=2))
     print(f"trained in {time.time() - t0:.0f} s")
     return meta

@@ -438,7 +438,7 @@ def train_image_cnn(data, out, recipe: Recipe | None = None, checkpoint_dir=None
                     compare_exports: bool = True) -> dict:
     """Train, export, evaluate the exported file with LiteRT on FER+ valid, write the JSON
     and confusion PNG; returns the JSON's content."""
-    from .frame import register_sums
+    from ..assets import record_sums
     from .keras_seq import setup_tf
 
     r = recipe or Recipe()
@@ -501,7 +501,7 @@ def train_image_cnn(data, out, recipe: Recipe | None = None, checkpoint_dir=None
     mpath = out / f"{MODEL_STEM}.json"
     mpath.write_text(json.dumps(meta, indent=2) + "\n")
     if register:
-        register_sums([path, mpath, png])
+        record_sums([path, mpath, png])
     if progress:
         m = metrics["majority"]
         print(f"FER+ valid (majority label, n={m['n']}): accuracy {m['accuracy']}, macro-F1 {m['macro_f1']}; "

@@ -129,17 +129,6 @@ def export_tflite(tf, model, input_shape: tuple[int, ...], path: pathlib.Path) -
     return hashlib.sha256(data).hexdigest()
 
 
-def record_sha256(out_dir: pathlib.Path, files: list[pathlib.Path]) -> None:
-    """Add or replace the files' lines in ``out_dir/SHA256SUMS``."""
-    sums_path = out_dir / "SHA256SUMS"
-    lines = sums_path.read_text().splitlines() if sums_path.is_file() else []
-    names = {f.name for f in files}
-    lines = [ln for ln in lines if len(ln.split()) != 2 or ln.split()[1].lstrip("*") not in names]
-    for f in files:
-        lines.append(f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.name}")
-    sums_path.write_text("\n".join(lines) + "\n")
-
-
 def one_frame_metrics(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
                       class_names) -> dict:
     """Accuracy and macro-F1 of ``predict`` (clips -> probabilities) on rows fed as

@@ -98,8 +98,8 @@ def build(keras, window: int, n_features: int, n_classes: int, units=UNITS, batc
 
 def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool = False, seed: int = 0) -> dict:
     """Train and export ``lstm`` or ``lstm-3class``; returns the measured metrics."""
-    from .keras_seq import (class_weights, export_tflite, fit_best, make_dataset, one_frame_metrics, record_sha256,
-                            setup_tf)
+    from ..assets import record_sums
+    from .keras_seq import class_weights, export_tflite, fit_best, make_dataset, one_frame_metrics, setup_tf
 
     tf, keras = setup_tf(seed)
     out_dir = pathlib.Path(out_dir)
@@ -190,6 +190,6 @@ def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool
     }
     meta_path = out_dir / f"{stem}.json"
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
-    record_sha256(out_dir, [tfl, meta_path])
+    record_sums([tfl, meta_path])
     return {"tflite": str(tfl), "meta": str(meta_path), "kept": len(kept), "kept_by_rule": len(rule),
             **{k: v for k, v in metrics.items()}, "wall_s": meta["training"]["wall_s"]}

@@ -97,8 +97,8 @@ def features_of(d: dict) -> np.ndarray:
 def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool = False, seed: int = 0) -> dict:
     """Train and export ``transformer``; returns the measured metrics."""
     from .augment import mesh_mirror_map
-    from .keras_seq import (class_weights, export_tflite, fit_best, make_dataset, one_frame_metrics, record_sha256,
-                            setup_tf)
+    from ..assets import record_sums
+    from .keras_seq import class_weights, export_tflite, fit_best, make_dataset, one_frame_metrics, setup_tf
 
     tf, keras = setup_tf(seed)
     out_dir = pathlib.Path(out_dir)
@@ -181,5 +181,5 @@ def train(target: str, data_dir, out_dir, epochs: int | None = None, quick: bool
     }
     meta_path = out_dir / "transformer.json"
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
-    record_sha256(out_dir, [tfl, meta_path])
+    record_sums([tfl, meta_path])
     return {"tflite": str(tfl), "meta": str(meta_path), **metrics, "wall_s": meta["training"]["wall_s"]}
