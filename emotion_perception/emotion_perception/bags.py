@@ -291,7 +291,7 @@ def evaluate_bag(bag, out_dir, desc_kwargs: dict | None = None, labels=None, rat
     from .launch_description import describe
     from .offline import OfflinePipeline
     from .run_output import RunWriter, json_default
-    from .sources import BagSource
+    from .sources import BagSource, skipped_inputs
 
     if rate not in ("max", "recorded"):
         raise ValueError(f"rate {rate!r}: choose max or recorded")
@@ -337,7 +337,7 @@ def evaluate_bag(bag, out_dir, desc_kwargs: dict | None = None, labels=None, rat
             source.close()
     info = {"input": str(bag), "input_kind": "rosbag2", "topic": source.topic, "msgtype": source.msgtype,
             "fps": source.fps, "nodes": list(op.desc.short_names), "nodes_not_started": op.skipped, "rate": rate,
-            "wall_time_s": round(time.monotonic() - t_start, 2)}
+            "inputs_skipped": skipped_inputs(source), "wall_time_s": round(time.monotonic() - t_start, 2)}
     writer.records.sort(key=lambda r: r["frame"])
     summary = writer.finish(info)
     outputs = op.desc.output_topics()
@@ -346,7 +346,7 @@ def evaluate_bag(bag, out_dir, desc_kwargs: dict | None = None, labels=None, rat
     report = {**info, "stamps": stamps, "labels": str(labels) if labels else None, "labels_layout": layout,
               "stamps_not_increasing": stamps_back, **score(writer.records, label_at, spans, lat_topic)}
     report["frames_in_bag"] = source.count
-    report["frames_dropped"] += max(0, (source.count or 0) - len(writer.records))
+    report["frames_dropped"] += max(0, (source.count or 0) - len(source.skipped) - len(writer.records))
     if "confusion" in report:
         plot_confusion(report["confusion"], out_dir / CONFUSION_PNG)
     plot_latency(writer.records, out_dir / LATENCY_PNG, lat_topic)
@@ -364,6 +364,7 @@ def report_markdown(r: dict) -> str:
              "| measure | value |", "|---|---|",
              f"| frames with a face | {r['frames_with_face']} / {r['frames']} |",
              f"| frames dropped (an output missing) | {r['frames_dropped']} |",
+             f"| messages left out, not decodable | {len(r.get('inputs_skipped') or [])} |",
              f"| header stamps not increasing (loops, jumps) | {r['stamps_not_increasing']} "
              f"(published: {'as recorded' if r['stamps'] == 'bag' else 'restamped from recording time'}) |",
              f"| flicker (label changes per minute) | {r['flicker_per_minute']} |",

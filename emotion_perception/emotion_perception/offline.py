@@ -490,6 +490,7 @@ def run_to_folder(source, out_dir, desc: PipelineDescription, progress: bool = T
     from tqdm import tqdm
 
     from .run_output import RunWriter
+    from .sources import skipped_inputs
 
     writer = RunWriter(out_dir, fps=source.fps or 25.0, video=video)
     t0 = time.monotonic()
@@ -505,6 +506,6 @@ def run_to_folder(source, out_dir, desc: PipelineDescription, progress: bool = T
     wall = time.monotonic() - t0
     info = {"input": str(getattr(source, "path", source.name)), "input_kind": source.kind,
             "fps": source.fps, "nodes": list(op.desc.short_names), "nodes_not_started": op.skipped,
-            "compressed": desc.compressed,
+            "compressed": desc.compressed, "inputs_skipped": skipped_inputs(source),
             "wall_time_s": round(wall, 2)}
     return writer.finish(info)

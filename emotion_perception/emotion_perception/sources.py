@@ -53,12 +53,27 @@ class Frame:
 
 
 class Source:
-    """Base of every source: iterate for frames; ``count`` may be None (camera)."""
+    """Base of every source: iterate for frames; ``count`` may be None (camera).
+
+    An input that cannot be read in the middle of a source (a corrupt file in a folder
+    of images, an undecodable message in a bag) is left out, not fatal: it is added to
+    ``skipped`` as (where, reason) and passed to ``on_skip`` when one is set, and the
+    frames after it still come.
+    """
 
     kind = "source"
     name = ""
     fps: float | None = None
     count: int | None = None
+    #: (where, reason) of every input left out so far, in input order.
+    skipped: tuple[tuple[str, str], ...] = ()
+    #: Called with (where, reason) as an input is left out (the ``run`` command prints it).
+    on_skip = None
+
+    def _skip(self, where: str, reason: str) -> None:
+        self.skipped = (*self.skipped, (where, reason))
+        if self.on_skip is not None:
+            self.on_skip(where, reason)
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -142,14 +157,18 @@ class CameraSource(VideoSource):
 
 
 class FolderSource(Source):
-    """Every image of a folder, in name order, ``fps`` apart."""
+    """Every image of a folder (or one image file), in name order, ``fps`` apart; an
+    unreadable file is left out (``skipped``) and keeps its place in time."""
 
     kind = "images"
 
     def __init__(self, path: pathlib.Path, fps: float = DEFAULT_FOLDER_FPS, max_frames: int | None = None):
         self.path = path
         self.name = path.name
-        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:max_frames]
+        if path.is_file():
+            self.files = [path]
+        else:
+            self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:max_frames]
         if not self.files:
             raise SourceError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
         self.fps = fps
@@ -158,11 +177,14 @@ class FolderSource(Source):
     def __iter__(self) -> Iterator[Frame]:
         import cv2
 
-        for i, f in enumerate(self.files):
+        n = 0
+        for k, f in enumerate(self.files):
             bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
             if bgr is None:
-                raise SourceError(f"{f}: not a readable image")
-            yield Frame(index=i, time_s=i / self.fps, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                self._skip(str(f), "not a readable image (corrupt, empty or not an image)")
+                continue
+            yield Frame(index=n, time_s=k / self.fps, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            n += 1
 
 
 def decode_image(msg, msgtype: str) -> np.ndarray:
@@ -228,17 +250,34 @@ class BagSource(Source):
 
     def __iter__(self) -> Iterator[Frame]:
         t0 = None
+        n = 0
         for i, (conn, log_ns, raw) in enumerate(self._reader.messages(connections=self._conns)):
             if self.max_frames is not None and i >= self.max_frames:
                 break
-            msg = self._typestore.deserialize_cdr(raw, conn.msgtype)
             t0 = log_ns if t0 is None else t0
+            where = f"{self.topic} message {i} ({(log_ns - t0) / 1e9:.3f} s)"
+            try:
+                msg = self._typestore.deserialize_cdr(raw, conn.msgtype)
+            except Exception as e:  # noqa: BLE001 - rosbags raises several types for bad CDR
+                self._skip(where, f"not a valid {conn.msgtype} ({type(e).__name__}: {e})")
+                continue
+            try:
+                rgb = decode_image(msg, conn.msgtype)
+            except SourceError as e:
+                self._skip(where, str(e))
+                continue
             stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-            yield Frame(index=i, time_s=(log_ns - t0) / 1e9, rgb=decode_image(msg, conn.msgtype),
+            yield Frame(index=n, time_s=(log_ns - t0) / 1e9, rgb=rgb,
                         stamp_ns=stamp, raw=bytes(raw), msgtype=conn.msgtype, frame_id=msg.header.frame_id)
+            n += 1
 
     def close(self) -> None:
         self._reader.close()
+
+
+def skipped_inputs(source: Source) -> list[dict]:
+    """The inputs ``source`` left out, for a run's summary: [{"input", "reason"}]."""
+    return [{"input": where, "reason": reason} for where, reason in source.skipped]
 
 
 def open_source(spec: str | int | pathlib.Path, topic: str | None = None, fps: float | None = None,
@@ -265,5 +304,5 @@ def open_source(spec: str | int | pathlib.Path, topic: str | None = None, fps: f
     if path.suffix in (".db3", ".mcap"):
         return BagSource(path.parent, topic=topic, max_frames=max_frames)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        raise SourceError(f"{path}: a single image; put it in a folder to run on it")
+        return FolderSource(path, fps=fps or DEFAULT_FOLDER_FPS)
     return VideoSource(path, max_frames=max_frames)

@@ -150,3 +150,31 @@ def test_recorded_rate_replay_counts_what_the_nodes_missed(video, tmp_path):
     lines = [json.loads(x) for x in (out / "frames.jsonl").read_text().splitlines()]
     assert rep["frames_dropped"] == sum(1 for r in lines if r["missing"]) + (15 - len(lines))
     assert rep["frames_with_face"] >= 1 and rep["wall_time_s"] >= 0.45  # 14 frame gaps of 33 ms
+
+
+def test_an_undecodable_message_in_a_bag_is_left_out_and_counted(video, tmp_path, capsys):
+    """One corrupt JPEG among good ones (a recorder's dropped bytes): the replay goes on
+    past it, and the report counts it apart from frames the nodes dropped."""
+    good = tmp_path / "good"
+    video_to_bag(video("single_face.mp4"), good, compressed=True, max_frames=6)
+    ts = bag_typestore()
+    bag = tmp_path / "one_bad"
+    with Reader(good) as r, Writer(bag, version=8) as w:
+        (conn,) = r.connections
+        out = w.add_connection(conn.topic, conn.msgtype, typestore=ts)
+        for i, (_, t, raw) in enumerate(r.messages()):
+            if i == 3:
+                msg = ts.deserialize_cdr(raw, conn.msgtype)
+                msg.data = np.frombuffer(b"\xff\xd8 not a jpeg", dtype=np.uint8)
+                raw = ts.serialize_cdr(msg, conn.msgtype)
+            w.write(out, t, raw)
+    src = BagSource(bag)
+    frames = list(src)
+    assert len(frames) == 5 and [f.index for f in frames] == [0, 1, 2, 3, 4]
+    assert len(src.skipped) == 1 and src.skipped[0][0].startswith(f"{src.topic} message 3 ")
+    out = tmp_path / "report"
+    assert main(["bag", "evaluate", str(bag), "-o", str(out), "--quiet"]) == 0
+    assert "left out" in capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["frames"] == 5 and rep["frames_dropped"] == 0 and len(rep["inputs_skipped"]) == 1
+    assert "messages left out, not decodable | 1 |" in (out / "report.md").read_text()

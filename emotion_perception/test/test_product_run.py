@@ -153,6 +153,44 @@ def test_image_folder_input(muxspace_images, tmp_path):
     assert [f.time_s for f in frames] == [0.0, 0.1, 0.2] and frames[0].rgb.ndim == 3
 
 
+def test_an_unreadable_image_in_a_folder_is_left_out_and_the_others_keep_their_times(muxspace_images, tmp_path,
+                                                                                    capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, (path, _) in enumerate(muxspace_images[:3]):
+        (folder / f"{i}{path.suffix}").write_bytes(path.read_bytes())
+    (folder / "1b.png").write_bytes(b"")  # sorts between 1 and 2: an empty file
+    src = open_source(folder)
+    seen = []
+    src.on_skip = lambda where, why: seen.append(where)
+    frames = list(src)
+    assert [f.time_s for f in frames] == [0.0, 0.1, 0.3]  # 1b.png keeps its place in time
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert seen == [str(folder / "1b.png")] and src.skipped[0][0] == str(folder / "1b.png")
+    assert "not a readable image" in src.skipped[0][1]
+
+    # the run goes on past it, says so in one line and lists it in the summary
+    assert main(["run", str(folder), "-o", str(tmp_path / "out"), "--quiet", "--no-video"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("left out") == 1 and "1b.png" in err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["frames"] == 3 and [s["input"] for s in summary["inputs_skipped"]] == [str(folder / "1b.png")]
+
+    # nothing readable at all: an error, not an empty result
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.jpg").write_bytes(b"not a jpeg")
+    assert main(["run", str(tmp_path / "bad"), "-o", str(tmp_path / "o2"), "--quiet", "--no-video"]) == 2
+    assert "no frame could be read" in capsys.readouterr().err
+
+
+def test_a_single_image_file_runs_as_one_frame(muxspace_images, tmp_path):
+    path = muxspace_images[0][0]
+    src = open_source(path)
+    assert src.kind == "images" and src.count == 1
+    (frame,) = list(src)
+    assert frame.rgb.shape == cv2.imread(str(path)).shape
+
+
 def test_unreadable_inputs_get_clear_errors(tmp_path, capsys):
     with pytest.raises(SourceError, match="no such file"):
         open_source(tmp_path / "missing.mp4")

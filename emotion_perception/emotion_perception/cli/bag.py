@@ -87,5 +87,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     keys = ("frames", "frames_with_face", "frames_dropped", "accuracy", "macro_f1", "flicker_per_minute",
             "time_to_first_confident_s", "latency_ms")
     print(json.dumps({k: report.get(k) for k in keys}))
+    for item in report["inputs_skipped"]:
+        print(f"emotion-perception bag evaluate: left out {item['input']}: {item['reason']}", file=sys.stderr)
     print(f"report in {args.output}/report.md")
     return 0
