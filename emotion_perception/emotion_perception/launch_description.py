@@ -146,6 +146,51 @@ def default_params_file() -> str:
     return str(config_path("params.yaml"))
 
 
+def check_params_file(params_file: str | os.PathLike) -> str:
+    """``params_file`` as a string once it is a ROS 2 parameter file the nodes can start
+    with: readable YAML whose top level maps node names (or namespaces, or ``/**``) to
+    ``ros__parameters`` mappings, as ``config/params.yaml``.
+
+    ROS itself reports a bad file only as every node's start fails (a traceback from
+    ``rclpy.init`` per process); this says what is wrong, once, before anything starts.
+
+    Raises:
+        ValueError: the file is missing, unreadable, not YAML, or not laid out that way.
+    """
+    import yaml
+
+    path = pathlib.Path(params_file)
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ValueError(f"parameter file {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        raise ValueError(f"parameter file {path} is not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"parameter file {path}: expected node names mapping to 'ros__parameters', "
+                         "as config/params.yaml")
+
+    def check(tree: dict, where: str) -> None:
+        for key, value in tree.items():
+            here = f"{where}/{key}".lstrip("/") if where else str(key)
+            if not isinstance(value, dict):
+                raise ValueError(f"parameter file {path}: {here} is not under a 'ros__parameters' key; a node's "
+                                 "parameters go under '<node name>: ros__parameters:', as in config/params.yaml")
+            if key == "ros__parameters":
+                continue
+            if "ros__parameters" not in value:
+                check(value, here)
+            elif not isinstance(value["ros__parameters"], dict):
+                raise ValueError(f"parameter file {path}: {here}/ros__parameters must be a mapping of "
+                                 "parameter names to values")
+
+    check(data, "")
+    return str(params_file)
+
+
 def namespaced_params_file(params_file: str | os.PathLike, namespace: str) -> str:
     """The parameter file to hand ROS for nodes in ``namespace``.
 
@@ -199,10 +244,13 @@ def describe(image_topic: str = IMAGE_TOPIC, compressed: bool = False, namespace
             whether to set ``FASTDDS_BUILTIN_TRANSPORTS``.
 
     Raises:
-        ValueError: an unknown node name in ``enabled`` or an empty image topic.
+        ValueError: an unknown node name in ``enabled``, an empty image topic or a
+            parameter file that is missing or malformed (:func:`check_params_file`).
     """
     if not image_topic:
         raise ValueError("the image topic is empty")
+    if params_file:
+        check_params_file(params_file)
     enabled = dict(enabled or {})
     for k in enabled:
         if k not in CLASSIFIER_ARGS:

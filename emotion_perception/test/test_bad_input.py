@@ -437,6 +437,19 @@ def test_tampered_model_stops_node_process_with_one_line(model_variants):
     assert str(paths["tampered"]) in fatal[0] and expected in fatal[0]
     assert hashlib.sha256(paths["tampered"].read_bytes()).hexdigest() in fatal[0]
 
+def test_a_params_file_ros_cannot_parse_stops_a_node_process_with_one_line(tmp_path):
+    """``ros2 run ... --ros-args --params-file bad.yaml``: rclpy.init refuses the file;
+    the node says so in one line and exits 2 instead of printing a traceback."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lstm_node: [\n")
+    r = subprocess.run([sys.executable, "-m", "emotion_perception.nodes.lstm_node", "--ros-args", "--params-file",
+                        str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    (line,) = [ln for ln in r.stderr.splitlines() if "cannot start" in ln]
+    assert "params file" in line and str(bad) in line
+
+
 
 # ------------------------------------------------------------------ our own messages
 

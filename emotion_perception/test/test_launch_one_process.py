@@ -24,10 +24,14 @@ def _described_by_cli(args: list[str]):
 @pytest.mark.parametrize("values", [
     {},
     {"image_topic": "/camera/color/image_raw", "compressed": "true", "namespace": "robot1"},
-    {"lstm": "false", "fusion": "false", "attention": "False", "params_file": "/tmp/my.yaml"},
+    {"lstm": "false", "fusion": "false", "attention": "False", "params_file": "my.yaml"},
     {"transformer": "false", "frame": "false", "image_emotion": "false", "one_process": "true"},
 ])
-def test_one_process_arguments_describe_the_same_pipeline(values):
+def test_one_process_arguments_describe_the_same_pipeline(values, tmp_path):
+    if "params_file" in values:  # a file the description checks: it must exist and be a parameter file
+        params = tmp_path / values["params_file"]
+        params.write_text("landmark_node:\n  ros__parameters:\n    max_faces: 1\n")
+        values = {**values, "params_file": str(params)}
     assert pipeline_arguments(values)[0] == "pipeline"
     assert _described_by_cli(pipeline_arguments(values)) == description_from_launch_arguments(values)
 

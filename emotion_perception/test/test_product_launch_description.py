@@ -13,8 +13,9 @@ import yaml
 
 from emotion_perception import transport
 from emotion_perception.launch_description import (CLASSIFIER_ARGS, COMPRESSED_PARAMETERS, LAUNCH_ARGUMENTS,
-                                                   NO_HRI_NOTE, describe, description_from_launch_arguments,
-                                                   namespaced_params_file, node_available, parse_bool)
+                                                   NO_HRI_NOTE, check_params_file, describe,
+                                                   description_from_launch_arguments, namespaced_params_file,
+                                                   node_available, parse_bool)
 from emotion_perception.nodes import NODES
 
 PKG = pathlib.Path(__file__).resolve().parents[1]
@@ -78,13 +79,15 @@ def test_user_transport_choice_is_kept():
             k: "/x.xml" for k in transport.profile_variables() if k != name}
 
 
-def test_launch_arguments_map_to_the_description():
+def test_launch_arguments_map_to_the_description(tmp_path):
     assert set(LAUNCH_ARGUMENTS) == {"image_topic", "compressed", "namespace", "params_file", "transformer",
                                      "lstm", "frame", "image_emotion", "fusion", "attention", "ros4hri",
                                      "one_process"}
+    params = tmp_path / "p.yaml"
+    params.write_text("landmark_node:\n  ros__parameters:\n    max_faces: 1\n")
     d = description_from_launch_arguments({"image_topic": "/cam", "compressed": "true", "fusion": "false",
-                                           "attention": "0", "params_file": "/p.yaml"}, env={})
-    assert d.params_file == "/p.yaml"
+                                           "attention": "0", "params_file": str(params)}, env={})
+    assert d.params_file == str(params)
     assert "emotion_fusion" not in d.short_names and "attention" not in d.short_names
     assert d.compressed and d.remap_args() == ["image/compressed:=/cam/compressed"]
     assert parse_bool("On") and not parse_bool("no")
@@ -178,3 +181,50 @@ def test_without_hri_msgs_the_pipeline_leaves_the_producer_out(monkeypatch):
 
     pipeline = Pipeline(DEFAULT_NODES)
     assert "hri" not in pipeline.node_names and pipeline.notes == (ld.NO_HRI_NOTE,)
+
+
+def test_a_bad_params_file_is_named_once_before_anything_starts(tmp_path, capsys):
+    """ROS reports a bad parameter file as a traceback from rclpy.init in every process;
+    the description and the command line say what is wrong with it first."""
+    from emotion_perception.cli import main
+
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("robot1:\n  landmark_node:\n    ros__parameters:\n      max_faces: 1\n")
+    assert check_params_file(PKG / "config" / "params.yaml") and check_params_file(nested) == str(nested)
+    cases = {
+        "missing.yaml": (None, "No such file"),
+        "broken.yaml": ("landmark_node: [\n", "not valid YAML \\(line 2"),
+        "flat.yaml": ("landmark_node:\n  max_faces: 2\n", "landmark_node/max_faces is not under a 'ros__parameters'"),
+        "empty.yaml": ("", "expected node names"),
+        "scalar_params.yaml": ("landmark_node:\n  ros__parameters: 3\n", "ros__parameters must be a mapping"),
+    }
+    for name, (text, reason) in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(ValueError, match=reason):
+            check_params_file(path)
+        with pytest.raises(ValueError, match=reason):
+            describe(params_file=path, env={})
+        for command in (["pipeline"], ["run", str(tmp_path), "-o", str(tmp_path / "o")]):
+            with pytest.raises(SystemExit) as e:
+                main([*command, "--params-file", str(path)])
+            assert e.value.code == 2
+            err = capsys.readouterr().err
+            assert "argument --params-file" in err and name in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "x.mp4", "-o", "o", "--fps", "-5"], "argument --fps: -5 is not a positive number"),
+    (["run", "x.mp4", "-o", "o", "--max-frames", "0"], "argument --max-frames: 0 is not a positive integer"),
+    (["run", "x.mp4", "-o", "o", "--frame-timeout", "abc"], "argument --frame-timeout: 'abc' is not a number"),
+    (["pipeline", "--duration", "inf"], "argument --duration: inf is not a positive number"),
+    (["bag", "from-video", "a.mp4", "b", "--loops", "0"], "argument --loops: 0 is not a positive integer"),
+    (["calibrate-gaze", "--hfov-deg", "200"], "argument --hfov-deg: 200 is not a field of view"),
+])
+def test_a_number_out_of_range_is_a_usage_error_naming_the_option(args, message, capsys):
+    from emotion_perception.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err

@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .args import field_of_view_deg
+
 STATE_COLUMNS = ("left_eye", "right_eye", "mouth", "gaze_yaw", "gaze_pitch", "head_yaw", "head_pitch", "head_roll",
                  "looking_at_camera", "blink", "talking")
 
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="input .npz (frame or sequence layout)")
     p.add_argument("--output", required=True, help="output .csv")
     p.add_argument("--calibration", default=None, help="gaze calibration file (calibrate-gaze); default geometric")
-    p.add_argument("--hfov-deg", type=float, default=60.0, help="camera horizontal field of view, degrees")
+    p.add_argument("--hfov-deg", type=field_of_view_deg, default=60.0, help="camera horizontal field of view, degrees")
     p.set_defaults(func=run)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from .args import positive_float, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from .pipeline import add_description_arguments
@@ -27,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--topic", default="/camera/image_raw",
                    help="topic (default /camera/image_raw; /compressed is appended with --compressed)")
     w.add_argument("--frame-id", default="camera")
-    w.add_argument("--max-frames", type=int, default=None)
-    w.add_argument("--loops", type=int, default=1, help="write the video this many times (stamps repeat)")
+    w.add_argument("--max-frames", type=positive_int, default=None)
+    w.add_argument("--loops", type=positive_int, default=1, help="write the video this many times (stamps repeat)")
     w.set_defaults(func=run_from_video)
     e = bsub.add_parser("evaluate", help="replay a bag into the nodes and write a report")
     e.add_argument("bag")
@@ -40,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bag: publish the recorded header stamps (loops and jumps included); recording: "
                    "restamp from the recording time, always increasing")
     e.add_argument("--topic", default=None, help="image topic when the bag holds several")
-    e.add_argument("--max-frames", type=int, default=None)
-    e.add_argument("--frame-timeout", type=float, default=3.0, help="wait for a frame's outputs, s")
+    e.add_argument("--max-frames", type=positive_int, default=None)
+    e.add_argument("--frame-timeout", type=positive_float, default=3.0, help="wait for a frame's outputs, s")
     e.add_argument("--quiet", action="store_true")
     add_description_arguments(e, image_topic=False)
     e.set_defaults(func=run_evaluate)

@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .args import field_of_view_deg, non_negative_float, positive_float
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate-gaze", help="record a person looking at known points; fit and save a gaze "
@@ -35,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", help="CSV start_s,end_s,x,y (with --video)")
     p.add_argument("--points", default="0.5,0.5;0.1,0.1;0.9,0.1;0.1,0.9;0.9,0.9;0.5,0.1;0.5,0.9;0.1,0.5;0.9,0.5",
                    help="targets 'x,y;x,y;...' (with --camera)")
-    p.add_argument("--hold-s", type=float, default=2.0, help="seconds recorded per target (camera)")
-    p.add_argument("--settle-s", type=float, default=0.5, help="seconds skipped at the start of each target")
-    p.add_argument("--hfov-deg", type=float, default=60.0, help="camera horizontal field of view, degrees")
+    p.add_argument("--hold-s", type=positive_float, default=2.0, help="seconds recorded per target (camera)")
+    p.add_argument("--settle-s", type=non_negative_float, default=0.5, help="seconds skipped at the start of each target")
+    p.add_argument("--hfov-deg", type=field_of_view_deg, default=60.0, help="camera horizontal field of view, degrees")
     p.add_argument("--output", required=True, help="calibration file to write (.json or .npz)")
     p.set_defaults(func=run)
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 
+from .args import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..classifiers import MODELS
@@ -31,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True,
                    help="labelled .npz (frame or sequence layout), or a folder of photos with a labels.csv")
     p.add_argument("--output", required=True, help="output directory")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N rows/clips")
+    p.add_argument("--limit", type=positive_int, default=None, help="score only the first N rows/clips")
     p.set_defaults(func=run)
 
 

@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import argparse
 
+from .args import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from .pipeline import params_file_arg
     from .run import add_offline_arguments
 
     p = sub.add_parser("evaluate-video", help="clip- and frame-level scores of the pipeline on labelled videos",
@@ -38,8 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subject", default=None,
                    help="the person of every clip whose row names none (for leave-one-actor-out fits; "
                         "default: each such clip its own person)")
-    p.add_argument("--max-frames", type=int, default=None, help="score only the first N frames of each clip")
-    p.add_argument("--params-file", default=None, help="parameter YAML of the nodes (default: the package's)")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="score only the first N frames of each clip")
+    p.add_argument("--params-file", default=None, type=params_file_arg,
+                   help="parameter YAML of the nodes (default: the package's)")
     add_offline_arguments(p)
     p.set_defaults(func=run)
 

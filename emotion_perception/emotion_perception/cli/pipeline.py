@@ -11,6 +11,8 @@ import argparse
 import signal
 import threading
 
+from .args import positive_float
+
 
 def add_description_arguments(p: argparse.ArgumentParser, image_topic: bool = True) -> None:
     """The launch file's arguments, as options (shared by pipeline, run, bag evaluate)."""
@@ -20,12 +22,22 @@ def add_description_arguments(p: argparse.ArgumentParser, image_topic: bool = Tr
         p.add_argument("--image-topic", default="image",
                        help="camera image topic (default: image); with --compressed, <topic>/compressed is read")
         p.add_argument("--compressed", action="store_true", help="read sensor_msgs/CompressedImage")
-    p.add_argument("--params-file", default=None, help="parameter YAML keyed by node name "
+    p.add_argument("--params-file", default=None, type=params_file_arg, help="parameter YAML keyed by node name "
                    "(default: the package's config/params.yaml)")
     p.add_argument("--namespace", default="", help="namespace of every node")
     for short, arg in CLASSIFIER_ARGS.items():
         p.add_argument(f"--no-{arg.replace('_', '-')}", dest=f"enable_{short}", action="store_false",
                        help=f"do not start {short}_node")
+
+
+def params_file_arg(text: str) -> str:
+    """argparse type of ``--params-file``: a usable ROS 2 parameter file, else one error line."""
+    from ..launch_description import check_params_file
+
+    try:
+        return check_params_file(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def enabled_from_args(args: argparse.Namespace) -> dict:
@@ -41,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--available-only", action="store_true",
                    help="leave out nodes that are not installed instead of failing")
     p.add_argument("--log-level", default=None, help="ROS log level (debug, info, warn, error)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--duration", type=positive_float, default=None, help="stop after this many seconds")
     p.add_argument("--print", dest="print_only", action="store_true",
                    help="print the nodes, remappings and parameters and exit")
     p.set_defaults(func=run)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 
+from .args import positive_float, positive_int
+
 
 def add_offline_arguments(p: argparse.ArgumentParser) -> None:
     """The options of a run through the nodes one frame at a time (``offline.run_to_folder``),
     shared by ``run`` and ``evaluate-video``."""
-    p.add_argument("--frame-timeout", type=float, default=3.0, help="wait for a frame's outputs, s (default 3)")
+    p.add_argument("--frame-timeout", type=positive_float, default=3.0, help="wait for a frame's outputs, s (default 3)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--log-level", default="warn",
                    help="ROS log level of the nodes (default warn: their start-up lines are INFO)")
@@ -30,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="video file, image folder or image file, rosbag2 directory, /dev/videoN or camera index")
     p.add_argument("--output", "-o", required=True, help="folder for the results (created)")
     p.add_argument("--topic", default=None, help="image topic to read from a bag with several")
-    p.add_argument("--fps", type=float, default=None, help="frame rate assumed for an image folder (default 10)")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--fps", type=positive_float, default=None, help="frame rate assumed for an image folder (default 10)")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
     p.add_argument("--compressed", action="store_true",
                    help="send frames to the nodes as CompressedImage (JPEG) instead of Image "
                    "(a bag of CompressedImage is always replayed as such)")

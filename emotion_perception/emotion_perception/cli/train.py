@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 
+from .args import positive_int
+
 TARGETS = ("transformer", "lstm", "lstm-3class")
 #: Frame, image and fusion targets (issue 4), trained by ``training.train_frame_image``.
 FRAME_IMAGE_TARGETS = ("svm-landmarks", "svm-blendshapes", "gnn-landmarks", "image-cnn", "fused")
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None,
                    help="shared data directory (default: $EMOTION_PERCEPTION_DATA or ../shared/data from the repo); for image-cnn the ferplus folder or the folder holding it")
     p.add_argument("--out", default=None, help="output directory (default: the package's models directory)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the shipped recipe's)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the shipped recipe's)")
     p.add_argument("--quick", action="store_true", help="tiny data and model, for smoke tests")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     g = p.add_argument_group("image-cnn (the face-image CNN, trained on FER+ aligned face crops)")

@@ -7,6 +7,7 @@ import os
 from typing import Callable
 
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
@@ -71,7 +72,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """``main()`` of every node: init, spin, shut down cleanly on Ctrl-C or SIGTERM.
 
     A node whose constructor raises (bad parameter, missing or tampered model) logs
-    one line naming the problem and exits with status 1. Before the first participant
+    one line naming the problem and exits with status 1; arguments ROS cannot take (a
+    parameter file it cannot parse) give one line and status 2. Before the first participant
     exists it loads the package's Fast DDS profile (``config/fastdds_shm.xml``, unless
     the user chose a transport or an XML profile; see ``transport.py``), so camera-sized
     images reach a node started alone (``ros2 run``) as they reach the pipeline, and
@@ -105,7 +107,13 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
 
     ignore_signals()  # rclpy's handler, installed over this, still acts on the first one
     cleaned = transport.prepare_process()
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except RCLError as e:  # e.g. a --params-file ROS cannot parse: one line, not a traceback
+        import sys
+
+        print(f"{os.path.basename(sys.argv[0])}: cannot start: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     context = rclpy.get_default_context()
     # Made at once: an executor made after a signal has shut the context down fails
     # half-built, and its __del__ prints a traceback (spin(node) would make one late).
