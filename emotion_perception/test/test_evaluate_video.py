@@ -192,6 +192,12 @@ def test_evaluate_video_refuses_a_missing_clip(tmp_path, capsys):
     (tmp_path / "labels.csv").write_text("path,label\nnot_there.mp4,sad\n")
     assert main(["evaluate-video", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
     assert "not_there.mp4: no such file" in capsys.readouterr().err
+    (tmp_path / "labels.csv").unlink()
+    assert main(["evaluate-video", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "labels.csv: no labels file" in err and "--labels" in err
+    assert main(["evaluate-video", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]) == 2
+    assert "nope: no such folder" in capsys.readouterr().err
 
 
 def test_stream_profile_fit_gives_weight_to_the_member_that_reads_video(tmp_path):

@@ -88,8 +88,16 @@ def run(args: argparse.Namespace) -> int:
     from ..run_output import FRAMES_FILE, SUMMARY_FILE
 
     folder = pathlib.Path(args.folder)
+    if not folder.is_dir():
+        print(f"emotion-perception evaluate-video: {folder}: no such folder", file=sys.stderr)
+        return 2
+    labels_path = pathlib.Path(args.labels) if args.labels else folder / "labels.csv"
+    if not labels_path.is_file():
+        print(f"emotion-perception evaluate-video: {labels_path}: no labels file; write one with the columns "
+              "path,label[,subject] (a row per video) or name it with --labels", file=sys.stderr)
+        return 2
     try:
-        labels = video_eval.read_labels(args.labels or folder / "labels.csv")
+        labels = video_eval.read_labels(labels_path)
     except (OSError, ValueError) as e:
         print(f"emotion-perception evaluate-video: {e}", file=sys.stderr)
         return 2
@@ -120,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         clips.append({"name": row["path"], "label": row["label"], "subject": row.get("subject") or args.subject or "",
                       "streams": video_eval.streams(video_eval.load_run(run_dir))})
     result = video_eval.score_clips(clips)
-    result["labels"] = str(args.labels or folder / "labels.csv")
+    result["labels"] = str(labels_path)
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(out / "clips.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(result["clips"][0]))
