@@ -103,7 +103,26 @@ def test_evaluate_class_mismatch(tmp_path, sequence_npz):
     assert sum(m["confusion_matrix"][2]) == 1  # the surprise clip scored as unknown
 
 
-def test_predict_refuses_missing_inputs(tmp_path, frame_npz):
+def test_predict_refuses_missing_inputs(tmp_path, frame_npz, capsys):
     path, _, _ = frame_npz
-    with pytest.raises(ValueError, match="needs landmarks"):
-        main(["predict", "--model", "transformer", "--input", str(path), "--output", str(tmp_path / "x.csv")])
+    assert main(["predict", "--model", "transformer", "--input", str(path), "--output", str(tmp_path / "x.csv")]) == 2
+    assert "needs landmarks" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_file_that_is_not_a_npz_of_arrays_is_one_line_naming_it(tmp_path, frame_npz, capsys):
+    """predict and evaluate: exit status 2 and one line, not numpy's traceback."""
+    good, _, _ = frame_npz
+    (tmp_path / "text.npz").write_text("not numpy\n")
+    (tmp_path / "cut.npz").write_bytes(good.read_bytes()[:200])
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    np.savez(tmp_path / "pickled.npz", a=np.array([{"x": 1}], dtype=object))
+    cases = {"missing.npz": "no such file", "text.npz": "not a .npz of arrays", "cut.npz": "not a .npz of arrays",
+             "one.npy": "a single array (.npy)", "pickled.npz": "not a .npz of arrays"}
+    for name, reason in cases.items():
+        for command in ("predict", "evaluate"):
+            out = tmp_path / f"{command}-{name}"
+            assert main([command, "--model", "lstm", "--input", str(tmp_path / name), "--output", str(out)]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and name in err and reason in err, err
+            assert not out.exists()

@@ -138,12 +138,21 @@ def run(args: argparse.Namespace) -> int:
     import json
     import pathlib
 
+    import sys
+
     from .. import classifiers
+    from ..assets import ModelFileError
     from .predict import is_sequence_layout, load_arrays, predict_arrays, write_csv
 
-    arrays = load_arrays(args.input)
+    try:
+        arrays = load_arrays(args.input)
+    except ValueError as e:
+        print(f"emotion-perception evaluate: {e}", file=sys.stderr)
+        return 2
     if "label" not in arrays:
-        raise SystemExit(f"{args.input} has no 'label' array: nothing to evaluate against")
+        print(f"emotion-perception evaluate: {args.input} has no 'label' array: nothing to evaluate against",
+              file=sys.stderr)
+        return 2
     if args.limit:
         if is_sequence_layout(arrays):
             for k in ("sequence_start", "sequence_length", "label", "fps", "source", "subject", "image_wh"):
@@ -152,8 +161,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             arrays = {k: (v[:args.limit] if v.ndim and len(v) == len(arrays["label"]) else v)
                       for k, v in arrays.items()}
-    model = classifiers.load(args.model)
-    probs, labels = predict_arrays(model, arrays)
+    try:
+        model = classifiers.load(args.model)
+        probs, labels = predict_arrays(model, arrays)
+    except (ValueError, ModelFileError) as e:
+        print(f"emotion-perception evaluate: {e}", file=sys.stderr)
+        return 2
     out = pathlib.Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "predictions.csv", model.class_names, probs, labels)

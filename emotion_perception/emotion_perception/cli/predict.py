@@ -38,6 +38,7 @@ def load_arrays(path) -> dict:
     """The .npz as a dict of arrays (no pickle); a folder of photos with a
     labels.csv goes through the landmarker first (``image_folder``)."""
     import pathlib
+    import zipfile
 
     import numpy as np
 
@@ -46,8 +47,20 @@ def load_arrays(path) -> dict:
 
         return load_image_folder(path)
 
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not hasattr(z, "files"):  # a bare .npy: np.load returns the array itself
+            raise ValueError(f"{path}: a single array (.npy), not a .npz of named arrays")
+        with z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"{path}: not a .npz of arrays ({type(e).__name__}: {str(e).split('.')[0]})") from None
+    except ValueError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a .npz of arrays ({str(e).split('.')[0]})") from None
 
 
 def is_sequence_layout(arrays: dict) -> bool:
@@ -138,11 +151,18 @@ def write_csv(path, class_names, probs, labels) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import classifiers
+    import sys
 
-    arrays = load_arrays(args.input)
-    model = classifiers.load(args.model)
-    probs, labels = predict_arrays(model, arrays)
+    from .. import classifiers
+    from ..assets import ModelFileError
+
+    try:
+        arrays = load_arrays(args.input)
+        model = classifiers.load(args.model)
+        probs, labels = predict_arrays(model, arrays)
+    except (ValueError, ModelFileError) as e:
+        print(f"emotion-perception predict: {e}", file=sys.stderr)
+        return 2
     write_csv(args.output, model.class_names, probs, labels)
     n_none = int((labels == "").sum())
     unit = "clips" if is_sequence_layout(arrays) else "rows"
