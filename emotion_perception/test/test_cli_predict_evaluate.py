@@ -120,9 +120,23 @@ def test_a_file_that_is_not_a_npz_of_arrays_is_one_line_naming_it(tmp_path, fram
     cases = {"missing.npz": "no such file", "text.npz": "not a .npz of arrays", "cut.npz": "not a .npz of arrays",
              "one.npy": "a single array (.npy)", "pickled.npz": "not a .npz of arrays"}
     for name, reason in cases.items():
-        for command in ("predict", "evaluate"):
+        for command in ("predict", "evaluate", "attention"):
             out = tmp_path / f"{command}-{name}"
-            assert main([command, "--model", "lstm", "--input", str(tmp_path / name), "--output", str(out)]) == 2
+            model = [] if command == "attention" else ["--model", "lstm"]
+            assert main([command, *model, "--input", str(tmp_path / name), "--output", str(out)]) == 2
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and name in err and reason in err, err
             assert not out.exists()
+
+
+def test_train_without_its_data_names_what_is_missing(tmp_path, capsys):
+    """A clone without ../shared: train says where it looked and how to point it at the data."""
+    assert main(["train", "lstm", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no training data at" in err and "--data" in err and "EMOTION_PERCEPTION_DATA" in err
+    (tmp_path / "data").mkdir()
+    for target, missing in (("lstm", "rafdb_blendshapes/train.npz"), ("image-cnn", "train.npz")):
+        assert main(["train", target, "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and missing in err, err
+    assert not any((tmp_path / "out").glob("*.tflite"))

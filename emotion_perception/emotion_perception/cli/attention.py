@@ -120,14 +120,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..attention import CalibrationError, GazeCalibration
+    from .predict import read_npz
 
     try:
         cal = GazeCalibration.load(args.calibration) if args.calibration else None
-        with np.load(args.input, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = read_npz(args.input)
         header, rows = estimate_rows(arrays, cal, args.hfov_deg, warn=lambda m: print(m, file=sys.stderr))
     except (OSError, ValueError, CalibrationError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"emotion-perception attention: {e}", file=sys.stderr)
         return 2
     with open(args.output, "w", newline="") as f:
         w = csv.writer(f)

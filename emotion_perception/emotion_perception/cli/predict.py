@@ -38,14 +38,23 @@ def load_arrays(path) -> dict:
     """The .npz as a dict of arrays (no pickle); a folder of photos with a
     labels.csv goes through the landmarker first (``image_folder``)."""
     import pathlib
-    import zipfile
-
-    import numpy as np
 
     if pathlib.Path(path).is_dir():
         from ..image_folder import load_image_folder
 
         return load_image_folder(path)
+    return read_npz(path)
+
+
+def read_npz(path) -> dict:
+    """A .npz file's arrays by name (no pickle).
+
+    Raises:
+        ValueError: the file is missing or is not a .npz of plain arrays, saying which.
+    """
+    import zipfile
+
+    import numpy as np
 
     try:
         z = np.load(path, allow_pickle=False)

@@ -57,21 +57,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import pathlib
 
+    import sys
+
     from ..assets import models_dir
-    from ..training.data import default_data_dir
+    from ..training.data import DATA_ENV, default_data_dir
 
     data = pathlib.Path(args.data) if args.data else default_data_dir()
+    if not data.exists():
+        print(f"emotion-perception train: no training data at {data}: pass --data DIR or set {DATA_ENV} "
+              "(the shared data folder; each model card says which part it reads)", file=sys.stderr)
+        return 2
     out = pathlib.Path(args.out) if args.out else models_dir()
     out.mkdir(parents=True, exist_ok=True)
-    if args.target in FRAME_IMAGE_TARGETS:
-        from ..training.train_frame_image import run_target
+    try:
+        if args.target in FRAME_IMAGE_TARGETS:
+            from ..training.train_frame_image import run_target
 
-        return run_target(args, data, out)
-    if args.target == "transformer":
-        from ..training.transformer import train
-    else:
-        from ..training.lstm import train
-    result = train(args.target, data_dir=data, out_dir=out, epochs=args.epochs, quick=args.quick, seed=args.seed)
+            return run_target(args, data, out)
+        if args.target == "transformer":
+            from ..training.transformer import train
+        else:
+            from ..training.lstm import train
+        result = train(args.target, data_dir=data, out_dir=out, epochs=args.epochs, quick=args.quick,
+                       seed=args.seed)
+    except FileNotFoundError as e:  # a part of the data folder missing: which file
+        what = f"{e.filename}: missing from the training data" if e.filename else str(e)
+        print(f"emotion-perception train: {what}", file=sys.stderr)
+        return 2
     for k, v in result.items():
         print(f"{k}: {v}")
     return 0
