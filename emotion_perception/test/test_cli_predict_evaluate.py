@@ -117,10 +117,12 @@ def test_a_file_that_is_not_a_npz_of_arrays_is_one_line_naming_it(tmp_path, fram
     (tmp_path / "cut.npz").write_bytes(good.read_bytes()[:200])
     np.save(tmp_path / "one.npy", np.zeros(3))
     np.savez(tmp_path / "pickled.npz", a=np.array([{"x": 1}], dtype=object))
+    (tmp_path / "no_photos").mkdir()
     cases = {"missing.npz": "no such file", "text.npz": "not a .npz of arrays", "cut.npz": "not a .npz of arrays",
-             "one.npy": "a single array (.npy)", "pickled.npz": "not a .npz of arrays"}
+             "one.npy": "a single array (.npy)", "pickled.npz": "not a .npz of arrays",
+             "no_photos": "no images listed"}
     for name, reason in cases.items():
-        for command in ("predict", "evaluate", "attention"):
+        for command in ("predict", "evaluate", "attention")[:2 if name == "no_photos" else 3]:
             out = tmp_path / f"{command}-{name}"
             model = [] if command == "attention" else ["--model", "lstm"]
             assert main([command, *model, "--input", str(tmp_path / name), "--output", str(out)]) == 2

@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         arrays = load_arrays(args.input)
-    except ValueError as e:
+    except (OSError, ValueError) as e:  # OSError: a photo folder with nothing to read
         print(f"emotion-perception evaluate: {e}", file=sys.stderr)
         return 2
     if "label" not in arrays:

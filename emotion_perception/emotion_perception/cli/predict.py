@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         arrays = load_arrays(args.input)
         model = classifiers.load(args.model)
         probs, labels = predict_arrays(model, arrays)
-    except (ValueError, ModelFileError) as e:
+    except (OSError, ValueError, ModelFileError) as e:
         print(f"emotion-perception predict: {e}", file=sys.stderr)
         return 2
     write_csv(args.output, model.class_names, probs, labels)
