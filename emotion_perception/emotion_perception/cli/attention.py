@@ -117,8 +117,6 @@ def estimate_rows(arrays: dict, calibration=None, hfov_deg: float = 60.0, warn=p
 def run(args: argparse.Namespace) -> int:
     import csv
 
-    import numpy as np
-
     from ..attention import CalibrationError, GazeCalibration
     from .predict import read_npz
 

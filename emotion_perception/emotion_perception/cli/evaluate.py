@@ -137,7 +137,6 @@ def plot(result: dict, out_dir, title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import pathlib
-
     import sys
 
     from .. import classifiers

@@ -56,7 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import pathlib
-
     import sys
 
     from ..assets import models_dir
